@@ -1,0 +1,240 @@
+"""velesio's settings, read once from the environment.
+
+The variable names of the original velesio deployment stay as they were (API_TOKENS, REDIS_URL,
+RUN_LLAMACPP, ...); the ones velesio added are listed in the README. Every problem is reported as
+one line that names the variable and says how to fix it, and the process stops before it serves
+anything: a worker that starts with a typo in GPU_LAYERS is worse than one that does not start.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import NoReturn
+from urllib.parse import quote, urlsplit
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off"}
+
+
+class SettingsError(ValueError):
+    """A setting is missing, malformed or contradicts another one. ``str()`` is one line."""
+
+    def __init__(self, variable: str, problem: str, fix: str) -> None:
+        super().__init__(f"{variable}: {problem}; {fix}")
+        self.variable = variable
+
+
+@dataclass(frozen=True)
+class Settings:
+    api_tokens: tuple[str, ...]
+    redis_url: str
+    run_llamacpp: bool
+    run_ollama: bool
+    run_sd: bool
+    #: Worker mode: True takes jobs from Redis, False serves its backend alone on its own port.
+    api: bool
+    models_dir: Path
+    model_url: str | None
+    #: The GGUF file the worker's llama-server loads (MODEL_PATH, else models/text/model.gguf).
+    model_path: Path
+    gpu_layers: int
+    #: An external llama-server (http://host:port or unix:///path), instead of a supervised one.
+    llama_server_url: str | None
+    #: Also serve the supervised llama-server on 127.0.0.1:LLAMA_PORT (it always has a Unix socket).
+    llama_port: int | None
+    llama_server_bin: str | None
+    #: Extra command-line arguments for the supervised llama-server (e.g. "--threads 4").
+    llama_server_args: tuple[str, ...]
+    #: Concurrent generations per worker: llama-server's slots (-np) and the worker's threads.
+    llama_slots: int
+    #: Context size of one slot, in tokens (llama-server's -c is this times the slots).
+    llama_ctx: int
+    llama_embeddings: bool
+    queue_cap: int
+    job_deadline_s: float
+    job_timeout_s: float
+    max_body_bytes: int
+    api_host: str
+    api_port: int
+    api_workers: int
+    standalone_llm_port: int
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if env is None else env
+        read = _Reader(env)
+        models_dir = Path(read.text("MODELS_DIR", "models"))
+        settings = cls(
+            api_tokens=read.tokens("API_TOKENS"),
+            redis_url=read.redis_url(),
+            run_llamacpp=read.flag("RUN_LLAMACPP", True),
+            run_ollama=read.flag("RUN_OLLAMA", False),
+            run_sd=read.flag("RUN_SD", False),
+            api=read.flag("API", True),
+            models_dir=models_dir,
+            model_url=read.url("MODEL_URL", schemes=("http", "https")),
+            model_path=Path(read.text("MODEL_PATH", str(models_dir / "text" / "model.gguf"))),
+            gpu_layers=read.integer("GPU_LAYERS", 0, minimum=-1),
+            llama_server_url=read.url("LLAMA_SERVER_URL", schemes=("http", "https", "unix")),
+            llama_port=read.optional_integer("LLAMA_PORT", minimum=1, maximum=65535),
+            llama_server_bin=read.text("LLAMA_SERVER_BIN", "") or None,
+            llama_server_args=read.arguments("LLAMA_SERVER_ARGS"),
+            llama_slots=read.integer("LLAMA_SLOTS", 4, minimum=1, maximum=256),
+            llama_ctx=read.integer("LLAMA_CTX", 4096, minimum=128),
+            llama_embeddings=read.flag("LLAMA_EMBEDDINGS", True),
+            queue_cap=read.integer("QUEUE_CAP", 256, minimum=1),
+            job_deadline_s=read.seconds("JOB_DEADLINE", 60.0),
+            job_timeout_s=read.seconds("JOB_TIMEOUT", 600.0),
+            max_body_bytes=read.integer("MAX_BODY_BYTES", 16 * 1024 * 1024, minimum=1024),
+            api_host=read.text("API_HOST", "0.0.0.0"),
+            api_port=read.integer("API_PORT", 8000, minimum=1, maximum=65535),
+            api_workers=read.integer("API_WORKERS", 2, minimum=1, maximum=64),
+            standalone_llm_port=read.integer("LLM_PORT", 1337, minimum=1, maximum=65535),
+        )
+        settings._check_consistency(env)
+        return settings
+
+    def _check_consistency(self, env: Mapping[str, str]) -> None:
+        # RUN_LLAMACPP defaults to true: only an explicit "true" next to RUN_OLLAMA contradicts it.
+        if self.run_llamacpp and self.run_ollama and "RUN_LLAMACPP" in env:
+            raise SettingsError(
+                "RUN_OLLAMA",
+                "RUN_LLAMACPP and RUN_OLLAMA are both true, but a worker runs one LLM backend",
+                "set one of them to false",
+            )
+
+    def require_tokens(self) -> None:
+        """The API refuses to start open to the world: call this before serving."""
+        if not self.api_tokens:
+            raise SettingsError(
+                "API_TOKENS",
+                "no token is configured, so every client would be refused",
+                "set API_TOKENS to one or more comma-separated secrets (make up generates one)",
+            )
+
+    @property
+    def llm_backend(self) -> str | None:
+        if self.run_ollama:
+            return "ollama"
+        if self.run_llamacpp:
+            return "llamacpp"
+        return None
+
+
+def load_or_exit(env: Mapping[str, str] | None = None, *, require_tokens: bool = False) -> Settings:
+    """Settings for an entry point: on any problem, print the one line and exit with status 2."""
+    try:
+        settings = Settings.from_env(env)
+        if require_tokens:
+            settings.require_tokens()
+        return settings
+    except SettingsError as error:
+        exit_with(error)
+
+
+def exit_with(error: SettingsError) -> NoReturn:
+    print(f"velesio: {error}", file=sys.stderr)
+    raise SystemExit(2)
+
+
+class _Reader:
+    def __init__(self, env: Mapping[str, str]) -> None:
+        self._env = env
+
+    def _raw(self, name: str) -> str | None:
+        value = self._env.get(name)
+        if value is None or value.strip() == "":
+            return None
+        return value.strip()
+
+    def text(self, name: str, default: str) -> str:
+        value = self._raw(name)
+        return default if value is None else value
+
+    def flag(self, name: str, default: bool) -> bool:
+        value = self._raw(name)
+        if value is None:
+            return default
+        if value.lower() in _TRUE:
+            return True
+        if value.lower() in _FALSE:
+            return False
+        raise SettingsError(name, f"{value!r} is not a boolean", f"set {name}=true or {name}=false")
+
+    def integer(self, name: str, default: int, *, minimum: int | None = None, maximum: int | None = None) -> int:
+        value = self._raw(name)
+        if value is None:
+            return default
+        try:
+            number = int(value)
+        except ValueError:
+            raise SettingsError(name, f"{value!r} is not a whole number", f"set {name} to e.g. {default}") from None
+        if (minimum is not None and number < minimum) or (maximum is not None and number > maximum):
+            bounds = f"between {minimum} and {maximum}" if maximum is not None else f"at least {minimum}"
+            raise SettingsError(name, f"{number} is out of range", f"set {name} to a number {bounds}")
+        return number
+
+    def optional_integer(self, name: str, *, minimum: int, maximum: int) -> int | None:
+        if self._raw(name) is None:
+            return None
+        return self.integer(name, 0, minimum=minimum, maximum=maximum)
+
+    def seconds(self, name: str, default: float) -> float:
+        value = self._raw(name)
+        if value is None:
+            return default
+        try:
+            number = float(value)
+        except ValueError:
+            problem = f"{value!r} is not a number of seconds"
+            raise SettingsError(name, problem, f"set {name} to e.g. {default:g}") from None
+        if not number > 0 or number == float("inf"):
+            raise SettingsError(name, f"{value} is not a positive duration", f"set {name} to e.g. {default:g}")
+        return number
+
+    def arguments(self, name: str) -> tuple[str, ...]:
+        try:
+            return tuple(shlex.split(self._raw(name) or ""))
+        except ValueError as error:
+            raise SettingsError(name, f"cannot be split into arguments ({error})", "check its quotes") from None
+
+    def tokens(self, name: str) -> tuple[str, ...]:
+        value = self._raw(name) or ""
+        return tuple(token.strip() for token in value.split(",") if token.strip())
+
+    def url(self, name: str, *, schemes: tuple[str, ...]) -> str | None:
+        value = self._raw(name)
+        if value is None:
+            return None
+        _check_url(name, value, schemes)
+        return value
+
+    def redis_url(self) -> str:
+        url = self._raw("REDIS_URL")
+        if url is not None:
+            _check_url("REDIS_URL", url, ("redis", "rediss", "unix"))
+            return url
+        host = self.text("REDIS_HOST", "localhost")
+        port = self.integer("REDIS_PORT", 6379, minimum=1, maximum=65535)
+        password = self._raw("REDIS_PASS")
+        auth = f":{quote(password, safe='')}@" if password else ""
+        return f"redis://{auth}{host}:{port}/0"
+
+
+def _check_url(name: str, value: str, schemes: tuple[str, ...]) -> None:
+    example = f"{schemes[0]}://host:port"
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 - raises ValueError on a malformed port
+    except ValueError:
+        raise SettingsError(name, "is not a valid URL", f"set it like {example}") from None
+    if parts.scheme not in schemes:
+        problem = f"scheme {parts.scheme or '(none)'!r} is not one of {', '.join(schemes)}"
+        raise SettingsError(name, problem, f"set it like {example}")
+    if parts.scheme != "unix" and not parts.hostname:
+        raise SettingsError(name, "has no host", f"set it like {example}")
