@@ -1,0 +1,72 @@
+"""The events a running job sends back to the API, in order.
+
+    queued             the API queued the job (the stream's  {}
+                       first entry; readers start after it)
+    started            a worker took the job, and has not    {"worker": str, "started_at": float}
+                       said anything else for 50 ms
+    token ...          a piece of generated text (streaming) llama.cpp's partial chunk:
+                                                             {"content": str, "tokens": [int], ...}
+    progress ...       a step of a long job (images)         {"step": int, "steps": int, ...}
+    result | error     the end, exactly one of them          result: the kind's final answer;
+                                                             error: {"code", "message", "type"}
+
+Event data stays as the JSON bytes the worker wrote. The llama.cpp dialect forwards a token
+event without parsing it at all; other dialects parse what they need.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+import orjson
+
+from .errors import ErrorKind, GatewayError
+
+
+class EventType(StrEnum):
+    QUEUED = "queued"
+    STARTED = "started"
+    TOKEN = "token"
+    PROGRESS = "progress"
+    RESULT = "result"
+    ERROR = "error"
+
+    @property
+    def is_final(self) -> bool:
+        return self in (EventType.RESULT, EventType.ERROR)
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    type: EventType
+    data: bytes
+
+    @classmethod
+    def of(cls, type: EventType, value: Any) -> Event:
+        return cls(type, orjson.dumps(value))
+
+    @classmethod
+    def error(cls, error: GatewayError) -> Event:
+        return cls.of(EventType.ERROR, error.to_event_data())
+
+    def value(self) -> Any:
+        return orjson.loads(self.data)
+
+    def as_error(self) -> GatewayError:
+        return GatewayError.from_event_data(self.value())
+
+
+async def final_result(events: AsyncIterator[Event]) -> Event:
+    """Wait for the end of a job and return its result event; raise its error as a GatewayError.
+
+    This is the non-streaming path: the same events as a stream, collected, then encoded once.
+    """
+    async for event in events:
+        if event.type is EventType.RESULT:
+            return event
+        if event.type is EventType.ERROR:
+            raise event.as_error()
+    raise GatewayError(ErrorKind.SERVER, "the job ended without a result")

@@ -1,0 +1,112 @@
+"""Where a running job writes its events."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+from redis import Redis
+from redis.commands.core import Script
+
+from ..events import Event
+from ..jobs import Job
+from .keys import DRAMATIQ_NAMESPACE, QueueKeys, events_key, lua_script
+
+#: Slack on a job stream's TTL beyond the job's wait and run, set when the API opens the stream.
+FINISHED_EVENTS_TTL_S = 60
+#: How long a finished stream lives. Its reader is blocked on it already and gets the final event
+#: the moment it is written; the TTL only bounds the memory of streams nobody reads any more.
+FINISHED_STREAM_TTL_S = 10
+
+
+class EventSink(Protocol):
+    """Called from the job's own thread."""
+
+    def emit(self, event: Event) -> None: ...
+
+
+@dataclass(frozen=True)
+class MessageAck:
+    """Where a worker acknowledges the Dramatiq message that carried a job."""
+
+    unacked_set: str
+    messages_hash: str
+    message_id: str
+
+
+class RedisEventSink:
+    """Appends a job's events to the Redis Stream the API opened for it.
+
+    The final event also acknowledges the job's Dramatiq message, atomically (see finish.lua),
+    and calls ``on_acked`` so that Dramatiq's own ack need not go to Redis again.
+    """
+
+    def __init__(
+        self,
+        redis: Redis,
+        finish: Script,
+        job_id: str,
+        *,
+        ack: MessageAck | None = None,
+        on_acked: Callable[[str], None] | None = None,
+    ) -> None:
+        self._redis = redis
+        self._finish = finish
+        self._key = events_key(job_id)
+        self._ack = ack
+        self._on_acked = on_acked
+
+    def emit(self, event: Event) -> None:
+        if not event.type.is_final:
+            self._redis.xadd(self._key, {"t": event.type.value, "d": event.data})
+            return
+        keys = [self._key]
+        args: list[object] = [event.type.value, event.data, FINISHED_STREAM_TTL_S]
+        if self._ack is not None:
+            keys += [self._ack.unacked_set, self._ack.messages_hash]
+            args.append(self._ack.message_id)
+        self._finish(keys=keys, args=args)
+        if self._ack is not None and self._on_acked is not None:
+            self._on_acked(self._ack.message_id)
+
+
+class RedisEventSinks:
+    """Makes the event sinks of a worker's jobs.
+
+    With ``broker_id`` (the worker's Dramatiq broker), each job's final event acknowledges the
+    job's message from that broker's unacked set.
+    """
+
+    def __init__(
+        self,
+        redis: Redis,
+        *,
+        broker_id: str | None = None,
+        namespace: str = DRAMATIQ_NAMESPACE,
+        on_acked: Callable[[str], None] | None = None,
+    ) -> None:
+        self._redis = redis
+        self._finish = redis.register_script(lua_script("finish"))
+        self._broker_id = broker_id
+        self._namespace = namespace
+        self._on_acked = on_acked
+
+    def for_job(self, job: Job) -> RedisEventSink:
+        ack = None
+        if self._broker_id is not None:
+            keys = QueueKeys(job.queue.value, self._namespace)
+            ack = MessageAck(keys.unacked_set(self._broker_id), keys.messages_hash, job.id)
+        return RedisEventSink(self._redis, self._finish, job.id, ack=ack, on_acked=self._on_acked)
+
+
+class LoopEventSink:
+    """Hands a job's events from its thread to a reader on an asyncio event loop."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self.queue: asyncio.Queue[Event] = asyncio.Queue()
+
+    def emit(self, event: Event) -> None:
+        self._loop.call_soon_threadsafe(self.queue.put_nowait, event)

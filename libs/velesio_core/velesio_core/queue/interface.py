@@ -1,0 +1,38 @@
+"""What the API needs from a job queue, whichever one runs the jobs.
+
+Two implementations: :class:`~velesio_core.queue.redis_queue.RedisJobQueue` (Redis and Dramatiq,
+workers anywhere) and :class:`~velesio_core.queue.local_queue.LocalJobQueue` (jobs run in this
+process, for a worker serving its backend alone with no Redis).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Protocol
+
+from ..events import Event
+from ..jobs import Job
+
+
+class JobHandle(Protocol):
+    job: Job
+
+    def events(self) -> AsyncIterator[Event]:
+        """The job's events in order, ending with its result or error.
+
+        Raises GatewayError when no worker starts the job before its deadline, when it runs past
+        its timeout, or when the queue itself is unreachable.
+        """
+        ...
+
+    async def cancel(self) -> None:
+        """Stop the job, queued or running; its client is gone."""
+        ...
+
+
+class JobQueue(Protocol):
+    async def submit(self, job: Job) -> JobHandle:
+        """Queue a job. Raises GatewayError (unavailable, with a retry hint) when the queue is full."""
+        ...
+
+    async def close(self) -> None: ...

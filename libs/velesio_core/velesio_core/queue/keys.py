@@ -1,0 +1,56 @@
+"""Every Redis key velesio uses, named in one place.
+
+Dramatiq's own keys (queues, message hashes, acks, heartbeats) live under its namespace,
+``dramatiq`` by default; velesio's live under ``velesio``.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from importlib import resources
+
+DRAMATIQ_NAMESPACE = "dramatiq"
+
+#: Job ids are published here when their client goes away.
+CANCEL_CHANNEL = "velesio:cancel"
+#: Hash of worker id -> the worker's card (models, queues, heartbeat), see registry.py.
+WORKERS_KEY = "velesio:workers"
+
+#: Wake tokens kept when no consumer is idle: enough to wake every idle consumer of a busy
+#: deployment, few enough that an unconsumed pile stays tiny.
+WAKE_TOKENS_MAX = 64
+
+
+def events_key(job_id: str) -> str:
+    """The Redis Stream a job's events are written to."""
+    return f"velesio:job:{job_id}:events"
+
+
+@dataclass(frozen=True)
+class QueueKeys:
+    """The keys of one Dramatiq queue, as Dramatiq's Redis broker lays them out."""
+
+    queue: str
+    namespace: str = DRAMATIQ_NAMESPACE
+
+    @property
+    def messages_list(self) -> str:
+        return f"{self.namespace}:{self.queue}"
+
+    @property
+    def messages_hash(self) -> str:
+        return f"{self.namespace}:{self.queue}.msgs"
+
+    @property
+    def wake_list(self) -> str:
+        return f"{self.namespace}:{self.queue}.wake"
+
+    def unacked_set(self, broker_id: str) -> str:
+        """The messages a worker (one Dramatiq broker) fetched and has not acknowledged yet."""
+        return f"{self.namespace}:__acks__.{broker_id}.{self.queue}"
+
+
+@functools.cache
+def lua_script(name: str) -> bytes:
+    return resources.files(__package__).joinpath(f"{name}.lua").read_bytes()

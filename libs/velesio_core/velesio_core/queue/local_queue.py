@@ -1,0 +1,91 @@
+"""A job queue inside one process, for a worker that serves its backend alone (API=false).
+
+Same contract as the Redis queue (a cap, deadlines, timeouts, cancellation), no Redis: jobs run
+on threads of this process, at most ``slots`` generations at a time, and their events come back
+to the event loop that serves HTTP.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
+
+from ..cancellation import Reason
+from ..errors import ErrorKind, GatewayError, unavailable
+from ..events import Event
+from ..execution import JobExecutor
+from ..jobs import Job
+from .event_sink import LoopEventSink
+from .redis_queue import RETRY_AFTER_S
+
+#: Threads for jobs that hold no generation slot (tokenize, embeddings, ...).
+AUX_THREADS = 2
+
+
+class LocalJobQueue:
+    def __init__(self, executor: JobExecutor, *, slots: int, queue_cap: int) -> None:
+        self._executor = executor
+        self._generation = ThreadPoolExecutor(slots, thread_name_prefix="velesio-generate")
+        self._aux = ThreadPoolExecutor(AUX_THREADS, thread_name_prefix="velesio-aux")
+        self._queue_cap = queue_cap
+        self._lock = threading.Lock()
+        self._waiting = 0
+
+    async def submit(self, job: Job) -> LocalJobHandle:
+        with self._lock:
+            if self._waiting >= self._queue_cap:
+                raise unavailable(
+                    f"the server is busy: {self._queue_cap} jobs are already waiting; retry shortly",
+                    retry_after_s=RETRY_AFTER_S,
+                )
+            self._waiting += 1
+        loop = asyncio.get_running_loop()
+        sink = LoopEventSink(loop)
+        pool = self._generation if job.kind.holds_generation_slot else self._aux
+        loop.run_in_executor(pool, self._execute, job, sink)
+        return LocalJobHandle(job, sink, self._executor)
+
+    def _execute(self, job: Job, sink: LoopEventSink) -> None:
+        with self._lock:
+            self._waiting -= 1
+        self._executor.execute(job, sink)
+
+    async def close(self) -> None:
+        for pool in (self._generation, self._aux):
+            pool.shutdown(wait=False, cancel_futures=True)
+        await asyncio.to_thread(self._executor.drain, 0)
+        self._executor.close()
+
+
+class LocalJobHandle:
+    def __init__(self, job: Job, sink: LoopEventSink, executor: JobExecutor) -> None:
+        self.job = job
+        self._events = sink.queue
+        self._executor = executor
+
+    async def events(self) -> AsyncIterator[Event]:
+        give_up_at = self.job.deadline
+        started = False
+        while True:
+            try:
+                event = await asyncio.wait_for(self._events.get(), timeout=max(0.0, give_up_at - time.time()))
+            except TimeoutError:
+                await self.cancel()
+                raise self._timed_out(started) from None
+            if not started:
+                started = True
+                give_up_at = time.time() + self.job.timeout_s + 1.0
+            yield event
+            if event.type.is_final:
+                return
+
+    async def cancel(self) -> None:
+        self._executor.cancel(self.job.id, Reason.CLIENT_LEFT)
+
+    def _timed_out(self, started: bool) -> GatewayError:
+        if started:
+            return GatewayError(ErrorKind.TIMEOUT, f"the job did not finish within {self.job.timeout_s:g} s")
+        return unavailable("no slot became free for the job in time; retry later", retry_after_s=RETRY_AFTER_S)

@@ -1,0 +1,145 @@
+"""The API's side of the Redis queue: enqueue a job as a Dramatiq message, read its events.
+
+Enqueueing is one Lua call that checks the queue-depth cap, writes the message in Dramatiq's own
+layout and wakes an idle consumer. Events are read with ``XREAD BLOCK``: the API learns of each
+event the moment a worker writes it, and nothing in the request path sleeps or polls.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator
+
+import orjson
+import redis.asyncio as aioredis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from ..errors import ErrorKind, GatewayError, unavailable
+from ..events import Event, EventType
+from ..jobs import Job
+from .event_sink import FINISHED_EVENTS_TTL_S
+from .keys import CANCEL_CHANNEL, WAKE_TOKENS_MAX, QueueKeys, events_key, lua_script
+
+log = logging.getLogger(__name__)
+
+#: Seconds a client is told to wait before retrying when a queue is full.
+RETRY_AFTER_S = 1
+#: Slack on top of a job's deadline and timeout for the last event to travel back.
+_GRACE_S = 1.0
+
+
+def queue_error(error: RedisError) -> GatewayError:
+    """What a client is told when Redis fails under a request."""
+    if isinstance(error, RedisConnectionError | RedisTimeoutError):
+        return unavailable("the job queue (Redis) is unreachable", retry_after_s=RETRY_AFTER_S)
+    log.error("Redis refused a queue command: %s", error)
+    return GatewayError(ErrorKind.SERVER, "the job queue failed; the server log has the details")
+
+
+def actor_name(queue: str) -> str:
+    """The Dramatiq actor that runs a queue's jobs (registered by the worker)."""
+    return f"run_{queue}_job"
+
+
+def encode_job_message(job: Job) -> bytes:
+    """A Dramatiq message carrying the job, encoded as Dramatiq's JSON encoder would."""
+    message = {
+        "queue_name": job.queue.value,
+        "actor_name": actor_name(job.queue.value),
+        "args": [job.model_dump(mode="json")],
+        "kwargs": {},
+        "options": {"redis_message_id": job.id},
+        "message_id": job.id,
+        "message_timestamp": int(job.enqueued_at * 1000),
+    }
+    return orjson.dumps(message)
+
+
+class RedisJobQueue:
+    def __init__(self, redis: aioredis.Redis, *, queue_cap: int) -> None:
+        self.redis = redis
+        self._queue_cap = queue_cap
+        self._enqueue = redis.register_script(lua_script("enqueue"))
+        self._cancel = redis.register_script(lua_script("cancel"))
+
+    @classmethod
+    def from_url(cls, url: str, *, queue_cap: int) -> RedisJobQueue:
+        return cls(aioredis.Redis.from_url(url), queue_cap=queue_cap)
+
+    async def submit(self, job: Job) -> RedisJobHandle:
+        keys = QueueKeys(job.queue.value)
+        # The stream outlives anything that could still read it: the wait, the run, the grace.
+        ttl_s = int(job.deadline - job.enqueued_at + job.timeout_s) + FINISHED_EVENTS_TTL_S
+        try:
+            queued = await self._enqueue(
+                keys=[keys.messages_list, keys.messages_hash, keys.wake_list, events_key(job.id)],
+                args=[job.id, encode_job_message(job), self._queue_cap, WAKE_TOKENS_MAX, ttl_s],
+            )
+        except RedisError as error:
+            raise queue_error(error) from None
+        if not queued:
+            raise unavailable(
+                f"the server is busy: {self._queue_cap} jobs are already waiting; retry shortly",
+                retry_after_s=RETRY_AFTER_S,
+            )
+        return RedisJobHandle(self, job, after=queued)
+
+    async def depth(self, queue: str) -> int:
+        return await self.redis.llen(QueueKeys(queue).messages_list)
+
+    async def close(self) -> None:
+        await self.redis.aclose()
+
+    async def _cancel_job(self, job: Job) -> None:
+        keys = QueueKeys(job.queue.value)
+        await self._cancel(keys=[keys.messages_list, keys.messages_hash], args=[job.id, CANCEL_CHANNEL, job.id])
+
+
+class RedisJobHandle:
+    def __init__(self, queue: RedisJobQueue, job: Job, *, after: bytes) -> None:
+        self._queue = queue
+        self.job = job
+        self._after = after
+
+    async def events(self) -> AsyncIterator[Event]:
+        job = self.job
+        key = events_key(job.id)
+        last_id = self._after
+        # Until a worker starts the job, wait up to its deadline; then up to its run timeout.
+        give_up_at = job.deadline + _GRACE_S
+        started = False
+        try:
+            while True:
+                block_ms = int((give_up_at - time.time()) * 1000)
+                if block_ms <= 0:
+                    await self.cancel()
+                    raise self._timed_out(started)
+                reply = await self._queue.redis.xread({key: last_id}, block=block_ms)
+                for _stream, entries in reply or ():
+                    for entry_id, fields in entries:
+                        last_id = entry_id
+                        event = Event(EventType(fields[b"t"].decode()), fields[b"d"])
+                        if not started:
+                            # Any event means a worker has the job (see runner.STARTED_NOTICE_S).
+                            started = True
+                            give_up_at = time.time() + job.timeout_s + _GRACE_S
+                        yield event
+                        if event.type.is_final:
+                            return
+        except RedisError as error:
+            raise queue_error(error) from None
+
+    async def cancel(self) -> None:
+        # If Redis is gone too, workers still drop the job once its deadline or timeout passes.
+        with contextlib.suppress(RedisError):
+            await self._queue._cancel_job(self.job)
+
+    def _timed_out(self, started: bool) -> GatewayError:
+        if started:
+            return GatewayError(ErrorKind.TIMEOUT, f"the job did not finish within {self.job.timeout_s:g} s")
+        waited = self.job.deadline - self.job.enqueued_at
+        return unavailable(f"no worker started the job within {waited:g} s; retry later", retry_after_s=RETRY_AFTER_S)
