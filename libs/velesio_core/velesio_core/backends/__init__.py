@@ -1,0 +1,1 @@
+"""Backend adapters: the programs that actually run models (llama-server, Ollama, diffusers)."""

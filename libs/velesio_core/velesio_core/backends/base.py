@@ -1,0 +1,58 @@
+"""The contract between velesio's job runner and an LLM backend.
+
+Requests and answers use llama.cpp's native vocabulary (see jobs.py); a backend that is not
+llama-server translates. Calls are synchronous: each job runs on a worker thread of its own, and
+every call takes the job's Cancellation, which must interrupt it promptly (closing a connection
+is the usual way). Failures are raised as GatewayError, with the kind the client should see.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from ..cancellation import Cancellation
+from ..events import Event
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What a worker tells the API about the model it serves."""
+
+    id: str
+    n_ctx: int
+    slots: int
+    chat_template: str | None = None
+    #: The model's own name (GGUF general.name), which LLM for Unity matches templates on.
+    general_name: str | None = None
+    path: str | None = None
+    embeddings: bool = False
+    #: llama.cpp's GET /props body, answered from here without a round trip to the worker.
+    props: dict[str, Any] = field(default_factory=dict)
+
+
+class LlmBackend(Protocol):
+    def complete(self, request: dict[str, Any], *, stream: bool, cancellation: Cancellation) -> Iterator[Event]:
+        """Generate: token events (only when ``stream``), then one result event.
+
+        The result is llama.cpp's final /completion object; when not streaming it carries the
+        whole text in ``content``, when streaming ``content`` is empty (the tokens had it).
+        """
+        ...
+
+    def tokenize(self, request: dict[str, Any], cancellation: Cancellation) -> Any: ...
+
+    def detokenize(self, request: dict[str, Any], cancellation: Cancellation) -> Any: ...
+
+    def apply_template(self, request: dict[str, Any], cancellation: Cancellation) -> Any: ...
+
+    def embeddings(self, request: dict[str, Any], cancellation: Cancellation) -> Any:
+        """llama.cpp's native embeddings answer: ``[{"index": i, "embedding": [[float]]}]``."""
+        ...
+
+    def slots(self, cancellation: Cancellation) -> Any: ...
+
+    def model_info(self) -> ModelInfo: ...
+
+    def close(self) -> None: ...

@@ -1,0 +1,78 @@
+"""Stop a running job from another thread, at once, even while it blocks on I/O.
+
+A job checks its :class:`Cancellation` between steps, and whatever blocks (a socket read from
+llama-server, a diffusion step) registers a callback that unblocks it: closing the socket makes
+the read return at once, and llama-server sees the connection close at its next token.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from enum import Enum
+
+from .errors import ErrorKind, GatewayError
+
+
+class Reason(Enum):
+    CLIENT_LEFT = "the client went away"
+    TIMEOUT = "the job ran out of time"
+    SHUTDOWN = "the worker is shutting down"
+
+
+class JobCancelled(Exception):
+    def __init__(self, reason: Reason) -> None:
+        super().__init__(reason.value)
+        self.reason = reason
+
+
+class Cancellation:
+    """Thread-safe. ``cancel`` wins once; later calls change nothing."""
+
+    __slots__ = ("_callbacks", "_lock", "reason")
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._callbacks: list[Callable[[], None]] = []
+        self.reason: Reason | None = None
+
+    @property
+    def cancelled(self) -> bool:
+        return self.reason is not None
+
+    def cancel(self, reason: Reason) -> None:
+        with self._lock:
+            if self.reason is not None:
+                return
+            self.reason = reason
+            callbacks, self._callbacks = self._callbacks, []
+        for callback in callbacks:
+            callback()
+
+    def check(self) -> None:
+        """Raise JobCancelled if the job was cancelled."""
+        if self.reason is not None:
+            raise JobCancelled(self.reason)
+
+    def on_cancel(self, callback: Callable[[], None]) -> Callable[[], None]:
+        """Call ``callback`` on cancellation (at once if already cancelled). Returns an unregister."""
+        with self._lock:
+            if self.reason is None:
+                self._callbacks.append(callback)
+                return lambda: self._forget(callback)
+        callback()
+        return lambda: None
+
+    def _forget(self, callback: Callable[[], None]) -> None:
+        with self._lock:
+            if callback in self._callbacks:
+                self._callbacks.remove(callback)
+
+
+def error_for(reason: Reason, *, timeout_s: float) -> GatewayError | None:
+    """What to tell the client of a job cancelled for ``reason``; None when nobody is listening."""
+    if reason is Reason.TIMEOUT:
+        return GatewayError(ErrorKind.TIMEOUT, f"the job did not finish within {timeout_s:g} s")
+    if reason is Reason.SHUTDOWN:
+        return GatewayError(ErrorKind.UNAVAILABLE, "the worker is shutting down; retry", retry_after_s=1)
+    return None

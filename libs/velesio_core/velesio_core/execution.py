@@ -1,0 +1,171 @@
+"""Everything around running a job: drop the expired, cancel the abandoned and the overdue,
+announce the slow, drain on exit.
+
+A job whose deadline passed while it waited is dropped unrun: its client has been answered
+already. A job whose client went away is cancelled wherever it runs: the API publishes its id on
+the cancel channel, and the worker cancels it, which closes its backend request (llama-server
+frees the slot at its next token). One watchdog thread sweeps the running jobs a few dozen times a
+second: it cancels those past their timeout and sends ``started`` for those that have been silent
+for ``STARTED_NOTICE_S`` (see runner.py), instead of a timer per job. When the worker shuts down,
+running jobs get a grace period, then end with an error their clients can retry on.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+
+import redis
+
+from .cancellation import Cancellation, JobCancelled, Reason
+from .events import Event, EventType
+from .jobs import Job
+from .queue.event_sink import EventSink
+from .queue.keys import CANCEL_CHANNEL
+from .runner import JobRunner
+
+log = logging.getLogger(__name__)
+
+#: A job that has said nothing this long after it started sends an explicit ``started`` event.
+#: Any event means "started" to the API, so fast jobs spend no Redis write and no API wake-up on
+#: it; the delay is far below the API's one-second grace after a job's deadline.
+STARTED_NOTICE_S = 0.05
+_SWEEP_S = STARTED_NOTICE_S / 2
+#: How long a cancellation is remembered for a job this worker has not started (it may sit in
+#: the worker's prefetch buffer); longer than any deadline a job could still start within.
+_REMEMBER_CANCELLED_S = 3600.0
+
+
+@dataclass(eq=False)
+class _Running:
+    job: Job
+    sink: EventSink
+    worker_id: str
+    cancellation: Cancellation = field(default_factory=Cancellation)
+    started_at: float = field(default_factory=time.monotonic)
+    spoken: bool = False
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def emit(self, event: Event) -> None:
+        if not self.spoken:
+            with self.lock:
+                self.spoken = True
+        self.sink.emit(event)
+
+    def announce(self) -> None:
+        with self.lock:
+            if self.spoken:
+                return
+            self.spoken = True
+            started = {"worker": self.worker_id, "started_at": time.time()}
+            self.sink.emit(Event.of(EventType.STARTED, started))
+
+
+class JobExecutor:
+    """Thread-safe: jobs run on threads of their own, cancellations arrive on another."""
+
+    def __init__(self, runner: JobRunner) -> None:
+        self.runner = runner
+        self._lock = threading.Lock()
+        self._changed = threading.Condition(self._lock)
+        self._running: dict[str, _Running] = {}
+        self._cancelled: dict[str, float] = {}
+        self._closed = False
+        self.expired = 0
+        self.cancelled = 0
+        threading.Thread(target=self._watch, name="job-watchdog", daemon=True).start()
+
+    @property
+    def running(self) -> int:
+        return len(self._running)
+
+    def execute(self, job: Job, sink: EventSink) -> None:
+        """Run ``job`` on the calling thread, reporting to ``sink``."""
+        if job.expired():
+            self.expired += 1
+            log.info("dropped job %s: its deadline passed %.1f s ago", job.id, time.time() - job.deadline)
+            return
+        running = _Running(job, sink, self.runner.worker_id)
+        with self._lock:
+            if self._cancelled.pop(job.id, None) is not None:
+                self.cancelled += 1
+                log.info("dropped job %s: cancelled before it started", job.id)
+                return
+            self._running[job.id] = running
+            if len(self._running) == 1:
+                self._changed.notify_all()
+        try:
+            self.runner.run(job, running, running.cancellation)
+        except JobCancelled:
+            self.cancelled += 1
+            log.info("cancelled job %s: its client went away", job.id)
+        finally:
+            with self._lock:
+                del self._running[job.id]
+                if not self._running:
+                    self._changed.notify_all()
+
+    def cancel(self, job_id: str, reason: Reason = Reason.CLIENT_LEFT) -> None:
+        with self._lock:
+            running = self._running.get(job_id)
+            if running is None:
+                now = time.time()
+                self._cancelled[job_id] = now + _REMEMBER_CANCELLED_S
+                if len(self._cancelled) > 10_000:
+                    self._cancelled = {key: until for key, until in self._cancelled.items() if until > now}
+                return
+        running.cancellation.cancel(reason)
+
+    def drain(self, grace_s: float) -> None:
+        """Give running jobs ``grace_s`` to finish, then end the rest as the worker shuts down."""
+        with self._lock:
+            self._changed.wait_for(lambda: not self._running, timeout=grace_s)
+            remaining = list(self._running.values())
+        for running in remaining:
+            running.cancellation.cancel(Reason.SHUTDOWN)
+        with self._lock:
+            self._changed.wait_for(lambda: not self._running, timeout=5)
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            self._changed.notify_all()
+
+    def _watch(self) -> None:
+        while True:
+            with self._lock:
+                self._changed.wait_for(lambda: self._running or self._closed)
+                if self._closed:
+                    return
+                running = list(self._running.values())
+            now = time.monotonic()
+            for job in running:
+                elapsed = now - job.started_at
+                if elapsed >= job.job.timeout_s:
+                    job.cancellation.cancel(Reason.TIMEOUT)
+                elif elapsed >= STARTED_NOTICE_S and not job.spoken:
+                    try:
+                        job.announce()
+                    except Exception:  # the job's own write will fail and report the same
+                        log.warning("could not announce job %s", job.job.id, exc_info=True)
+            # The sweep period bounds how late a notice or a timeout can be; it only runs while
+            # jobs do, and the request path never waits on it.
+            time.sleep(_SWEEP_S)
+
+
+def listen_for_cancellations(client: redis.Redis, executor: JobExecutor, ready: threading.Event) -> None:
+    """Cancel jobs as the API announces them; runs on a thread of its own. Sets ``ready`` once
+    subscribed, and resubscribes after a lost connection."""
+    while True:
+        try:
+            with client.pubsub(ignore_subscribe_messages=True) as pubsub:
+                pubsub.subscribe(CANCEL_CHANNEL)
+                ready.set()
+                for message in pubsub.listen():
+                    if message["type"] == "message":
+                        executor.cancel(message["data"].decode())
+        except (redis.ConnectionError, redis.TimeoutError, OSError) as error:
+            log.warning("lost the cancel channel (%s); subscribing again in 1 s", error)
+            time.sleep(1)

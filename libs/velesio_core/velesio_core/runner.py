@@ -1,0 +1,60 @@
+"""Run one job on an LLM backend and report what happens as events."""
+
+from __future__ import annotations
+
+import logging
+
+from .backends.base import LlmBackend
+from .cancellation import Cancellation, JobCancelled, error_for
+from .errors import ErrorKind, GatewayError
+from .events import Event, EventType
+from .jobs import Job, JobKind
+from .queue.event_sink import EventSink
+
+log = logging.getLogger(__name__)
+
+
+class JobRunner:
+    def __init__(self, backend: LlmBackend, *, worker_id: str) -> None:
+        self.backend = backend
+        self.worker_id = worker_id
+
+    def run(self, job: Job, sink: EventSink, cancellation: Cancellation) -> None:
+        """Emit the job's events, ending with exactly one result or error.
+
+        A job cancelled because its client left ends silently (JobCancelled propagates): there
+        is nobody left to tell. Timeouts and shutdowns end with an error the client can act on.
+        """
+        try:
+            self._run(job, sink, cancellation)
+        except JobCancelled as cancelled:
+            error = error_for(cancelled.reason, timeout_s=job.timeout_s)
+            if error is None:
+                raise
+            sink.emit(Event.error(error))
+        except GatewayError as error:
+            sink.emit(Event.error(error))
+        except Exception:
+            log.exception("job %s (%s) failed", job.id, job.kind)
+            error = GatewayError(ErrorKind.SERVER, "the worker failed to run the job; its log has the details")
+            sink.emit(Event.error(error))
+
+    def _run(self, job: Job, sink: EventSink, cancellation: Cancellation) -> None:
+        backend = self.backend
+        if job.kind is JobKind.COMPLETION:
+            for event in backend.complete(job.payload, stream=job.stream, cancellation=cancellation):
+                sink.emit(event)
+            return
+        if job.kind is JobKind.TOKENIZE:
+            result = backend.tokenize(job.payload, cancellation)
+        elif job.kind is JobKind.DETOKENIZE:
+            result = backend.detokenize(job.payload, cancellation)
+        elif job.kind is JobKind.APPLY_TEMPLATE:
+            result = backend.apply_template(job.payload, cancellation)
+        elif job.kind is JobKind.EMBEDDINGS:
+            result = backend.embeddings(job.payload, cancellation)
+        elif job.kind is JobKind.SLOTS:
+            result = backend.slots(cancellation)
+        else:
+            raise GatewayError(ErrorKind.NOT_SUPPORTED, f"this worker cannot run {job.kind} jobs")
+        sink.emit(Event.of(EventType.RESULT, result))
