@@ -1,0 +1,1 @@
+"""The APIs velesio speaks. Each dialect is a request schema plus small pure encoders."""

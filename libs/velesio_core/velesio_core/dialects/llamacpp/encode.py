@@ -1,0 +1,55 @@
+"""Encode velesio's events and answers the way llama.cpp's server writes them.
+
+Streams follow what LLM for Unity parses (CONTRACTS.md 1.3 and 1.4): every event is exactly
+``data: <json>\\n\\n`` and is sent as one write of its own; there are no comments, no keep-alives
+and no ``data: [DONE]`` (which breaks LLM for Unity v2's parser); the final chunk has
+``"content": ""`` because the partial chunks already carried the text.
+"""
+
+from __future__ import annotations
+
+from pathlib import PurePath
+from typing import Any
+
+import orjson
+
+from ...backends.base import ModelInfo
+from ...errors import GatewayError
+from ...events import Event, EventType
+from .templates import template_name
+
+
+def sse_event(event: Event) -> bytes | None:
+    """One SSE event for a token, result or error event; None for events clients never see."""
+    if event.type is EventType.TOKEN or event.type is EventType.RESULT:
+        return b"data: " + event.data + b"\n\n"
+    if event.type is EventType.ERROR:
+        return b"data: " + orjson.dumps({"error": event.value()}) + b"\n\n"
+    return None
+
+
+def error_body(error: GatewayError) -> bytes:
+    return orjson.dumps({"error": error.to_event_data()})
+
+
+def embeddings(result: Any, *, llmunity_v2: bool) -> Any:
+    """llama.cpp answers embeddings with an array, which LLM for Unity v3 (LlamaLib) reads.
+
+    LLM for Unity v2 parses the body with Unity's JsonUtility, which cannot read a top-level
+    array: it gets ``{"embedding": [float]}``, the first input's pooled vector.
+    """
+    if not llmunity_v2:
+        return result
+    first = result[0]["embedding"] if isinstance(result, list) and result else []
+    if first and isinstance(first[0], list):
+        first = first[0]
+    return {"embedding": first}
+
+
+def template(model: ModelInfo) -> dict[str, str]:
+    names = [model.general_name, model.id, PurePath(model.path).stem if model.path else None]
+    return {"template": template_name(model.chat_template, names)}
+
+
+def props(model: ModelInfo) -> dict[str, Any]:
+    return model.props or {"default_generation_settings": {"n_ctx": model.n_ctx}, "total_slots": model.slots}
