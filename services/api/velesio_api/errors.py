@@ -1,0 +1,80 @@
+"""Every error leaves in the shape of the client's own dialect, with its status.
+
+The dialect is told by the path (``/v1/`` is OpenAI's, ``/api/`` Ollama's, ``/sdapi/``
+AUTOMATIC1111's, everything else llama.cpp's). Unexpected exceptions are logged here with their
+traceback and answered with a plain 500 that reveals nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+import falcon
+import falcon.asgi
+
+from velesio_core.dialects.llamacpp import encode as llamacpp
+from velesio_core.errors import ErrorKind, GatewayError
+
+log = logging.getLogger(__name__)
+
+#: A dialect's error renderer: the body and its content type.
+Renderer = Callable[[GatewayError], tuple[bytes, str]]
+
+
+def _llamacpp(error: GatewayError) -> tuple[bytes, str]:
+    return llamacpp.error_body(error), falcon.MEDIA_JSON
+
+
+#: (path prefix, renderer), first match wins.
+DIALECT_RENDERERS: list[tuple[str, Renderer]] = []
+
+
+def renderer_for(path: str) -> Renderer:
+    for prefix, renderer in DIALECT_RENDERERS:
+        if path.startswith(prefix):
+            return renderer
+    return _llamacpp
+
+
+def render(req: falcon.asgi.Request, resp: falcon.asgi.Response, error: GatewayError) -> None:
+    body, content_type = renderer_for(req.path)(error)
+    resp.status = error.status
+    resp.content_type = content_type
+    resp.data = body
+    resp.stream = None
+    if error.retry_after_s is not None:
+        resp.set_header("Retry-After", str(error.retry_after_s))
+
+
+_FALCON_KINDS = {
+    404: (ErrorKind.NOT_FOUND, "File Not Found"),
+    405: (ErrorKind.METHOD_NOT_ALLOWED, "Method Not Allowed"),
+    413: (ErrorKind.PAYLOAD_TOO_LARGE, "the request body is too large"),
+    415: (ErrorKind.UNSUPPORTED_MEDIA_TYPE, "unsupported media type"),
+}
+
+
+async def _gateway_error(req, resp, error: GatewayError, params) -> None:
+    render(req, resp, error)
+
+
+async def _falcon_error(req, resp, error: falcon.HTTPError, params) -> None:
+    kind, message = _FALCON_KINDS.get(error.status_code, (None, None))
+    if kind is None:
+        kind = ErrorKind.SERVER if error.status_code >= 500 else ErrorKind.INVALID_REQUEST
+        message = error.description or error.title
+    render(req, resp, GatewayError(kind, message))
+    for name, value in (error.headers or {}).items():
+        resp.set_header(name, value)
+
+
+async def _unexpected(req, resp, error: Exception, params) -> None:
+    log.exception("unexpected error on %s %s", req.method, req.path)
+    render(req, resp, GatewayError(ErrorKind.SERVER, "internal error; the server log has the details"))
+
+
+def install(app: falcon.asgi.App) -> None:
+    app.add_error_handler(Exception, _unexpected)
+    app.add_error_handler(falcon.HTTPError, _falcon_error)
+    app.add_error_handler(GatewayError, _gateway_error)

@@ -1,0 +1,54 @@
+"""``velesio-api``: check the settings, then serve the API with gunicorn's native ASGI worker."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from gunicorn.app.base import BaseApplication
+
+from velesio_core.settings import Settings, load_or_exit
+
+
+def gunicorn_options(settings: Settings) -> dict[str, object]:
+    return {
+        "bind": f"{settings.api_host}:{settings.api_port}",
+        "worker_class": "asgi",
+        "workers": settings.api_workers,
+        # Streams and long generations keep connections open far longer than gunicorn's 30 s.
+        "timeout": max(60, int(settings.job_timeout_s) + 30),
+        "graceful_timeout": 30,
+        "keepalive": 75,
+        "accesslog": None,
+    }
+
+
+class Server(BaseApplication):
+    """gunicorn, configured in code. ``load`` runs in each worker process after the fork, so that
+    every process makes its own connections."""
+
+    def __init__(self, options: dict[str, object], load: Callable[[], object]) -> None:
+        self._options = options
+        self._load = load
+        super().__init__()
+
+    def load_config(self) -> None:
+        for key, value in self._options.items():
+            self.cfg.set(key, value)
+
+    def load(self):
+        return self._load()
+
+
+def _create_app():
+    from .app import create
+
+    return create()
+
+
+def main() -> None:
+    settings = load_or_exit(require_tokens=True)
+    Server(gunicorn_options(settings), _create_app).run()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""One module of Falcon resources per dialect."""

@@ -1,0 +1,83 @@
+"""``velesio-worker``: take jobs from Redis and run them on llama-server (or, with API=false,
+serve llama.cpp's API alone on LLM_PORT, with no Redis at all)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+import threading
+import uuid
+
+import dramatiq
+
+from velesio_core.jobs import Queue
+from velesio_core.logs import configure_logging
+from velesio_core.queue.broker import WakingRedisBroker
+from velesio_core.settings import Settings, SettingsError, exit_with, load_or_exit
+
+from .actors import register_actors
+from .runtime import WorkerRuntime
+
+log = logging.getLogger("velesio.worker")
+
+#: Dramatiq threads beyond the generation slots, so auxiliary jobs (tokenize, embeddings, ...)
+#: never wait behind long generations.
+AUX_THREADS = 2
+#: Seconds running jobs get to finish when the worker is asked to stop.
+SHUTDOWN_GRACE_S = 10.0
+
+
+def worker_id() -> str:
+    return f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+
+
+def run_queue_worker(settings: Settings) -> None:
+    broker = WakingRedisBroker(url=settings.redis_url, middleware=[])
+    try:
+        runtime = WorkerRuntime.start(settings, worker_id(), broker)
+    except SettingsError as error:
+        exit_with(error)
+
+    register_actors(broker, runtime.executor, runtime.sinks)
+    worker = dramatiq.Worker(
+        broker,
+        queues={queue.value for queue in Queue},
+        worker_threads=settings.llama_slots + AUX_THREADS,
+    )
+    # Take no more generation jobs than there are slots, leaving the rest for other workers.
+    worker.queue_prefetch = settings.llama_slots
+    worker.start()
+    log.info("worker %s is taking jobs (%d slots)", runtime.card.worker_id, settings.llama_slots)
+
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
+    stop.wait()
+
+    log.info("stopping: running jobs get %g s to finish", SHUTDOWN_GRACE_S)
+    stopper = threading.Thread(target=worker.stop, kwargs={"timeout": int((SHUTDOWN_GRACE_S + 10) * 1000)})
+    stopper.start()
+    runtime.executor.drain(SHUTDOWN_GRACE_S)
+    stopper.join()
+    runtime.close()
+    broker.close()
+    log.info("stopped")
+
+
+def main() -> None:
+    configure_logging()
+    settings = load_or_exit()
+    if settings.llm_backend != "llamacpp":
+        exit_with(SettingsError("RUN_LLAMACPP", "no LLM backend is enabled", "set RUN_LLAMACPP=true"))
+    if settings.api:
+        run_queue_worker(settings)
+    else:
+        from .standalone import serve
+
+        serve(settings)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,67 @@
+"""API=false: the worker serves llama.cpp's API itself on LLM_PORT (1337), with no Redis.
+
+The same Falcon app as velesio's API, with auth and the LLM for Unity endpoints, but its jobs run
+on threads of this process, on the worker's own llama-server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from velesio_api.app import create_app
+from velesio_api.main import Server, gunicorn_options
+from velesio_core.backends.base import ModelInfo
+from velesio_core.backends.llamacpp.service import LlamaCppService
+from velesio_core.execution import JobExecutor
+from velesio_core.jobs import Job
+from velesio_core.queue.local_queue import LocalJobHandle, LocalJobQueue
+from velesio_core.runner import JobRunner
+from velesio_core.settings import Settings, SettingsError, exit_with
+
+from .main import worker_id
+
+
+class StandaloneBackend:
+    """The job queue and model directory of a standalone worker, ready once the app has started."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._service: LlamaCppService | None = None
+        self._queue: LocalJobQueue | None = None
+        self._models: list[ModelInfo] = []
+
+    async def process_startup(self, scope, event) -> None:
+        self._service = await asyncio.to_thread(LlamaCppService.start, self._settings)
+        executor = JobExecutor(JobRunner(self._service.backend, worker_id=worker_id()))
+        self._queue = LocalJobQueue(executor, slots=self._settings.llama_slots, queue_cap=self._settings.queue_cap)
+        self._models = [await asyncio.to_thread(self._service.model_info)]
+
+    async def process_shutdown(self, scope, event) -> None:
+        if self._queue is not None:
+            await self._queue.close()
+        if self._service is not None:
+            await asyncio.to_thread(self._service.close)
+
+    async def submit(self, job: Job) -> LocalJobHandle:
+        assert self._queue is not None, "the app has not started"
+        return await self._queue.submit(job)
+
+    async def models(self) -> list[ModelInfo]:
+        return list(self._models)
+
+    async def close(self) -> None:
+        """Closed with the app, in process_shutdown."""
+
+
+def create_standalone_app(settings: Settings):
+    backend = StandaloneBackend(settings)
+    return create_app(settings, backend, backend, extra_middleware=[backend])
+
+
+def serve(settings: Settings) -> None:
+    try:
+        settings.require_tokens()
+    except SettingsError as error:
+        exit_with(error)
+    options = gunicorn_options(settings) | {"bind": f"{settings.api_host}:{settings.standalone_llm_port}", "workers": 1}
+    Server(options, lambda: create_standalone_app(settings)).run()
