@@ -59,6 +59,8 @@ class Settings:
     job_deadline_s: float
     job_timeout_s: float
     max_body_bytes: int
+    #: Seconds a client may take to send its request body before the connection is dropped.
+    body_timeout_s: float
     api_host: str
     api_port: int
     api_workers: int
@@ -91,6 +93,7 @@ class Settings:
             job_deadline_s=read.seconds("JOB_DEADLINE", 60.0),
             job_timeout_s=read.seconds("JOB_TIMEOUT", 600.0),
             max_body_bytes=read.integer("MAX_BODY_BYTES", 16 * 1024 * 1024, minimum=1024),
+            body_timeout_s=read.seconds("BODY_TIMEOUT", 30.0),
             api_host=read.text("API_HOST", "0.0.0.0"),
             api_port=read.integer("API_PORT", 8000, minimum=1, maximum=65535),
             api_workers=read.integer("API_WORKERS", 2, minimum=1, maximum=64),

@@ -14,8 +14,9 @@ def gunicorn_options(settings: Settings) -> dict[str, object]:
         "bind": f"{settings.api_host}:{settings.api_port}",
         "worker_class": "asgi",
         "workers": settings.api_workers,
-        # Streams and long generations keep connections open far longer than gunicorn's 30 s.
-        "timeout": max(60, int(settings.job_timeout_s) + 30),
+        # The asgi worker sends its heartbeat every second whatever requests do, so this bounds
+        # only how long a client may take to send a request body (a slow or stalled sender).
+        "timeout": max(2, round(settings.body_timeout_s)),
         "graceful_timeout": 30,
         "keepalive": 75,
         "accesslog": None,

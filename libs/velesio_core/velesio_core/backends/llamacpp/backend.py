@@ -1,9 +1,10 @@
 """The llama-server backend: velesio's jobs as HTTP calls to a llama.cpp server.
 
-A streamed completion forwards each chunk as the exact bytes llama-server wrote, unparsed but
-for its ``stop`` flag; cancelling the job closes the connection and llama-server frees the slot at
-its next token. A whole answer is one plain request, as the client would have made it, and
-llama-server's answer travels on as the same bytes.
+Completions are always requested from llama-server as a stream, also for clients that want one
+whole answer: llama-server notices a client leaving only while it streams (a non-streamed request
+runs to its end, measured), and cancelling a job must free its slot. A streaming job forwards each
+chunk as the exact bytes llama-server wrote, unparsed but for its ``stop`` flag; a whole answer is
+assembled from the chunks the way llama-server assembles it when not streaming.
 """
 
 from __future__ import annotations
@@ -48,15 +49,16 @@ class LlamaServerBackend:
             self._embeddings_http.close()
 
     def complete(self, request: dict[str, Any], *, stream: bool, cancellation: Cancellation) -> Iterator[Event]:
-        body = orjson.dumps({**request, "stream": stream})
+        body = orjson.dumps({**request, "stream": True})
         try:
             with self._http.request("POST", "/completion", body, headers=_JSON, cancellation=cancellation) as response:
                 if response.status != 200:
                     raise _error_from(response)
-                if not stream:
-                    yield Event(EventType.RESULT, response.read())
-                    return
-                yield from _stream_events(_sse_data(response, cancellation))
+                chunks = _sse_data(response, cancellation)
+                if stream:
+                    yield from _stream_events(chunks)
+                else:
+                    yield _whole_answer(chunks, return_tokens=bool(request.get("return_tokens")))
         except _UNREACHABLE as error:
             cancellation.check()
             raise _unreachable(error) from None
@@ -144,6 +146,30 @@ def _stream_events(chunks: Iterator[bytes]) -> Iterator[Event]:
             yield Event(EventType.RESULT, data)
             return
         yield Event(EventType.TOKEN, data)
+    raise GatewayError(ErrorKind.SERVER, "llama-server ended the stream without a final chunk")
+
+
+def _whole_answer(chunks: Iterator[bytes], *, return_tokens: bool) -> Event:
+    """The final object llama-server would have sent for the same request without streaming."""
+    pieces: list[str] = []
+    tokens: list[int] = []
+    probabilities: list[Any] = []
+    for data in chunks:
+        chunk = _chunk(data)
+        if not chunk.get("stop"):
+            pieces.append(chunk.get("content") or "")
+            tokens.extend(chunk.get("tokens") or ())
+            probabilities.extend(chunk.get("completion_probabilities") or ())
+            continue
+        chunk["content"] = "".join(pieces)
+        # Not streaming, llama-server fills "tokens" only when asked to (return_tokens).
+        chunk["tokens"] = tokens if return_tokens else []
+        if probabilities:
+            chunk["completion_probabilities"] = probabilities
+        settings = chunk.get("generation_settings")
+        if isinstance(settings, dict):
+            settings["stream"] = False
+        return Event.of(EventType.RESULT, chunk)
     raise GatewayError(ErrorKind.SERVER, "llama-server ended the stream without a final chunk")
 
 

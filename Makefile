@@ -1,0 +1,23 @@
+# velesio's entry points. Every target installs what it needs first (scripts/bootstrap.sh).
+.PHONY: up test bench lint install clean
+
+VENV := .venv/bin
+
+install:
+	@scripts/bootstrap.sh
+
+up: install
+	@$(VENV)/velesio-stack
+
+test: install
+	@$(VENV)/pytest
+
+bench: install
+	@$(VENV)/python bench/run.py
+
+lint: install
+	@$(VENV)/ruff check libs services tests bench
+	@$(VENV)/ruff format --check libs services tests bench
+
+clean:
+	rm -rf .venv .pytest_cache .hypothesis

@@ -1,0 +1,180 @@
+"""``velesio-stack`` (what ``make up`` runs): Redis, a worker and the API on one machine.
+
+With nothing configured it serves the embedded default: the tiny model, a Redis of its own and a
+freshly generated token, printed once. Everything the services read from the environment still
+applies (API_TOKENS, REDIS_URL, MODEL_PATH, ...). Ctrl-C stops every process it started.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+from .settings import Settings, SettingsError, exit_with
+from .tiny_model import MODEL_NAME, write_tiny_model
+
+_HEALTH_TIMEOUT_S = 300
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class Stack:
+    def __init__(self) -> None:
+        self.env = dict(os.environ)
+        self.processes: list[tuple[str, subprocess.Popen]] = []
+        self.notes: list[str] = []
+        self._redis_dir: str | None = None
+
+    def start(self) -> Settings:
+        token = self._ensure_token()
+        self._ensure_redis()
+        self._ensure_model()
+        try:
+            settings = Settings.from_env(self.env)
+        except SettingsError as error:
+            self.stop()
+            exit_with(error)
+        self._spawn("worker", [sys.executable, "-m", "velesio_worker.main"])
+        self._spawn("api", [sys.executable, "-m", "velesio_api.main"])
+        self._wait_healthy(settings)
+        self._print_banner(settings, token)
+        return settings
+
+    def _ensure_token(self) -> str:
+        tokens = [t.strip() for t in self.env.get("API_TOKENS", "").split(",") if t.strip()]
+        if tokens:
+            return tokens[0]
+        token = "dev-" + secrets.token_urlsafe(24)
+        self.env["API_TOKENS"] = token
+        self.notes.append("generated a development token (set API_TOKENS to choose your own)")
+        return token
+
+    def _ensure_redis(self) -> None:
+        if self.env.get("REDIS_URL") or self.env.get("REDIS_HOST"):
+            return
+        binary = shutil.which("redis-server")
+        if binary is None:
+            exit_with(SettingsError("REDIS_URL", "no Redis is configured and redis-server is not installed",
+                                    "run make up (it installs redis-server) or set REDIS_URL"))  # fmt: skip
+        port = 6379 if _port_free(6379) else _free_port()
+        self._redis_dir = tempfile.mkdtemp(prefix="velesio-redis-")
+        self._spawn("redis", [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+                              "--dir", self._redis_dir, "--logfile", "redis.log"])  # fmt: skip
+        self.env["REDIS_URL"] = f"redis://127.0.0.1:{port}/0"
+        if port != 6379:
+            self.notes.append(f"port 6379 was taken, so velesio's Redis listens on {port}")
+
+    def _ensure_model(self) -> None:
+        if self.env.get("LLAMA_SERVER_URL") or self.env.get("MODEL_PATH"):
+            return
+        default = Path(self.env.get("MODELS_DIR", "models")) / "text" / "model.gguf"
+        if default.is_file() or self.env.get("MODEL_URL"):
+            return
+        tiny = default.with_name(f"{MODEL_NAME}.gguf")
+        if not tiny.is_file():
+            write_tiny_model(tiny)
+        self.env["MODEL_PATH"] = str(tiny)
+        self.notes.append(f"no model configured: serving the tiny test model ({tiny}); put a GGUF at {default}")
+
+    def _spawn(self, name: str, command: list[str]) -> None:
+        process = subprocess.Popen(command, env=self.env, start_new_session=True)
+        self.processes.append((name, process))
+
+    def _wait_healthy(self, settings: Settings) -> None:
+        url = f"http://127.0.0.1:{settings.api_port}/health"
+        deadline = time.monotonic() + _HEALTH_TIMEOUT_S
+        while time.monotonic() < deadline:
+            for name, process in self.processes:
+                if process.poll() is not None:
+                    self.stop()
+                    sys.exit(f"velesio: the {name} exited with code {process.returncode} while starting")
+            try:
+                with urllib.request.urlopen(url, timeout=2) as response:
+                    if response.status == 200:
+                        return
+            except (urllib.error.URLError, OSError):
+                pass
+            time.sleep(0.2)
+        self.stop()
+        sys.exit(f"velesio: the API was not healthy after {_HEALTH_TIMEOUT_S} s")
+
+    def _print_banner(self, settings: Settings, token: str) -> None:
+        base = f"http://127.0.0.1:{settings.api_port}"
+        lines = [
+            "",
+            f"velesio is up at {base}",
+            f"  token:  {token}",
+            "  try:    curl -N " + base + "/completion -H 'Authorization: Bearer " + token + "' \\",
+            '            -d \'{"prompt": "Hello", "n_predict": 32, "stream": true}\'',
+            "  LLM for Unity: host " + base + ", API key as above",
+            *(f"  note:   {note}" for note in self.notes),
+            "  Ctrl-C stops everything.",
+            "",
+        ]
+        print("\n".join(lines), flush=True)
+
+    def wait(self) -> int:
+        """Until Ctrl-C (0) or until a process dies (its exit code)."""
+        stop = {"requested": False}
+
+        def request_stop(*_):
+            stop["requested"] = True
+
+        signal.signal(signal.SIGINT, request_stop)
+        signal.signal(signal.SIGTERM, request_stop)
+        while not stop["requested"]:
+            for name, process in self.processes:
+                if process.poll() is not None:
+                    print(f"velesio: the {name} exited with code {process.returncode}; stopping", file=sys.stderr)
+                    return process.returncode or 1
+            time.sleep(0.5)
+        return 0
+
+    def stop(self) -> None:
+        for _, process in reversed(self.processes):
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+        for _, process in reversed(self.processes):
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        if self._redis_dir:
+            shutil.rmtree(self._redis_dir, ignore_errors=True)
+
+
+def main() -> None:
+    stack = Stack()
+    stack.start()
+    code = stack.wait()
+    print("velesio: stopping", flush=True)
+    stack.stop()
+    sys.exit(code)
+
+
+if __name__ == "__main__":
+    main()

