@@ -129,8 +129,8 @@ def test_llm_for_unity_v2_request_is_accepted_as_sent(stack):
 
 
 def test_llm_for_unity_v3_request_with_json_schema_object(stack):
-    body = {"prompt": "Answer: ", "n_predict": 24, "temperature": 0.2, "seed": 0, "stream": False,
-            "json_schema": {"type": "object", "properties": {"ok": {"type": "boolean"}}, "required": ["ok"]}}  # fmt: skip
+    schema = {"type": "object", "properties": {"ok": {"type": "boolean"}}, "required": ["ok"]}
+    body = {"prompt": "Answer: ", "n_predict": 24, "temperature": 0.2, "seed": 0, "json_schema": schema}
     response = completion(stack, body)
     assert response.status_code == 200
     # The random model can spend its tokens on the whitespace JSON allows; what matters is that
