@@ -154,9 +154,11 @@ class Stack:
         return 0
 
     def stop(self) -> None:
-        for _, process in reversed(self.processes):
+        for name, process in reversed(self.processes):
             if process.poll() is None:
-                process.send_signal(signal.SIGTERM)
+                # gunicorn stops at once on SIGINT, instead of waiting for idle connections;
+                # the worker drains its jobs on either signal.
+                process.send_signal(signal.SIGINT if name == "api" else signal.SIGTERM)
         for _, process in reversed(self.processes):
             try:
                 process.wait(timeout=30)

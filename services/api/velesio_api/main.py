@@ -17,7 +17,8 @@ def gunicorn_options(settings: Settings) -> dict[str, object]:
         # The asgi worker sends its heartbeat every second whatever requests do, so this bounds
         # only how long a client may take to send a request body (a slow or stalled sender).
         "timeout": max(2, round(settings.body_timeout_s)),
-        "graceful_timeout": 30,
+        # On SIGTERM, requests in flight get this long; idle keep-alive connections hold it too.
+        "graceful_timeout": 10,
         "keepalive": 75,
         "accesslog": None,
     }

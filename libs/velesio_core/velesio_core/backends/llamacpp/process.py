@@ -8,6 +8,7 @@ printed are kept, so that a failure to start is reported in llama-server's own w
 from __future__ import annotations
 
 import collections
+import ctypes
 import http.client
 import logging
 import os
@@ -27,6 +28,20 @@ log = logging.getLogger(__name__)
 _RESTART_BACKOFF_S = (1, 2, 4, 8, 16, 30)
 #: A server that stayed up this long is considered healthy again: its backoff starts over.
 _STABLE_AFTER_S = 60.0
+
+
+_PR_SET_PDEATHSIG = 1
+try:
+    _prctl = ctypes.CDLL(None, use_errno=True).prctl
+except (OSError, AttributeError):  # not Linux
+    _prctl = None
+
+
+def _die_with_parent_thread() -> None:
+    """Runs in the child before exec: the kernel sends SIGTERM when the thread that started it
+    dies, even if the whole worker is SIGKILLed, so llama-server never outlives its supervisor."""
+    if _prctl is not None:
+        _prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def find_llama_server(explicit: str | None) -> str:
@@ -107,11 +122,22 @@ class LlamaServerProcess:
         return args + list(self.extra_args)
 
     def start(self) -> None:
-        """Start llama-server, return once it is healthy, and keep it running until stop()."""
+        """Start llama-server, return once it is healthy, and keep it running until stop().
+
+        Every launch happens on the supervisor thread, which lives exactly as long as llama-server
+        should (see _die_with_parent_thread).
+        """
         self._stopping.clear()
-        self._launch()
-        self._supervisor = threading.Thread(target=self._supervise, name="llama-server-supervisor", daemon=True)
+        started: list[BaseException | None] = []
+        ready = threading.Event()
+        self._supervisor = threading.Thread(
+            target=self._supervise, args=(started, ready), name="llama-server-supervisor", daemon=True
+        )
         self._supervisor.start()
+        ready.wait()
+        if started[0] is not None:
+            self._supervisor.join()
+            raise started[0]
 
     def stop(self) -> None:
         self._stopping.set()
@@ -123,7 +149,7 @@ class LlamaServerProcess:
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait()
-        if self._supervisor is not None:
+        if self._supervisor is not None and self._supervisor is not threading.current_thread():
             self._supervisor.join(timeout=5)
 
     def _launch(self) -> None:
@@ -135,14 +161,24 @@ class LlamaServerProcess:
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
+            # Its own session, so a Ctrl-C meant for the worker does not kill jobs mid-drain.
             start_new_session=True,
+            preexec_fn=_die_with_parent_thread,
         )
         self._process = process
         threading.Thread(target=self._read_output, args=(process,), name="llama-server-output", daemon=True).start()
         self._wait_healthy(process)
         log.info("llama-server is ready on %s (pid %d)", self.url, process.pid)
 
-    def _supervise(self) -> None:
+    def _supervise(self, started: list[BaseException | None], ready: threading.Event) -> None:
+        try:
+            self._launch()
+            started.append(None)
+        except BaseException as error:
+            started.append(error)
+            return
+        finally:
+            ready.set()
         failures = 0
         while not self._stopping.is_set():
             process = self._process

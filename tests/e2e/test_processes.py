@@ -1,0 +1,89 @@
+"""The processes themselves: startup checks, standalone mode, and make up's launcher."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+
+import pytest
+import requests
+
+from tests.support.llmunity import v2_parse_cumulative
+from tests.support.processes import free_port, http_ok, service_env, spawn, start_worker, wait_until
+
+
+@pytest.mark.parametrize(
+    ("module", "env", "variable"),
+    [
+        ("velesio_worker.main", {"RUN_LLAMACPP": "true", "RUN_OLLAMA": "true"}, "RUN_OLLAMA"),
+        ("velesio_worker.main", {"GPU_LAYERS": "lots"}, "GPU_LAYERS"),
+        ("velesio_worker.main", {"LLAMA_SLOTS": "0"}, "LLAMA_SLOTS"),
+        ("velesio_worker.main", {"REDIS_URL": "http://localhost:6379"}, "REDIS_URL"),
+        ("velesio_worker.main", {"LLAMA_SERVER_URL": "localhost:8080"}, "LLAMA_SERVER_URL"),
+        ("velesio_worker.main", {"API": "maybe"}, "API"),
+        ("velesio_worker.main", {"MODEL_PATH": "/nonexistent/model.gguf"}, "MODEL_PATH"),
+        ("velesio_api.main", {}, "API_TOKENS"),
+        ("velesio_api.main", {"API_TOKENS": "t", "JOB_DEADLINE": "-1"}, "JOB_DEADLINE"),
+    ],
+)
+def test_a_bad_setting_stops_the_process_with_one_line_naming_it(module, env, variable):
+    result = subprocess.run(
+        [sys.executable, "-m", module],
+        env=service_env(**{"REDIS_URL": "redis://127.0.0.1:1/0", **env}),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith(f"velesio: {variable}: ")
+    assert "; " in lines[0]  # problem; fix
+
+
+def test_standalone_worker_serves_llama_cpp_without_redis(tiny_model, logs_dir):
+    port = free_port()
+    # A Redis URL nobody listens on: standalone mode must not need it.
+    env = service_env(API="false", API_TOKENS="standalone-token", MODEL_PATH=str(tiny_model), LLM_PORT=str(port),
+                      API_HOST="127.0.0.1", REDIS_URL="redis://127.0.0.1:1/0", LLAMA_SLOTS="2",
+                      LLAMA_SERVER_ARGS="--threads 1")  # fmt: skip
+    worker = start_worker(env, logs_dir, "standalone")
+    base = f"http://127.0.0.1:{port}"
+    auth = {"Authorization": "Bearer standalone-token"}
+    try:
+        wait_until(lambda: http_ok(base + "/health"), timeout=120, what="the standalone worker serving")
+        assert requests.post(base + "/template", json={}, headers=auth).json() == {"template": "chatml"}
+        stream = requests.post(base + "/completion", json={"prompt": "hi", "n_predict": 6, "stream": True},
+                               headers=auth, timeout=30)  # fmt: skip
+        assert stream.status_code == 200 and v2_parse_cumulative(stream.text)
+        whole = requests.post(base + "/completion", json={"prompt": "hi", "n_predict": 6}, headers=auth).json()
+        assert whole["tokens_predicted"] == 6
+        embedding = requests.post(base + "/embeddings", json={"content": "hi"}, headers=auth).json()["embedding"]
+        assert len(embedding) == 64
+        assert requests.post(base + "/completion", json={"prompt": "hi"}).status_code == 401
+    finally:
+        assert worker.stop(timeout=30) == 0
+
+
+def test_make_up_serves_the_embedded_default_and_stops_cleanly(tmp_path, logs_dir):
+    api_port = free_port()
+    env = {key: value for key, value in os.environ.items() if key not in ("API_TOKENS", "REDIS_URL", "MODEL_PATH")}
+    env.update(API_PORT=str(api_port), MODELS_DIR=str(tmp_path / "models"), LLAMA_SLOTS="2",
+               LLAMA_SERVER_ARGS="--threads 1", PYTHONUNBUFFERED="1")  # fmt: skip
+    stack = spawn("make-up", [sys.executable, "-m", "velesio_core.stack"], env=env, logs=logs_dir)
+    try:
+        wait_until(lambda: "velesio is up" in stack.log(), timeout=180, what="make up's banner")
+        log = stack.log()
+        token = re.search(r"token:\s+(\S+)", log).group(1)
+        assert f"http://127.0.0.1:{api_port}" in log and "curl" in log
+        assert (tmp_path / "models" / "text" / "velesio-tiny.gguf").is_file()
+        answer = requests.post(f"http://127.0.0.1:{api_port}/completion", json={"prompt": "hi", "n_predict": 4},
+                               headers={"Authorization": f"Bearer {token}"}, timeout=30)  # fmt: skip
+        assert answer.status_code == 200 and answer.json()["tokens_predicted"] == 4
+    finally:
+        stack.popen.send_signal(signal.SIGINT)  # Ctrl-C
+        assert stack.popen.wait(timeout=60) == 0
+    assert not http_ok(f"http://127.0.0.1:{api_port}/health")

@@ -1,0 +1,91 @@
+"""What happens when no worker keeps up: backpressure, deadlines, dropped jobs."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+
+import pytest
+import requests
+
+from tests.support.processes import llama_metric, service_env, start_stack, start_worker, wait_until
+from velesio_core.jobs import Job, JobKind
+from velesio_core.queue.keys import QueueKeys, events_key
+from velesio_core.queue.redis_queue import RedisJobQueue
+
+
+@pytest.fixture
+def api_without_worker(redis_server, tiny_model, logs_dir):
+    redis_server.client(2).flushdb()
+    stack = start_stack(
+        redis_server.url(2), tiny_model, logs_dir, worker=False, name="noworker", QUEUE_CAP="2", JOB_DEADLINE="2"
+    )
+    yield stack
+    stack.stop()
+
+
+def test_health_is_503_until_a_worker_serves_a_model(api_without_worker):
+    response = requests.get(api_without_worker.url("/health"), timeout=10)
+    assert response.status_code == 503
+    assert response.json()["error"]["type"] == "unavailable_error"
+
+
+def test_a_full_queue_is_503_with_retry_after_and_waiting_jobs_time_out(api_without_worker, redis_server):
+    stack, queue = api_without_worker, QueueKeys("llm")
+    waiting: list[requests.Response] = []
+
+    def wait_for_answer() -> None:
+        body = {"prompt": "hi", "n_predict": 4}
+        waiting.append(requests.post(stack.url("/completion"), json=body, headers=stack.auth, timeout=30))
+
+    clients = [threading.Thread(target=wait_for_answer) for _ in range(2)]
+    for client in clients:
+        client.start()
+    redis = redis_server.client(2)
+    wait_until(lambda: redis.llen(queue.messages_list) == 2, timeout=10, what="two jobs queued")
+
+    refused = requests.post(stack.url("/completion"), json={"prompt": "hi"}, headers=stack.auth, timeout=10)
+    assert refused.status_code == 503
+    assert refused.headers["Retry-After"] == "1"
+    error = refused.json()["error"]
+    assert error["type"] == "unavailable_error" and "busy" in error["message"]
+
+    for client in clients:
+        client.join(timeout=30)
+    # Past JOB_DEADLINE with no worker: a clear 503 each, and their jobs are off the queue.
+    assert [response.status_code for response in waiting] == [503, 503]
+    assert all("no worker started the job" in r.json()["error"]["message"] for r in waiting)
+    assert redis.llen(queue.messages_list) == 0
+    assert redis.hlen(queue.messages_hash) == 0
+
+
+def test_the_worker_drops_a_job_whose_deadline_passed_unrun(redis_server, tiny_model, logs_dir):
+    redis = redis_server.client(3)
+    redis.flushdb()
+    url = redis_server.url(3)
+
+    async def enqueue_and_walk_away() -> Job:
+        queue = RedisJobQueue.from_url(url, queue_cap=10)
+        job = Job.create(JobKind.COMPLETION, {"prompt": "too late", "n_predict": 64}, deadline_s=0.2, timeout_s=60)
+        await queue.submit(job)
+        await queue.close()
+        return job
+
+    job = asyncio.run(enqueue_and_walk_away())
+    wait_until(job.expired, timeout=5, what="the job's deadline passing")
+
+    from tests.support.processes import free_port
+
+    llama_port = free_port()
+    env = service_env(REDIS_URL=url, MODEL_PATH=str(tiny_model), LLAMA_SLOTS="2", LLAMA_PORT=str(llama_port),
+                      LLAMA_SERVER_ARGS="--threads 1", LLAMA_EMBEDDINGS="false")  # fmt: skip
+    worker = start_worker(env, logs_dir, "late-worker")
+    try:
+        queue = QueueKeys("llm")
+        wait_until(lambda: redis.hlen(queue.messages_hash) == 0, timeout=120, what="the worker taking the job")
+        wait_until(lambda: f"dropped job {job.id}" in worker.log(), timeout=10, what="the worker logging the drop")
+        # Nothing was generated, and no result was written: only the API's "queued" entry.
+        assert llama_metric(f"http://127.0.0.1:{llama_port}", "llamacpp:n_decode_total") == 0
+        assert [fields[b"t"] for _, fields in redis.xrange(events_key(job.id))] == [b"queued"]
+    finally:
+        assert worker.stop() == 0
