@@ -65,7 +65,7 @@ class CompletionRequest(_Request):
     dry_allowed_length: Annotated[int, Field(ge=0)] | None = None
     dry_penalty_last_n: Annotated[int, Field(ge=-1)] | None = None
     dry_sequence_breakers: list[str] | None = None
-    mirostat: Literal[0, 1, 2] | None = None
+    mirostat: Annotated[int, Field(ge=0, le=2)] | None = Field(None, description="0: off, 1: Mirostat, 2: Mirostat 2.0")
     mirostat_tau: NonNegative | None = None
     mirostat_eta: NonNegative | None = None
     grammar: str | None = None

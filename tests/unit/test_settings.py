@@ -1,0 +1,67 @@
+from __future__ import annotations
+
+import pytest
+
+from velesio_core.settings import Settings, SettingsError
+
+
+def test_defaults_are_the_seeds():
+    settings = Settings.from_env({})
+    assert settings.redis_url == "redis://localhost:6379/0"
+    assert settings.run_llamacpp and not settings.run_ollama and not settings.run_sd and settings.api
+    assert settings.api_port == 8000 and settings.standalone_llm_port == 1337
+    assert str(settings.model_path) == "models/text/model.gguf"
+    assert settings.llm_backend == "llamacpp"
+
+
+def test_tokens_are_a_comma_list_with_blanks_dropped():
+    assert Settings.from_env({"API_TOKENS": " a, b ,,c "}).api_tokens == ("a", "b", "c")
+
+
+def test_redis_host_and_password_build_a_url_with_the_password_quoted():
+    env = {"REDIS_HOST": "queue.internal", "REDIS_PASS": "p@ss:w/rd"}
+    assert Settings.from_env(env).redis_url == "redis://:p%40ss%3Aw%2Frd@queue.internal:6379/0"
+
+
+def test_redis_url_wins_over_host():
+    env = {"REDIS_URL": "redis://r:1/2", "REDIS_HOST": "ignored"}
+    assert Settings.from_env(env).redis_url == "redis://r:1/2"
+
+
+def test_ollama_alone_is_not_a_contradiction():
+    assert Settings.from_env({"RUN_OLLAMA": "true"}).llm_backend == "ollama"
+
+
+@pytest.mark.parametrize(
+    ("env", "variable"),
+    [
+        ({"RUN_LLAMACPP": "true", "RUN_OLLAMA": "yes"}, "RUN_OLLAMA"),
+        ({"RUN_SD": "sometimes"}, "RUN_SD"),
+        ({"GPU_LAYERS": "12.5"}, "GPU_LAYERS"),
+        ({"LLAMA_SLOTS": "999"}, "LLAMA_SLOTS"),
+        ({"API_PORT": "0"}, "API_PORT"),
+        ({"JOB_TIMEOUT": "inf"}, "JOB_TIMEOUT"),
+        ({"JOB_DEADLINE": "0"}, "JOB_DEADLINE"),
+        ({"REDIS_URL": "localhost:6379"}, "REDIS_URL"),
+        ({"REDIS_URL": "redis://:bad-port:x"}, "REDIS_URL"),
+        ({"MODEL_URL": "ftp://example.com/m.gguf"}, "MODEL_URL"),
+        ({"LLAMA_SERVER_ARGS": '--chat-template "unclosed'}, "LLAMA_SERVER_ARGS"),
+    ],
+)
+def test_a_bad_setting_names_itself_and_the_fix(env, variable):
+    with pytest.raises(SettingsError) as raised:
+        Settings.from_env(env)
+    message = str(raised.value)
+    assert raised.value.variable == variable
+    assert message.startswith(f"{variable}: ") and "; " in message and "\n" not in message
+
+
+def test_the_api_needs_a_token():
+    with pytest.raises(SettingsError, match=r"^API_TOKENS: "):
+        Settings.from_env({}).require_tokens()
+
+
+def test_a_password_never_appears_in_a_settings_error():
+    with pytest.raises(SettingsError) as raised:
+        Settings.from_env({"REDIS_URL": "http://user:hunter2@localhost"})
+    assert "hunter2" not in str(raised.value)
