@@ -78,6 +78,7 @@ class _WakingConsumer(_RedisConsumer):
         # True once a fetch came back with fewer messages than it asked for: the queue was empty
         # then, and only a wake token (or the idle timeout) can mean there is more.
         self._drained = False
+        self._woken = False
 
     def ack(self, message: MessageProxy) -> None:
         try:
@@ -122,11 +123,15 @@ class _WakingConsumer(_RedisConsumer):
                     self._drained = len(self.message_cache) < room
                     if self.message_cache:
                         continue
-                woken = self._wait_for_wake()
+                    if self._woken:
+                        # Woken for a message another consumer took first: nothing to do but
+                        # let the consumer thread check in (shutdown, delayed messages).
+                        self._woken = False
+                        return None
+                self._woken = self._wait_for_wake()
                 self._drained = False
-                if not woken:
-                    # Returning None lets the consumer thread check for shutdown and delayed
-                    # messages, as it does after Dramatiq's own idle sleep.
+                if not self._woken:
+                    # The idle timeout: the consumer thread checks in, as after Dramatiq's sleep.
                     return None
         except redis.ConnectionError as e:
             raise ConnectionClosed(e) from None

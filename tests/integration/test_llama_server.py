@@ -1,0 +1,146 @@
+"""The llama-server supervisor and backend against a real llama-server with the tiny model."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+
+import pytest
+
+from tests.support.processes import wait_until
+from velesio_core.backends.llamacpp.backend import LlamaServerBackend
+from velesio_core.backends.llamacpp.process import LlamaServerFailed, LlamaServerProcess, find_llama_server
+from velesio_core.cancellation import Cancellation, JobCancelled, Reason
+from velesio_core.errors import ErrorKind, GatewayError
+from velesio_core.events import EventType
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # A zombie is dead too.
+    with open(f"/proc/{pid}/stat") as stat:
+        return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+
+
+@pytest.fixture
+def llama(tiny_model, tmp_path):
+    process = LlamaServerProcess(
+        binary=find_llama_server(None), model=tiny_model, socket_path=tmp_path / "llama.sock", slots=2,
+        ctx_per_slot=4096, extra_args=("--threads", "1"),
+    )  # fmt: skip
+    process.start()
+    yield process
+    process.stop()
+
+
+@pytest.fixture
+def backend(llama):
+    backend = LlamaServerBackend(llama.url)
+    yield backend
+    backend.close()
+
+
+def test_the_supervisor_restarts_a_llama_server_that_died(llama, backend):
+    first = llama.pid
+    os.kill(first, signal.SIGKILL)
+    wait_until(lambda: llama.restarts == 1 and backend.healthy(), timeout=60, what="llama-server restarting")
+    assert llama.pid != first and not alive(first)
+    assert backend.tokenize({"content": "hi"}, Cancellation())["tokens"]
+
+
+def test_a_model_that_does_not_load_is_reported_with_llama_servers_words(tmp_path):
+    broken = tmp_path / "broken.gguf"
+    broken.write_bytes(b"GGUF" + b"\0" * 64)
+    process = LlamaServerProcess(binary=find_llama_server(None), model=broken, socket_path=tmp_path / "x.sock",
+                                 slots=1, ctx_per_slot=512)  # fmt: skip
+    with pytest.raises(LlamaServerFailed) as raised:
+        process.start()
+    assert "exited with code" in str(raised.value) and "Its last output" in str(raised.value)
+
+
+def test_llama_server_dies_with_a_worker_killed_outright(tiny_model, tmp_path):
+    # The supervisor's process gets SIGKILL (no cleanup runs); the kernel ends llama-server anyway.
+    script = textwrap.dedent(f"""
+        import time
+        from pathlib import Path
+        from velesio_core.backends.llamacpp.process import LlamaServerProcess, find_llama_server
+        p = LlamaServerProcess(binary=find_llama_server(None), model=Path({str(tiny_model)!r}),
+                               socket_path=Path({str(tmp_path / "k.sock")!r}), slots=1, ctx_per_slot=512)
+        p.start()
+        print(p.pid, flush=True)
+        time.sleep(600)
+    """)
+    supervisor = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    llama_pid = int(supervisor.stdout.readline())
+    assert alive(llama_pid)
+    supervisor.kill()
+    supervisor.wait()
+    wait_until(lambda: not alive(llama_pid), timeout=10, what="llama-server following its supervisor")
+
+
+def test_a_stream_is_llama_servers_chunks_then_one_result(backend):
+    events = list(backend.complete({"prompt": "hi", "n_predict": 5, "ignore_eos": True}, stream=True,
+                                   cancellation=Cancellation()))  # fmt: skip
+    assert [event.type for event in events] == [EventType.TOKEN] * 5 + [EventType.RESULT]
+    assert events[-1].value()["content"] == "" and events[-1].value()["stop"] is True
+
+
+def test_a_whole_answer_is_assembled_as_llama_server_would(backend):
+    body = {"prompt": "the castle", "n_predict": 9, "temperature": 0, "ignore_eos": True}
+    (event,) = backend.complete(body, stream=False, cancellation=Cancellation())
+    answer = event.value()
+    streamed = "".join(e.value()["content"] for e in backend.complete(body, stream=True, cancellation=Cancellation()))
+    assert answer["content"] == streamed and answer["tokens"] == [] and answer["tokens_predicted"] == 9
+    with_tokens = next(iter(backend.complete({**body, "return_tokens": True}, stream=False,
+                                             cancellation=Cancellation()))).value()  # fmt: skip
+    assert len(with_tokens["tokens"]) == 9
+
+
+def test_cancelling_closes_the_request_at_once(backend, llama):
+    cancellation = Cancellation()
+    events = backend.complete({"prompt": "hi", "n_predict": 3000, "ignore_eos": True}, stream=True,
+                              cancellation=cancellation)  # fmt: skip
+    next(events)
+    threading.Timer(0.05, cancellation.cancel, args=(Reason.CLIENT_LEFT,)).start()
+    with pytest.raises(JobCancelled):
+        for _ in events:
+            pass
+    wait_until(lambda: not any(s["is_processing"] for s in backend.slots(Cancellation())), timeout=5,
+               what="the slot freeing")  # fmt: skip
+
+
+def test_connections_survive_llama_servers_keep_alive_limit(backend):
+    # llama-server closes a connection after 100 requests: the pool must reconnect transparently.
+    for index in range(250):
+        assert backend.tokenize({"content": f"word {index}"}, Cancellation())["tokens"]
+
+
+def test_an_unreachable_server_is_a_503(tmp_path):
+    backend = LlamaServerBackend(f"unix://{tmp_path / 'nobody.sock'}")
+    with pytest.raises(GatewayError) as raised:
+        backend.tokenize({"content": "hi"}, Cancellation())
+    assert raised.value.kind is ErrorKind.UNAVAILABLE and raised.value.status == 503
+
+
+def test_llama_servers_own_errors_keep_their_kind(backend):
+    with pytest.raises(GatewayError) as raised:
+        list(backend.complete({"prompt": "word " * 5000, "n_predict": 2}, stream=True, cancellation=Cancellation()))
+    assert raised.value.kind is ErrorKind.EXCEED_CONTEXT_SIZE and raised.value.status == 400
+
+
+def test_stop_ends_llama_server(tiny_model, tmp_path):
+    process = LlamaServerProcess(binary=find_llama_server(None), model=tiny_model, socket_path=tmp_path / "s.sock",
+                                 slots=1, ctx_per_slot=512)  # fmt: skip
+    process.start()
+    pid = process.pid
+    started = time.monotonic()
+    process.stop()
+    assert not alive(pid) and time.monotonic() - started < 10
