@@ -12,7 +12,8 @@ up: install
 test: install
 	@$(VENV)/pytest
 
-bench: install
+bench:
+	@VELESIO_APT=wrk scripts/bootstrap.sh
 	@$(VENV)/python bench/run.py
 
 lint: install

@@ -150,20 +150,20 @@ def start_stack(
     api_port = free_port()
     llama_port = free_port()
     token = "test-token-" + name
-    env = service_env(
-        REDIS_URL=redis_url,
-        API_TOKENS=token,
-        MODEL_PATH=str(model),
-        API_PORT=str(api_port),
-        API_HOST="127.0.0.1",
-        API_WORKERS="1",
-        LLAMA_SLOTS="8",
-        LLAMA_CTX="4096",
-        LLAMA_PORT=str(llama_port),
-        LLAMA_SERVER_ARGS="--threads 1",
-        BODY_TIMEOUT="3",
-        **settings,
-    )
+    defaults = {
+        "REDIS_URL": redis_url,
+        "API_TOKENS": token,
+        "MODEL_PATH": str(model),
+        "API_PORT": str(api_port),
+        "API_HOST": "127.0.0.1",
+        "API_WORKERS": "1",
+        "LLAMA_SLOTS": "8",
+        "LLAMA_CTX": "4096",
+        "LLAMA_PORT": str(llama_port),
+        "LLAMA_SERVER_ARGS": "--threads 1",
+        "BODY_TIMEOUT": "3",
+    }
+    env = service_env(**(defaults | settings))
     stack = Stack(f"http://127.0.0.1:{api_port}", token, env, f"http://127.0.0.1:{llama_port}" if worker else None)
     try:
         if worker:

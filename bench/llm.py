@@ -1,0 +1,154 @@
+"""The LLM figures: added latency, added time to first token, throughput and cancellation, each
+measured side by side against the same llama-server the gateway's worker uses."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import re
+import subprocess
+import tempfile
+import time
+from urllib.parse import urlsplit
+
+import requests
+
+from bench.report import Section, percentile
+
+BODY = {"prompt": "The knight looks at the dragon and says", "n_predict": 8, "seed": 1}
+
+
+class Client:
+    """One keep-alive HTTP/1.1 connection, as lean as a Python client gets, so that client overhead
+    is small and the same on both sides."""
+
+    def __init__(self, base_url: str, headers: dict[str, str] | None = None) -> None:
+        parts = urlsplit(base_url)
+        self._host, self._port = parts.hostname, parts.port
+        self._headers = {"Content-Type": "application/json", **(headers or {})}
+        self._connection = http.client.HTTPConnection(self._host, self._port)
+
+    def _send(self, path: str, body: dict) -> http.client.HTTPResponse:
+        data = json.dumps(body).encode()
+        for attempt in (1, 2):
+            try:
+                self._connection.request("POST", path, body=data, headers=self._headers)
+                return self._connection.getresponse()
+            except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError):
+                # llama-server closes a connection after 100 requests; reconnect and resend.
+                self._connection.close()
+                if attempt == 2:
+                    raise
+        raise AssertionError("unreachable")
+
+    def whole(self, path: str, body: dict) -> float:
+        started = time.perf_counter()
+        response = self._send(path, body)
+        payload = response.read()
+        elapsed = time.perf_counter() - started
+        if response.status != 200:
+            raise RuntimeError(f"{path}: {response.status} {payload[:200]!r}")
+        return elapsed
+
+    def first_token(self, path: str, body: dict) -> float:
+        started = time.perf_counter()
+        response = self._send(path, {**body, "stream": True})
+        first = response.read1(65536)
+        elapsed = time.perf_counter() - started
+        if response.status != 200 or not first.startswith(b"data: "):
+            raise RuntimeError(f"{path}: {response.status} {first[:200]!r}")
+        response.read()
+        return elapsed
+
+
+def _paired(measure_direct, measure_gateway, samples: int) -> tuple[list[float], list[float]]:
+    """Alternate the two sides request by request, so drift on a shared machine hits both alike."""
+    for _ in range(30):
+        measure_direct()
+        measure_gateway()
+    direct, gateway = [], []
+    for _ in range(samples):
+        direct.append(measure_direct())
+        gateway.append(measure_gateway())
+    return direct, gateway
+
+
+def _ms(seconds: float) -> str:
+    return f"{seconds * 1000:.2f} ms"
+
+
+def latency(section: Section, direct_url: str, api_url: str, auth: dict[str, str], samples: int) -> dict:
+    direct, gateway = Client(direct_url), Client(api_url, auth)
+    d, g = _paired(lambda: direct.whole("/completion", BODY), lambda: gateway.whole("/completion", BODY), samples)
+    added50 = percentile(g, 0.5) - percentile(d, 0.5)
+    added99 = percentile(g, 0.99) - percentile(d, 0.99)
+    section.add("a. whole /completion (n_predict 8), direct p50 / p99",
+                f"{_ms(percentile(d, .5))} / {_ms(percentile(d, .99))}")  # fmt: skip
+    section.add("a. through velesio p50 / p99", f"{_ms(percentile(g, 0.5))} / {_ms(percentile(g, 0.99))}")
+    section.add("a. **added latency** p50", _ms(added50), "≤ 1.5 ms", added50 <= 0.0015)
+    section.add("a. added latency p99", _ms(added99))
+
+    d, g = _paired(lambda: direct.first_token("/completion", BODY), lambda: gateway.first_token("/completion", BODY),
+                   samples)  # fmt: skip
+    added_ttft = percentile(g, 0.5) - percentile(d, 0.5)
+    section.add("b. time to first streamed token, direct p50 / through velesio p50",
+                f"{_ms(percentile(d, .5))} / {_ms(percentile(g, .5))}")  # fmt: skip
+    section.add("b. **added time to first token** p50", _ms(added_ttft), "≤ 2 ms", added_ttft <= 0.002)
+    return {"added_p50_ms": added50 * 1000, "added_ttft_p50_ms": added_ttft * 1000}
+
+
+def _wrk(url: str, token: str | None, seconds: int, connections: int, body: dict) -> float:
+    headers = 'wrk.headers["Content-Type"] = "application/json"\n'
+    if token:
+        headers += f'wrk.headers["Authorization"] = "Bearer {token}"\n'
+    script = f'wrk.method = "POST"\nwrk.body = {json.dumps(json.dumps(body))}\n{headers}'
+    with tempfile.NamedTemporaryFile("w", suffix=".lua") as lua:
+        lua.write(script)
+        lua.flush()
+        output = subprocess.run(
+            ["wrk", "-t", "2", "-c", str(connections), "-d", f"{seconds}s", "-s", lua.name, url],
+            capture_output=True, text=True, check=True,
+        ).stdout  # fmt: skip
+    if "Non-2xx" in output:
+        raise RuntimeError(f"wrk saw errors:\n{output}")
+    return float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1))
+
+
+def _ratio(direct_url: str, api_url: str, token: str, seconds: int, rounds: int, body: dict) -> tuple[float, float]:
+    direct, gateway = [], []
+    for _ in range(rounds):
+        direct.append(_wrk(direct_url + "/completion", None, seconds, 8, body))
+        gateway.append(_wrk(api_url + "/completion", token, seconds, 8, body))
+    return sorted(direct)[len(direct) // 2], sorted(gateway)[len(gateway) // 2]
+
+
+def throughput(section: Section, direct_url: str, api_url: str, token: str, seconds: int, rounds: int) -> float:
+    d, g = _ratio(direct_url, api_url, token, seconds, rounds, BODY)
+    ratio = g / d
+    section.add("c. 8 concurrent clients (wrk), whole answers of 8 tokens, direct / through velesio",
+                f"{d:,.0f} / {g:,.0f} req/s")  # fmt: skip
+    section.add("c. **throughput ratio** to direct", f"{ratio:.2f}", "≥ 0.5", ratio >= 0.5)
+    for tokens in (64, 128):
+        d, g = _ratio(direct_url, api_url, token, seconds, 1, {**BODY, "n_predict": tokens, "ignore_eos": True})
+        section.add(f"c. the same with answers of {tokens} tokens: direct / through velesio / ratio",
+                    f"{d:,.0f} / {g:,.0f} req/s / {g / d:.2f}")  # fmt: skip
+    return ratio
+
+
+def cancellation(section: Section, direct_url: str, api_url: str, auth: dict[str, str], samples: int) -> None:
+    """From the client closing its connection mid-stream to llama-server's slot being free again."""
+    delays = []
+    for _ in range(samples):
+        body = {"prompt": "a long tale", "n_predict": 4000, "ignore_eos": True, "stream": True}
+        response = requests.post(api_url + "/completion", headers=auth, json=body, stream=True, timeout=30)
+        lines = response.iter_lines()
+        for _ in range(3):
+            next(lines)
+        response.close()
+        closed = time.perf_counter()
+        while any(slot["is_processing"] for slot in requests.get(direct_url + "/slots", timeout=5).json()):
+            pass
+        delays.append(time.perf_counter() - closed)
+    section.add("e. client disconnect → llama-server slot free, p50 / max",
+                f"{_ms(percentile(delays, 0.5))} / {_ms(max(delays))}",
+                "≤ 100 ms", max(delays) <= 0.1)  # fmt: skip
