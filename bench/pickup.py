@@ -64,7 +64,7 @@ def idle_pickup(section: Section, redis_url: str, samples: int, idle_s: float = 
     return waking_p99
 
 
-def idle_round_trip(section: Section, redis_url: str, samples: int, idle_s: float = 1.0) -> None:
+def idle_round_trip(section: Section, redis_url: str, model: str, samples: int, idle_s: float = 1.0) -> None:
     """A tokenize job through the real worker after an idle second: pickup plus the job itself."""
     from velesio_core.events import final_result
     from velesio_core.jobs import Job, JobKind
@@ -75,7 +75,7 @@ def idle_round_trip(section: Section, redis_url: str, samples: int, idle_s: floa
         times = []
         for _ in range(samples):
             await asyncio.sleep(idle_s)
-            job = Job.create(JobKind.TOKENIZE, {"content": "hello"}, deadline_s=30, timeout_s=30)
+            job = Job.create(JobKind.TOKENIZE, {"content": "hello"}, model=model, deadline_s=30, timeout_s=30)
             started = time.perf_counter()
             await final_result((await queue.submit(job)).events())
             times.append(time.perf_counter() - started)

@@ -57,7 +57,7 @@ def main() -> None:
         queue_section = Section("Queue: picking up a job after an idle second")
         print("bench: idle pickup (one message per idle second) ...", flush=True)
         pickup.idle_pickup(queue_section, redis.url(1), pickups)
-        pickup.idle_round_trip(queue_section, redis.url(0), pickups // 2)
+        pickup.idle_round_trip(queue_section, redis.url(0), "tiny", pickups // 2)
     finally:
         if stack is not None:
             stack.stop()

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 import threading
 
 import pytest
 import requests
 
 from tests.support.processes import llama_metric, service_env, start_stack, start_worker, wait_until
-from velesio_core.jobs import Job, JobKind
+from velesio_core.jobs import Job, JobKind, Queue
 from velesio_core.queue.keys import QueueKeys, events_key
 from velesio_core.queue.redis_queue import RedisJobQueue
 
@@ -17,10 +19,20 @@ from velesio_core.queue.redis_queue import RedisJobQueue
 @pytest.fixture
 def api_without_worker(redis_server, tiny_model, logs_dir):
     redis_server.client(2).flushdb()
-    stack = start_stack(
-        redis_server.url(2), tiny_model, logs_dir, worker=False, name="noworker", QUEUE_CAP="2", JOB_DEADLINE="2"
-    )
+    stack = start_stack(redis_server.url(2), tiny_model, logs_dir, worker=False, name="noworker")
     yield stack
+    stack.stop()
+
+
+@pytest.fixture
+def stalled_worker(redis_server, tiny_model, logs_dir):
+    """A real worker that registered its model, then stopped taking jobs (SIGSTOP): its queue fills."""
+    redis_server.client(4).flushdb()
+    stack = start_stack(redis_server.url(4), tiny_model, logs_dir, name="stalled", QUEUE_CAP="2", JOB_DEADLINE="2")
+    worker = stack.process("stalled-worker").popen
+    os.kill(worker.pid, signal.SIGSTOP)
+    yield stack
+    os.kill(worker.pid, signal.SIGCONT)
     stack.stop()
 
 
@@ -30,8 +42,8 @@ def test_health_is_503_until_a_worker_serves_a_model(api_without_worker):
     assert response.json()["error"]["type"] == "unavailable_error"
 
 
-def test_a_full_queue_is_503_with_retry_after_and_waiting_jobs_time_out(api_without_worker, redis_server):
-    stack, queue = api_without_worker, QueueKeys("llm")
+def test_a_full_queue_is_503_with_retry_after_and_waiting_jobs_time_out(stalled_worker, redis_server):
+    stack, queue = stalled_worker, QueueKeys(Queue.LLM.for_model("tiny"))
     waiting: list[requests.Response] = []
 
     def wait_for_answer() -> None:
@@ -41,7 +53,7 @@ def test_a_full_queue_is_503_with_retry_after_and_waiting_jobs_time_out(api_with
     clients = [threading.Thread(target=wait_for_answer) for _ in range(2)]
     for client in clients:
         client.start()
-    redis = redis_server.client(2)
+    redis = redis_server.client(4)
     wait_until(lambda: redis.llen(queue.messages_list) == 2, timeout=10, what="two jobs queued")
 
     refused = requests.post(stack.url("/completion"), json={"prompt": "hi"}, headers=stack.auth, timeout=10)
@@ -66,7 +78,8 @@ def test_the_worker_drops_a_job_whose_deadline_passed_unrun(redis_server, tiny_m
 
     async def enqueue_and_walk_away() -> Job:
         queue = RedisJobQueue.from_url(url, queue_cap=10)
-        job = Job.create(JobKind.COMPLETION, {"prompt": "too late", "n_predict": 64}, deadline_s=0.2, timeout_s=60)
+        payload = {"prompt": "too late", "n_predict": 64}
+        job = Job.create(JobKind.COMPLETION, payload, model="tiny", deadline_s=0.2, timeout_s=60)
         await queue.submit(job)
         await queue.close()
         return job
@@ -81,7 +94,7 @@ def test_the_worker_drops_a_job_whose_deadline_passed_unrun(redis_server, tiny_m
                       LLAMA_SERVER_ARGS="--threads 1", LLAMA_EMBEDDINGS="false")  # fmt: skip
     worker = start_worker(env, logs_dir, "late-worker")
     try:
-        queue = QueueKeys("llm")
+        queue = QueueKeys(job.queue)
         wait_until(lambda: redis.hlen(queue.messages_hash) == 0, timeout=120, what="the worker taking the job")
         wait_until(lambda: f"dropped job {job.id}" in worker.log(), timeout=10, what="the worker logging the drop")
         # Nothing was generated, and no result was written: only the API's "queued" entry.

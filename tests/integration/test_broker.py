@@ -10,11 +10,14 @@ import dramatiq
 import pytest
 
 from velesio_core.events import Event, EventType
-from velesio_core.jobs import Job, JobKind
+from velesio_core.jobs import Job, JobKind, Queue
 from velesio_core.queue.broker import WakingRedisBroker
 from velesio_core.queue.event_sink import RedisEventSinks
 from velesio_core.queue.keys import CANCEL_CHANNEL, QueueKeys, events_key
 from velesio_core.queue.redis_queue import RedisJobQueue, actor_name
+
+LLM = Queue.LLM.for_model("m")
+AUX = Queue.LLM_AUX.for_model("m")
 
 
 @pytest.fixture
@@ -60,10 +63,10 @@ def test_an_idle_consumer_wakes_for_a_message_whatever_its_idle_timeout(db):
     # empty fetches; a woken one takes the message as it arrives.
     broker = WakingRedisBroker(url=url, middleware=[])
     received = threading.Event()
-    worker = worker_with(broker, lambda job: received.set(), queue="llm", timeout_ms=60_000)
+    worker = worker_with(broker, lambda job: received.set(), queue=LLM, timeout_ms=60_000)
     try:
         time.sleep(1.5)  # let the consumer go idle, blocked on its wake list
-        submit(url, Job.create(JobKind.COMPLETION, {"prompt": "x"}, deadline_s=30, timeout_s=30))
+        submit(url, Job.create(JobKind.COMPLETION, {"prompt": "x"}, model="m", deadline_s=30, timeout_s=30))
         assert received.wait(timeout=10), "the idle consumer was not woken"
     finally:
         stop(worker, broker)
@@ -80,12 +83,12 @@ def test_messages_keep_dramatiqs_layout_and_are_acked_after_the_actor(db):
         if len(seen) == 3:
             done.set()
 
-    jobs = [Job.create(JobKind.TOKENIZE, {"content": str(i)}, deadline_s=30, timeout_s=30) for i in range(3)]
+    jobs = [Job.create(JobKind.TOKENIZE, {"content": str(i)}, model="m", deadline_s=30, timeout_s=30) for i in range(3)]
     for job in jobs:
         submit(url, job)
-    keys = QueueKeys("llm_aux")
+    keys = QueueKeys(AUX)
     assert client.llen(keys.messages_list) == 3 and client.hlen(keys.messages_hash) == 3
-    worker = worker_with(broker, actor, queue="llm_aux", threads=2)
+    worker = worker_with(broker, actor, queue=AUX, threads=2)
     try:
         assert done.wait(timeout=10)
         assert [job["id"] for job in seen] == [job.id for job in jobs]  # FIFO
@@ -100,15 +103,15 @@ def test_messages_keep_dramatiqs_layout_and_are_acked_after_the_actor(db):
 def test_requeued_messages_wake_another_consumer(db):
     url, _ = db
     first = WakingRedisBroker(url=url, middleware=[])
-    first.declare_queue("llm")
-    consumer = first.consume("llm", prefetch=5, timeout=60_000)
+    first.declare_queue(LLM)
+    consumer = first.consume(LLM, prefetch=5, timeout=60_000)
     for index in range(2):
-        submit(url, Job.create(JobKind.COMPLETION, {"prompt": str(index)}, deadline_s=30, timeout_s=30))
+        submit(url, Job.create(JobKind.COMPLETION, {"prompt": str(index)}, model="m", deadline_s=30, timeout_s=30))
     held = [next(consumer), next(consumer)]
 
     second = WakingRedisBroker(url=url, middleware=[])
     received = threading.Event()
-    worker = worker_with(second, lambda job: received.set(), queue="llm")
+    worker = worker_with(second, lambda job: received.set(), queue=LLM)
     try:
         time.sleep(1.0)  # idle, blocked on the wake list: the messages are held by the first
         assert not received.is_set()
@@ -132,10 +135,10 @@ def test_a_full_consumer_waits_for_an_ack_not_for_a_timer(db):
             release.wait(timeout=30)
 
     for index in range(2):
-        submit(url, Job.create(JobKind.COMPLETION, {"prompt": str(index)}, deadline_s=60, timeout_s=30))
-    worker = dramatiq.Worker(broker, queues={"llm"}, worker_threads=2, worker_timeout=60_000)
+        submit(url, Job.create(JobKind.COMPLETION, {"prompt": str(index)}, model="m", deadline_s=60, timeout_s=30))
+    worker = dramatiq.Worker(broker, queues={LLM}, worker_threads=2, worker_timeout=60_000)
     worker.queue_prefetch = 1  # one slot: the second message must wait for the first's ack
-    dramatiq.actor(actor, actor_name=actor_name("llm"), queue_name="llm", broker=broker)
+    dramatiq.actor(actor, actor_name=actor_name(LLM), queue_name=LLM, broker=broker)
     worker.start()
     try:
         deadline = time.monotonic() + 10
@@ -155,12 +158,12 @@ def test_a_full_consumer_waits_for_an_ack_not_for_a_timer(db):
 def test_the_final_event_acknowledges_the_message_itself(db):
     url, client = db
     broker = WakingRedisBroker(url=url, middleware=[])
-    broker.declare_queue("llm")
-    consumer = broker.consume("llm", prefetch=1, timeout=1000)
-    job = Job.create(JobKind.COMPLETION, {"prompt": "x"}, deadline_s=30, timeout_s=30)
+    broker.declare_queue(LLM)
+    consumer = broker.consume(LLM, prefetch=1, timeout=1000)
+    job = Job.create(JobKind.COMPLETION, {"prompt": "x"}, model="m", deadline_s=30, timeout_s=30)
     submit(url, job)
     message = next(consumer)
-    keys = QueueKeys("llm")
+    keys = QueueKeys(LLM)
     assert client.sismember(keys.unacked_set(broker.broker_id), job.id)
 
     sinks = RedisEventSinks(client, broker_id=broker.broker_id, on_acked=broker.acked_by_job)
@@ -185,14 +188,14 @@ def test_cancelling_a_queued_job_takes_it_off_the_queue_and_tells_workers(db):
 
     async def submit_and_cancel() -> Job:
         queue = RedisJobQueue.from_url(url, queue_cap=100)
-        job = Job.create(JobKind.COMPLETION, {"prompt": "x"}, deadline_s=30, timeout_s=30)
+        job = Job.create(JobKind.COMPLETION, {"prompt": "x"}, model="m", deadline_s=30, timeout_s=30)
         handle = await queue.submit(job)
         await handle.cancel()
         await queue.close()
         return job
 
     job = asyncio.run(submit_and_cancel())
-    keys = QueueKeys("llm")
+    keys = QueueKeys(LLM)
     assert client.llen(keys.messages_list) == 0 and client.hlen(keys.messages_hash) == 0
     deadline = time.monotonic() + 5
     message = None
@@ -210,7 +213,7 @@ def test_the_cap_counts_waiting_jobs_per_queue(db):
         outcomes = []
         for kind in (JobKind.COMPLETION, JobKind.COMPLETION, JobKind.COMPLETION, JobKind.TOKENIZE):
             try:
-                await queue.submit(Job.create(kind, {"prompt": "x"}, deadline_s=30, timeout_s=30))
+                await queue.submit(Job.create(kind, {"prompt": "x"}, model="m", deadline_s=30, timeout_s=30))
                 outcomes.append("queued")
             except Exception as error:
                 outcomes.append(f"{error.status}")
@@ -218,4 +221,4 @@ def test_the_cap_counts_waiting_jobs_per_queue(db):
         return outcomes
 
     assert asyncio.run(fill()) == ["queued", "queued", "503", "queued"]
-    assert client.llen(QueueKeys("llm").messages_list) == 2
+    assert client.llen(QueueKeys(LLM).messages_list) == 2

@@ -49,13 +49,14 @@ def test_a_mid_stream_error_is_llama_cpps_error_event():
     assert json.loads(chunk[len(b"data: ") :]) == expected
 
 
-@given(st.lists(st.floats(allow_nan=False, allow_infinity=False), min_size=1, max_size=16))
-def test_embeddings_object_for_v2_and_array_for_v3(vector):
-    native = [{"index": 0, "embedding": [vector]}]
-    assert encode.embeddings(native, llmunity_v2=False) == native
-    assert encode.embeddings(native, llmunity_v2=True) == {"embedding": vector}
-    flat = [{"index": 0, "embedding": vector}]
-    assert encode.embeddings(flat, llmunity_v2=True) == {"embedding": vector}
+@given(st.lists(st.lists(st.floats(allow_nan=False, allow_infinity=False), min_size=1, max_size=8), min_size=1,
+                max_size=4))  # fmt: skip
+def test_embeddings_object_for_v2_and_llama_cpps_array_for_v3(vectors):
+    result = {"embeddings": vectors, "prompt_tokens": 3}
+    assert encode.embeddings(result, llmunity_v2=False) == [
+        {"index": index, "embedding": [vector]} for index, vector in enumerate(vectors)
+    ]
+    assert encode.embeddings(result, llmunity_v2=True) == {"embedding": vectors[0]}
 
 
 @given(st.sampled_from(list(ErrorKind)), st.text(min_size=1, max_size=40))

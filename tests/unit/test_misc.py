@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import hashlib
+import re
 import threading
 
 from gguf import GGUFReader
@@ -32,12 +33,23 @@ def test_committed_json_schemas_match_the_code():
 
 
 def test_only_generation_holds_a_slot():
-    assert Queue.for_kind(JobKind.COMPLETION) is Queue.LLM
-    assert {Queue.for_kind(kind) for kind in JobKind if kind is not JobKind.COMPLETION} == {Queue.LLM_AUX}
+    generating = {JobKind.COMPLETION, JobKind.CHAT}
+    assert {Queue.for_kind(kind) for kind in generating} == {Queue.LLM}
+    assert {Queue.for_kind(kind) for kind in JobKind if kind not in generating} == {Queue.LLM_AUX}
+
+
+def test_each_model_has_queues_dramatiq_accepts_and_no_two_models_share_one():
+    names = ["qwen2.5:7b", "qwen2.5_7b", "a/b c", "x" * 200, "llama3"]
+    queues = [Queue.LLM.for_model(name) for name in names]
+    assert len(set(queues)) == len(queues)
+    assert all(re.fullmatch(r"[a-zA-Z_][a-zA-Z0-9._-]*", queue) for queue in queues)
+    assert Queue.LLM.for_model("llama3") != Queue.LLM_AUX.for_model("llama3")
+    job = Job.create(JobKind.CHAT, {"messages": []}, model="qwen2.5:7b", deadline_s=1, timeout_s=1)
+    assert job.queue == Queue.LLM.for_model("qwen2.5:7b")
 
 
 def test_a_job_knows_when_it_expired():
-    job = Job.create(JobKind.TOKENIZE, {"content": "x"}, deadline_s=10, timeout_s=5)
+    job = Job.create(JobKind.TOKENIZE, {"content": "x"}, model="m", deadline_s=10, timeout_s=5)
     assert not job.expired() and job.expired(now=job.deadline + 0.001)
     assert Job.model_validate(job.model_dump(mode="json")) == job
 

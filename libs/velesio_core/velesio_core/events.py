@@ -10,6 +10,21 @@
     result | error     the end, exactly one of them          result: the kind's final answer;
                                                              error: {"code", "message", "type"}
 
+Generation results (completion and chat) use llama.cpp's final-chunk vocabulary, whichever
+backend ran them, so that every dialect can encode them:
+
+    content            the whole text ("" when it was streamed as tokens)
+    stop_type          "eos" | "word" | "limit" | "tool_calls" (why it stopped)
+    tokens_predicted   generated tokens;   tokens_evaluated   prompt tokens
+    timings            {"prompt_n", "prompt_ms", "predicted_n", "predicted_ms", ...}
+    reasoning_content, tool_calls (OpenAI's shape), when the model produced them
+
+An embeddings result is ``{"embeddings": [[float], ...], "prompt_tokens": int}``: one pooled
+vector per input, in order.
+
+A chat token event may carry ``reasoning_content`` and ``tool_calls`` deltas (OpenAI's shape)
+instead of, or beside, ``content``.
+
 Event data stays as the JSON bytes the worker wrote. The llama.cpp dialect forwards a token
 event without parsing it at all; other dialects parse what they need.
 """

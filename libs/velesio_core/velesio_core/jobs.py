@@ -1,13 +1,19 @@
 """The internal job envelope: what the API puts on a queue and a worker runs.
 
 Dialects differ only at the edges. Whatever a client spoke, its request becomes one
-:class:`Job` whose ``payload`` uses llama.cpp's native vocabulary (the richest of the dialects
-velesio speaks): a completion payload is a llama.cpp ``/completion`` body, a tokenize payload a
-``/tokenize`` body, and so on. Backends that are not llama-server translate from it.
+:class:`Job` whose ``payload`` uses llama.cpp's vocabulary (the richest of the dialects velesio
+speaks): a completion payload is a llama.cpp ``/completion`` body, a chat payload an OpenAI-style
+``/v1/chat/completions`` body as llama-server takes it (llama.cpp's sampling options included), a
+tokenize payload a ``/tokenize`` body, and so on. Backends that are not llama-server translate.
+
+Every job names the model it wants; a worker consumes the queues of the models it serves, so a
+job only ever reaches a worker that can run it.
 """
 
 from __future__ import annotations
 
+import hashlib
+import re
 import time
 import uuid
 from enum import StrEnum
@@ -18,6 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 class JobKind(StrEnum):
     COMPLETION = "completion"
+    CHAT = "chat"
     TOKENIZE = "tokenize"
     DETOKENIZE = "detokenize"
     APPLY_TEMPLATE = "apply_template"
@@ -27,12 +34,12 @@ class JobKind(StrEnum):
     @property
     def holds_generation_slot(self) -> bool:
         """Whether the job occupies one of llama-server's generation slots while it runs."""
-        return self is JobKind.COMPLETION
+        return self in (JobKind.COMPLETION, JobKind.CHAT)
 
 
 class Queue(StrEnum):
-    """Dramatiq queue names. ``llm`` jobs hold a generation slot; ``llm_aux`` jobs do not, so a
-    tokenize call never waits behind long generations."""
+    """Kinds of Dramatiq queue. ``llm`` jobs hold a generation slot; ``llm_aux`` jobs do not, so a
+    tokenize call never waits behind long generations. Each model has one queue of each kind."""
 
     LLM = "llm"
     LLM_AUX = "llm_aux"
@@ -40,6 +47,16 @@ class Queue(StrEnum):
     @classmethod
     def for_kind(cls, kind: JobKind) -> Queue:
         return cls.LLM if kind.holds_generation_slot else cls.LLM_AUX
+
+    def for_model(self, model: str) -> str:
+        """The queue of this kind for ``model``, e.g. ``llm-qwen2.5_7b-3fa2c1``.
+
+        Dramatiq allows ``[a-zA-Z0-9._-]`` in queue names; model names hold more (``qwen2.5:7b``),
+        so they are slugged, and a hash of the exact name keeps two slugs apart.
+        """
+        slug = re.sub(r"[^a-zA-Z0-9_-]", "_", model)[:48]
+        digest = hashlib.sha1(model.encode()).hexdigest()[:6]
+        return f"{self.value}-{slug}-{digest}"
 
 
 def new_job_id() -> str:
@@ -55,14 +72,14 @@ class Job(BaseModel):
     kind: JobKind
     payload: dict[str, Any] = Field(description="The kind's request, in llama.cpp's native vocabulary.")
     stream: bool = Field(False, description="Whether the client wants partial (token) events.")
-    model: str | None = Field(None, description="The model the client asked for; None for the default.")
+    model: str = Field(min_length=1, description="The model that must run the job (a name a worker serves).")
     enqueued_at: float = Field(default_factory=time.time, description="Unix time the API queued the job.")
     deadline: float = Field(description="Unix time after which a job that has not started is dropped.")
     timeout_s: float = Field(gt=0, description="How long the job may run once started, in seconds.")
 
     @property
-    def queue(self) -> Queue:
-        return Queue.for_kind(self.kind)
+    def queue(self) -> str:
+        return Queue.for_kind(self.kind).for_model(self.model)
 
     def expired(self, now: float | None = None) -> bool:
         return (time.time() if now is None else now) > self.deadline
@@ -73,8 +90,8 @@ class Job(BaseModel):
         kind: JobKind,
         payload: dict[str, Any],
         *,
+        model: str,
         stream: bool = False,
-        model: str | None = None,
         deadline_s: float,
         timeout_s: float,
     ) -> Job:

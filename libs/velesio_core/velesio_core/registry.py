@@ -20,7 +20,7 @@ from redis import Redis
 from redis.exceptions import RedisError
 
 from .backends.base import ModelInfo
-from .errors import unavailable
+from .errors import ErrorKind, GatewayError, unavailable
 from .queue.keys import WORKERS_KEY
 from .queue.redis_queue import queue_error
 
@@ -51,14 +51,41 @@ class WorkerCard:
 class ModelDirectory(Protocol):
     """What the API asks about models, wherever the answer comes from."""
 
-    async def models(self) -> list[ModelInfo]: ...
+    async def models(self, *, fresh: bool = False) -> list[ModelInfo]:
+        """The models workers serve, the default one first. ``fresh`` skips any cache."""
+        ...
 
 
-async def default_model(directory: ModelDirectory) -> ModelInfo:
-    models = await directory.models()
+def same_model(served: str, asked: str) -> bool:
+    """Ollama's clients name models ``name:tag``, and ``:latest`` is the tag that goes unsaid."""
+    return served == asked or served.removesuffix(":latest") == asked.removesuffix(":latest")
+
+
+def find_model(models: list[ModelInfo], name: str | None) -> ModelInfo:
     if not models:
         raise unavailable("no worker is serving a model yet; retry shortly", retry_after_s=2)
-    return models[0]
+    if not name:
+        return models[0]
+    for model in models:
+        if same_model(model.id, name):
+            return model
+    served = ", ".join(model.id for model in models)
+    raise GatewayError(
+        ErrorKind.NOT_FOUND,
+        f"model '{name}' not found; this server has: {served}",
+        extra={"param": "model", "code": "model_not_found"},
+    )
+
+
+async def resolve_model(directory: ModelDirectory, name: str | None = None) -> ModelInfo:
+    """The model a request names (the default one when it names none), or a 404/503."""
+    try:
+        return find_model(await directory.models(), name)
+    except GatewayError as error:
+        if error.kind not in (ErrorKind.NOT_FOUND, ErrorKind.UNAVAILABLE):
+            raise
+        # A worker may have come up since the cache was filled.
+        return find_model(await directory.models(fresh=True), name)
 
 
 class CardPublisher:
@@ -93,7 +120,7 @@ class WorkerRegistry:
             key=lambda card: card.started_at,
         )
 
-    async def models(self) -> list[ModelInfo]:
+    async def models(self, *, fresh: bool = False) -> list[ModelInfo]:
         seen: dict[str, ModelInfo] = {}
         for card in await self.workers():
             for model in card.models:
@@ -101,11 +128,18 @@ class WorkerRegistry:
         return list(seen.values())
 
 
-class StaticModelDirectory:
-    """The models of the backend in this very process (a standalone worker)."""
+class CachedModelDirectory:
+    """Asks its source at most once per ``ttl_s``: model questions come with almost every
+    request, and the answer changes only when workers come and go."""
 
-    def __init__(self, models: list[ModelInfo]) -> None:
-        self._models = models
+    def __init__(self, source: ModelDirectory, *, ttl_s: float = 1.0) -> None:
+        self._source = source
+        self._ttl_s = ttl_s
+        self._models: list[ModelInfo] = []
+        self._fetched_at = float("-inf")
 
-    async def models(self) -> list[ModelInfo]:
-        return list(self._models)
+    async def models(self, *, fresh: bool = False) -> list[ModelInfo]:
+        if fresh or time.monotonic() - self._fetched_at > self._ttl_s:
+            self._models = await self._source.models(fresh=True)
+            self._fetched_at = time.monotonic()
+        return self._models

@@ -41,8 +41,9 @@ class JobRunner:
 
     def _run(self, job: Job, sink: EventSink, cancellation: Cancellation) -> None:
         backend = self.backend
-        if job.kind is JobKind.COMPLETION:
-            for event in backend.complete(job.payload, stream=job.stream, cancellation=cancellation):
+        if job.kind is JobKind.COMPLETION or job.kind is JobKind.CHAT:
+            generate = backend.complete if job.kind is JobKind.COMPLETION else backend.chat
+            for event in generate(job.payload, stream=job.stream, cancellation=cancellation):
                 sink.emit(event)
             return
         if job.kind is JobKind.TOKENIZE:

@@ -42,6 +42,8 @@ class Settings:
     model_url: str | None
     #: The GGUF file the worker's llama-server loads (MODEL_PATH, else models/text/model.gguf).
     model_path: Path
+    #: The name clients use for the model (OpenAI's and Ollama's ``model``); the file's stem if unset.
+    model_alias: str | None
     gpu_layers: int
     #: An external llama-server (http://host:port or unix:///path), instead of a supervised one.
     llama_server_url: str | None
@@ -81,6 +83,7 @@ class Settings:
             models_dir=models_dir,
             model_url=read.url("MODEL_URL", schemes=("http", "https")),
             model_path=Path(read.text("MODEL_PATH", str(models_dir / "text" / "model.gguf"))),
+            model_alias=read.text("MODEL_ALIAS", "") or None,
             gpu_layers=read.integer("GPU_LAYERS", 0, minimum=-1),
             llama_server_url=read.url("LLAMA_SERVER_URL", schemes=("http", "https", "unix")),
             llama_port=read.optional_integer("LLAMA_PORT", minimum=1, maximum=65535),

@@ -10,7 +10,7 @@ from velesio_core.auth import TokenSet
 from velesio_core.logs import configure_logging
 from velesio_core.queue.interface import JobQueue
 from velesio_core.queue.redis_queue import RedisJobQueue
-from velesio_core.registry import ModelDirectory, WorkerRegistry
+from velesio_core.registry import CachedModelDirectory, ModelDirectory, WorkerRegistry
 from velesio_core.settings import Settings, load_or_exit
 
 from . import errors
@@ -26,7 +26,7 @@ def create_app(
     middleware = [Cors(), Auth(TokenSet(settings.api_tokens)), CloseQueue(queue), *extra_middleware]
     app = falcon.asgi.App(middleware=middleware)
     errors.install(app)
-    llamacpp.add_routes(app, Relay(queue, settings), models)
+    llamacpp.add_routes(app, Relay(queue, models, settings))
     return DisconnectAware(app)
 
 
@@ -35,4 +35,4 @@ def create() -> DisconnectAware:
     configure_logging()
     settings = load_or_exit(require_tokens=True)
     queue = RedisJobQueue.from_url(settings.redis_url, queue_cap=settings.queue_cap)
-    return create_app(settings, queue, WorkerRegistry(queue.redis))
+    return create_app(settings, queue, CachedModelDirectory(WorkerRegistry(queue.redis)))

@@ -7,35 +7,49 @@ answer waits for the final event. Either way, a client that disconnects cancels 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
-from typing import Any
+from collections.abc import AsyncIterator, Callable, Iterable
+from typing import Any, Protocol
 
 import falcon.asgi
 import orjson
 
+from velesio_core.backends.base import ModelInfo
 from velesio_core.errors import ErrorKind, GatewayError
 from velesio_core.events import Event, EventType, final_result
 from velesio_core.jobs import Job, JobKind
 from velesio_core.queue.interface import JobHandle, JobQueue
+from velesio_core.registry import ModelDirectory, resolve_model
 from velesio_core.settings import Settings
 from velesio_core.validation import parse_json
 
 from .disconnect import CONNECTION, ClientConnection
 
-Encoder = Callable[[Event], bytes | None]
+
+class StreamEncoder(Protocol):
+    """Writes one request's events in its dialect; it may keep state (ids, first-chunk flags)."""
+
+    def encode(self, event: Event) -> Iterable[bytes]:
+        """The chunks to send for ``event``, each as one write of its own (none for events the
+        client never sees)."""
+        ...
 
 
 class Relay:
-    def __init__(self, queue: JobQueue, settings: Settings) -> None:
+    def __init__(self, queue: JobQueue, models: ModelDirectory, settings: Settings) -> None:
         self.queue = queue
+        self.models = models
         self._settings = settings
 
-    def job(self, kind: JobKind, payload: dict[str, Any], *, stream: bool = False, model: str | None = None) -> Job:
+    async def model(self, name: str | None = None) -> ModelInfo:
+        """The model a request names (or the default), 404 if no worker serves it."""
+        return await resolve_model(self.models, name)
+
+    def job(self, kind: JobKind, payload: dict[str, Any], model: ModelInfo, *, stream: bool = False) -> Job:
         return Job.create(
             kind,
             payload,
+            model=model.id,
             stream=stream,
-            model=model,
             deadline_s=self._settings.job_deadline_s,
             timeout_s=self._settings.job_timeout_s,
         )
@@ -61,20 +75,23 @@ class Relay:
         return (await self.result_event(req, job)).value()
 
     async def stream(
-        self, req: falcon.asgi.Request, resp: falcon.asgi.Response, job: Job, encode: Encoder, content_type: str
+        self,
+        req: falcon.asgi.Request,
+        resp: falcon.asgi.Response,
+        job: Job,
+        encoder: StreamEncoder,
+        content_type: str,
     ) -> None:
-        """Run a job and stream its events to the client, one write per event.
+        """Run a job and stream its events to the client, one write per encoded chunk.
 
-        The response starts only with the first event the client sees, so an error that comes
+        The response starts only with the first chunk the client sees, so an error that comes
         before any output is still answered with its HTTP status, as llama.cpp does.
         """
         handle = await self.queue.submit(job)
         guard = DisconnectGuard(req, handle).arm()
         events = handle.events()
         try:
-            first = await _first_visible(events, encode)
-            if first.type is EventType.ERROR:
-                raise first.as_error()
+            first = await _first_output(events, encoder)
         except BaseException:
             guard.disarm()
             raise
@@ -82,28 +99,30 @@ class Relay:
         resp.set_header("Cache-Control", "no-cache")
         # Proxies such as nginx would otherwise batch events, which LlamaLib cannot parse.
         resp.set_header("X-Accel-Buffering", "no")
-        resp.stream = _encoded(first, events, encode, guard)
+        resp.stream = _encoded(first, events, encoder, guard)
 
 
-async def _first_visible(events: AsyncIterator[Event], encode: Encoder) -> Event:
+async def _first_output(events: AsyncIterator[Event], encoder: StreamEncoder) -> tuple[Event, list[bytes]]:
     async for event in events:
-        if event.type.is_final or encode(event) is not None:
-            return event
+        if event.type is EventType.ERROR:
+            raise event.as_error()
+        chunks = list(encoder.encode(event))
+        if chunks or event.type.is_final:
+            return event, chunks
     raise GatewayError(ErrorKind.SERVER, "the job ended without a result")
 
 
 async def _encoded(
-    first: Event, events: AsyncIterator[Event], encode: Encoder, guard: DisconnectGuard
+    first: tuple[Event, list[bytes]], events: AsyncIterator[Event], encoder: StreamEncoder, guard: DisconnectGuard
 ) -> AsyncIterator[bytes]:
     try:
-        chunk = encode(first)
-        if chunk is not None:
+        event, chunks = first
+        for chunk in chunks:
             yield chunk
-        if first.type.is_final:
+        if event.type.is_final:
             return
         async for event in events:
-            chunk = encode(event)
-            if chunk is not None:
+            for chunk in encoder.encode(event):
                 yield chunk
     finally:
         guard.disarm()

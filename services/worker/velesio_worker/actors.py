@@ -8,15 +8,15 @@ from typing import Any
 import dramatiq
 
 from velesio_core.execution import JobExecutor
-from velesio_core.jobs import Job, Queue
+from velesio_core.jobs import Job
 from velesio_core.queue.event_sink import RedisEventSinks
 from velesio_core.queue.redis_queue import actor_name
 
 
-def register_actors(broker: dramatiq.Broker, executor: JobExecutor, sinks: RedisEventSinks) -> None:
+def register_actors(broker: dramatiq.Broker, queues: list[str], executor: JobExecutor, sinks: RedisEventSinks) -> None:
     def run_job(payload: dict[str, Any]) -> None:
         job = Job.model_validate(payload)
         executor.execute(job, sinks.for_job(job))
 
-    for queue in Queue:
-        dramatiq.actor(run_job, actor_name=actor_name(queue.value), queue_name=queue.value, broker=broker)
+    for queue in queues:
+        dramatiq.actor(run_job, actor_name=actor_name(queue), queue_name=queue, broker=broker)

@@ -12,7 +12,6 @@ import uuid
 
 import dramatiq
 
-from velesio_core.jobs import Queue
 from velesio_core.logs import configure_logging
 from velesio_core.queue.broker import WakingRedisBroker
 from velesio_core.settings import Settings, SettingsError, exit_with, load_or_exit
@@ -40,10 +39,10 @@ def run_queue_worker(settings: Settings) -> None:
     except SettingsError as error:
         exit_with(error)
 
-    register_actors(broker, runtime.executor, runtime.sinks)
+    register_actors(broker, runtime.card.queues, runtime.executor, runtime.sinks)
     worker = dramatiq.Worker(
         broker,
-        queues={queue.value for queue in Queue},
+        queues=set(runtime.card.queues),
         worker_threads=settings.llama_slots + AUX_THREADS,
     )
     # Take no more generation jobs than there are slots, leaving the rest for other workers.
@@ -69,8 +68,8 @@ def run_queue_worker(settings: Settings) -> None:
 def main() -> None:
     configure_logging()
     settings = load_or_exit()
-    if settings.llm_backend != "llamacpp":
-        exit_with(SettingsError("RUN_LLAMACPP", "no LLM backend is enabled", "set RUN_LLAMACPP=true"))
+    if settings.llm_backend is None:
+        exit_with(SettingsError("RUN_LLAMACPP", "no LLM backend is enabled", "set RUN_LLAMACPP or RUN_OLLAMA to true"))
     if settings.api:
         run_queue_worker(settings)
     else:

@@ -10,7 +10,8 @@ from dataclasses import dataclass, field
 
 import redis
 
-from velesio_core.backends.llamacpp.service import LlamaCppService
+from velesio_core.backends.base import ModelInfo
+from velesio_core.backends.service import LlmService, start_llm_service
 from velesio_core.execution import JobExecutor, listen_for_cancellations
 from velesio_core.jobs import Queue
 from velesio_core.queue.broker import WakingRedisBroker
@@ -22,9 +23,14 @@ from velesio_core.settings import Settings
 log = logging.getLogger(__name__)
 
 
+def queues_for(models: list[ModelInfo]) -> list[str]:
+    """The queues of every model served: its jobs reach no worker that cannot run them."""
+    return [queue.for_model(model.id) for model in models for queue in Queue]
+
+
 @dataclass
 class WorkerRuntime:
-    service: LlamaCppService
+    service: LlmService
     executor: JobExecutor
     sinks: RedisEventSinks
     card: WorkerCard
@@ -33,14 +39,15 @@ class WorkerRuntime:
 
     @classmethod
     def start(cls, settings: Settings, worker_id: str, broker: WakingRedisBroker) -> WorkerRuntime:
-        service = LlamaCppService.start(settings)
+        service = start_llm_service(settings)
         try:
             client = redis.Redis.from_url(settings.redis_url)
             sinks = RedisEventSinks(
                 client, broker_id=broker.broker_id, namespace=broker.namespace, on_acked=broker.acked_by_job
             )
             executor = JobExecutor(JobRunner(service.backend, worker_id=worker_id))
-            card = WorkerCard(worker_id, [queue.value for queue in Queue], [service.model_info()])
+            models = service.models()
+            card = WorkerCard(worker_id, queues_for(models), models)
         except BaseException:
             service.close()
             raise
@@ -64,8 +71,8 @@ class WorkerRuntime:
         while not self._stopping.wait(HEARTBEAT_S):
             try:
                 if self.service.restarts != restarts:
-                    # A restarted llama-server may have come back with other settings.
-                    self.card.models = [self.service.model_info()]
+                    # A restarted backend may have come back with other settings.
+                    self.card.models = self.service.models()
                     restarts = self.service.restarts
                 publisher.publish(self.card)
             except Exception as error:  # keep beating: Redis or llama-server may come back

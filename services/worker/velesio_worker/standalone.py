@@ -11,7 +11,7 @@ import asyncio
 from velesio_api.app import create_app
 from velesio_api.main import Server, gunicorn_options
 from velesio_core.backends.base import ModelInfo
-from velesio_core.backends.llamacpp.service import LlamaCppService
+from velesio_core.backends.service import LlmService, start_llm_service
 from velesio_core.execution import JobExecutor
 from velesio_core.jobs import Job
 from velesio_core.queue.local_queue import LocalJobHandle, LocalJobQueue
@@ -26,15 +26,15 @@ class StandaloneBackend:
 
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
-        self._service: LlamaCppService | None = None
+        self._service: LlmService | None = None
         self._queue: LocalJobQueue | None = None
         self._models: list[ModelInfo] = []
 
     async def process_startup(self, scope, event) -> None:
-        self._service = await asyncio.to_thread(LlamaCppService.start, self._settings)
+        self._service = await asyncio.to_thread(start_llm_service, self._settings)
         executor = JobExecutor(JobRunner(self._service.backend, worker_id=worker_id()))
         self._queue = LocalJobQueue(executor, slots=self._settings.llama_slots, queue_cap=self._settings.queue_cap)
-        self._models = [await asyncio.to_thread(self._service.model_info)]
+        self._models = await asyncio.to_thread(self._service.models)
 
     async def process_shutdown(self, scope, event) -> None:
         if self._queue is not None:
@@ -46,7 +46,7 @@ class StandaloneBackend:
         assert self._queue is not None, "the app has not started"
         return await self._queue.submit(job)
 
-    async def models(self) -> list[ModelInfo]:
+    async def models(self, *, fresh: bool = False) -> list[ModelInfo]:
         return list(self._models)
 
     async def close(self) -> None:

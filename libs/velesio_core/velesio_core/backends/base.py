@@ -30,6 +30,8 @@ class ModelInfo:
     embeddings: bool = False
     #: llama.cpp's GET /props body, answered from here without a round trip to the worker.
     props: dict[str, Any] = field(default_factory=dict)
+    #: What model lists show: size (bytes), parameters, family, quantization, format, digest.
+    details: dict[str, Any] = field(default_factory=dict)
 
 
 class LlmBackend(Protocol):
@@ -41,6 +43,11 @@ class LlmBackend(Protocol):
         """
         ...
 
+    def chat(self, request: dict[str, Any], *, stream: bool, cancellation: Cancellation) -> Iterator[Event]:
+        """Like ``complete``, for an OpenAI-style chat body: the model's own chat template renders
+        the messages. Token events may carry reasoning_content and tool_calls deltas."""
+        ...
+
     def tokenize(self, request: dict[str, Any], cancellation: Cancellation) -> Any: ...
 
     def detokenize(self, request: dict[str, Any], cancellation: Cancellation) -> Any: ...
@@ -48,11 +55,14 @@ class LlmBackend(Protocol):
     def apply_template(self, request: dict[str, Any], cancellation: Cancellation) -> Any: ...
 
     def embeddings(self, request: dict[str, Any], cancellation: Cancellation) -> Any:
-        """llama.cpp's native embeddings answer: ``[{"index": i, "embedding": [[float]]}]``."""
+        """``{"embeddings": [[float], ...], "prompt_tokens": int}`` for the request's ``content``
+        (or ``input``): a string or a list of them."""
         ...
 
     def slots(self, cancellation: Cancellation) -> Any: ...
 
-    def model_info(self) -> ModelInfo: ...
+    def models(self) -> list[ModelInfo]:
+        """The models this backend serves; the first one is its default."""
+        ...
 
     def close(self) -> None: ...

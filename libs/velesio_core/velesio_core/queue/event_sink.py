@@ -96,7 +96,7 @@ class RedisEventSinks:
     def for_job(self, job: Job) -> RedisEventSink:
         ack = None
         if self._broker_id is not None:
-            keys = QueueKeys(job.queue.value, self._namespace)
+            keys = QueueKeys(job.queue, self._namespace)
             ack = MessageAck(keys.unacked_set(self._broker_id), keys.messages_hash, job.id)
         return RedisEventSink(self._redis, self._finish, job.id, ack=ack, on_acked=self._on_acked)
 

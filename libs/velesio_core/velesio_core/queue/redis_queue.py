@@ -48,8 +48,8 @@ def actor_name(queue: str) -> str:
 def encode_job_message(job: Job) -> bytes:
     """A Dramatiq message carrying the job, encoded as Dramatiq's JSON encoder would."""
     message = {
-        "queue_name": job.queue.value,
-        "actor_name": actor_name(job.queue.value),
+        "queue_name": job.queue,
+        "actor_name": actor_name(job.queue),
         "args": [job.model_dump(mode="json")],
         "kwargs": {},
         "options": {"redis_message_id": job.id},
@@ -71,7 +71,7 @@ class RedisJobQueue:
         return cls(aioredis.Redis.from_url(url), queue_cap=queue_cap)
 
     async def submit(self, job: Job) -> RedisJobHandle:
-        keys = QueueKeys(job.queue.value)
+        keys = QueueKeys(job.queue)
         # The stream outlives anything that could still read it: the wait, the run, the grace.
         ttl_s = int(job.deadline - job.enqueued_at + job.timeout_s) + FINISHED_EVENTS_TTL_S
         try:
@@ -95,7 +95,7 @@ class RedisJobQueue:
         await self.redis.aclose()
 
     async def _cancel_job(self, job: Job) -> None:
-        keys = QueueKeys(job.queue.value)
+        keys = QueueKeys(job.queue)
         await self._cancel(keys=[keys.messages_list, keys.messages_hash], args=[job.id, CANCEL_CHANNEL, job.id])
 
 

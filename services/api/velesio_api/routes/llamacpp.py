@@ -16,7 +16,6 @@ from velesio_core.dialects.llamacpp.schemas import (
 )
 from velesio_core.errors import unavailable
 from velesio_core.jobs import JobKind
-from velesio_core.registry import ModelDirectory, default_model
 from velesio_core.validation import parse
 
 from ..relay import Relay, send_json, send_json_bytes
@@ -24,14 +23,20 @@ from ..relay import Relay, send_json, send_json_bytes
 SSE = "text/event-stream"
 
 
+def _model_name(body: object) -> str | None:
+    # llama.cpp's clients seldom name a model; llama-server's router mode reads it when they do.
+    name = body.get("model") if isinstance(body, dict) else None
+    return name if isinstance(name, str) else None
+
+
 class Health:
     """GET and POST (LlamaLib v2 POSTs): 200 once a worker serves a model, else 503."""
 
-    def __init__(self, models: ModelDirectory) -> None:
-        self._models = models
+    def __init__(self, relay: Relay) -> None:
+        self._relay = relay
 
     async def on_get(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
-        await default_model(self._models)
+        await self._relay.model()
         send_json(resp, {"status": "ok"})
 
     on_post = on_get
@@ -40,11 +45,11 @@ class Health:
 class Props:
     """GET and POST (LlamaLib v2 POSTs ``{"stream": false}`` and reads default_generation_settings.n_ctx)."""
 
-    def __init__(self, models: ModelDirectory) -> None:
-        self._models = models
+    def __init__(self, relay: Relay) -> None:
+        self._relay = relay
 
     async def on_get(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
-        send_json(resp, encode.props(await default_model(self._models)))
+        send_json(resp, encode.props(await self._relay.model()))
 
     on_post = on_get
 
@@ -52,11 +57,11 @@ class Props:
 class Template:
     """LLM for Unity v2 asks for its template's name before every chat."""
 
-    def __init__(self, models: ModelDirectory) -> None:
-        self._models = models
+    def __init__(self, relay: Relay) -> None:
+        self._relay = relay
 
     async def on_post(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
-        send_json(resp, encode.template(await default_model(self._models)))
+        send_json(resp, encode.template(await self._relay.model()))
 
     on_get = on_post
 
@@ -66,12 +71,14 @@ class Completion:
         self._relay = relay
 
     async def on_post(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
-        request = parse(CompletionRequest, await self._relay.read_json(req))
-        job = self._relay.job(JobKind.COMPLETION, request.forwarded(), stream=bool(request.stream))
+        body = await self._relay.read_json(req)
+        request = parse(CompletionRequest, body)
+        model = await self._relay.model(_model_name(body))
+        job = self._relay.job(JobKind.COMPLETION, request.forwarded(), model, stream=bool(request.stream))
         if job.stream:
-            await self._relay.stream(req, resp, job, encode.sse_event, SSE)
+            await self._relay.stream(req, resp, job, encode.SseStream(), SSE)
         else:
-            # llama-server's answer, byte for byte.
+            # The backend's final object, byte for byte.
             send_json_bytes(resp, (await self._relay.result_event(req, job)).data)
 
 
@@ -84,8 +91,10 @@ class Forward:
         self._schema = schema
 
     async def on_post(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
-        request = parse(self._schema, await self._relay.read_json(req))
-        send_json(resp, await self._relay.result(req, self._relay.job(self._kind, request.forwarded())))
+        body = await self._relay.read_json(req)
+        request = parse(self._schema, body)
+        job = self._relay.job(self._kind, request.forwarded(), await self._relay.model(_model_name(body)))
+        send_json(resp, await self._relay.result(req, job))
 
 
 class Embeddings:
@@ -100,7 +109,8 @@ class Embeddings:
     async def on_post(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
         body = await self._relay.read_json(req)
         request = parse(EmbeddingsRequest, body)
-        result = await self._relay.result(req, self._relay.job(JobKind.EMBEDDINGS, request.forwarded()))
+        job = self._relay.job(JobKind.EMBEDDINGS, request.forwarded(), await self._relay.model(_model_name(body)))
+        result = await self._relay.result(req, job)
         send_json(resp, encode.embeddings(result, llmunity_v2="stream" not in body))
 
 
@@ -109,17 +119,17 @@ class Slots:
         self._relay = relay
 
     async def on_get(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
-        slots = await self._relay.result(req, self._relay.job(JobKind.SLOTS, {}))
+        slots = await self._relay.result(req, self._relay.job(JobKind.SLOTS, {}, await self._relay.model()))
         if req.get_param_as_bool("fail_on_no_slot") and all(slot.get("is_processing") for slot in slots):
             raise unavailable("no slot is available")
         send_json(resp, slots)
 
 
-def add_routes(app: falcon.asgi.App, relay: Relay, models: ModelDirectory) -> None:
+def add_routes(app: falcon.asgi.App, relay: Relay) -> None:
     for path in ("/health", "/v1/health"):
-        app.add_route(path, Health(models))
-    app.add_route("/props", Props(models))
-    app.add_route("/template", Template(models))
+        app.add_route(path, Health(relay))
+    app.add_route("/props", Props(relay))
+    app.add_route("/template", Template(relay))
     for path in ("/completion", "/completions"):
         app.add_route(path, Completion(relay))
     app.add_route("/tokenize", Forward(relay, JobKind.TOKENIZE, TokenizeRequest))

@@ -63,6 +63,27 @@ class LlamaServerBackend:
             cancellation.check()
             raise _unreachable(error) from None
 
+    def chat(self, request: dict[str, Any], *, stream: bool, cancellation: Cancellation) -> Iterator[Event]:
+        # llama-server's OpenAI endpoint renders the messages with the model's own template and
+        # parses tool calls and reasoning; its chunks are translated to velesio's events.
+        body = orjson.dumps({**request, "stream": True, "stream_options": {"include_usage": True}})
+        path = "/v1/chat/completions"
+        try:
+            with self._http.request("POST", path, body, headers=_JSON, cancellation=cancellation) as response:
+                if response.status != 200:
+                    raise _error_from(response)
+                chat = _ChatStream(stream)
+                for data in _sse_data(response, cancellation):
+                    if data == b"[DONE]":
+                        break
+                    event = chat.feed(_chunk(data))
+                    if event is not None:
+                        yield event
+                yield chat.result()
+        except _UNREACHABLE as error:
+            cancellation.check()
+            raise _unreachable(error) from None
+
     def tokenize(self, request: dict[str, Any], cancellation: Cancellation) -> Any:
         return self._post(self._http, "/tokenize", request, cancellation)
 
@@ -75,25 +96,45 @@ class LlamaServerBackend:
     def embeddings(self, request: dict[str, Any], cancellation: Cancellation) -> Any:
         if self._embeddings_http is None:
             raise not_supported("embeddings are turned off on this worker (LLAMA_EMBEDDINGS=false)")
-        return self._post(self._embeddings_http, "/embeddings", request, cancellation)
+        # The OpenAI endpoint also counts the prompt's tokens, which OpenAI's answer must carry.
+        body = {**request, "input": request.get("input", request.get("content"))}
+        body.pop("content", None)
+        answer = self._post(self._embeddings_http, "/v1/embeddings", body, cancellation)
+        data = sorted(answer.get("data") or (), key=lambda item: item.get("index", 0))
+        return {
+            "embeddings": [item["embedding"] for item in data],
+            "prompt_tokens": (answer.get("usage") or {}).get("prompt_tokens", 0),
+        }
 
     def slots(self, cancellation: Cancellation) -> Any:
         return self._get("/slots", cancellation)
 
-    def model_info(self) -> ModelInfo:
+    def models(self) -> list[ModelInfo]:
         props = self._get("/props", Cancellation())
         settings = props.get("default_generation_settings") or {}
         path = props.get("model_path")
-        return ModelInfo(
-            id=props.get("model_alias") or (Path(path).stem if path else "model"),
-            n_ctx=int(settings.get("n_ctx") or 0),
-            slots=int(props.get("total_slots") or 1),
-            chat_template=props.get("chat_template"),
-            general_name=self._general_name,
-            path=path,
-            embeddings=self._embeddings_http is not None,
-            props=props,
-        )
+        listed = (self._get("/v1/models", Cancellation()).get("data") or [{}])[0]
+        meta = listed.get("meta") or {}
+        details = {
+            "format": "gguf",
+            "size": meta.get("size"),
+            "parameters": meta.get("n_params"),
+            "context_length": meta.get("n_ctx_train"),
+            "embedding_length": meta.get("n_embd"),
+        }
+        return [
+            ModelInfo(
+                id=props.get("model_alias") or listed.get("id") or (Path(path).stem if path else "model"),
+                n_ctx=int(settings.get("n_ctx") or 0),
+                slots=int(props.get("total_slots") or 1),
+                chat_template=props.get("chat_template"),
+                general_name=self._general_name,
+                path=path,
+                embeddings=self._embeddings_http is not None,
+                props=props,
+                details={key: value for key, value in details.items() if value is not None},
+            )
+        ]
 
     def healthy(self) -> bool:
         try:
@@ -171,6 +212,67 @@ def _whole_answer(chunks: Iterator[bytes], *, return_tokens: bool) -> Event:
             settings["stream"] = False
         return Event.of(EventType.RESULT, chunk)
     raise GatewayError(ErrorKind.SERVER, "llama-server ended the stream without a final chunk")
+
+
+_FINISH_TO_STOP_TYPE = {"stop": "eos", "length": "limit", "tool_calls": "tool_calls"}
+
+
+class _ChatStream:
+    """Turns llama-server's chat.completion.chunk stream into velesio's token and result events."""
+
+    def __init__(self, stream: bool) -> None:
+        self._stream = stream
+        self._content: list[str] = []
+        self._reasoning: list[str] = []
+        self._tool_calls: dict[int, dict[str, Any]] = {}
+        self._finish_reason = "stop"
+        self._usage: dict[str, Any] = {}
+        self._timings: dict[str, Any] = {}
+
+    def feed(self, chunk: dict[str, Any]) -> Event | None:
+        self._usage = chunk.get("usage") or self._usage
+        self._timings = chunk.get("timings") or self._timings
+        choices = chunk.get("choices") or ()
+        if not choices:
+            return None
+        choice = choices[0]
+        self._finish_reason = choice.get("finish_reason") or self._finish_reason
+        delta = choice.get("delta") or {}
+        piece = {key: delta[key] for key in ("content", "reasoning_content", "tool_calls") if delta.get(key)}
+        if not piece:
+            return None
+        self._content.append(piece.get("content", ""))
+        self._reasoning.append(piece.get("reasoning_content", ""))
+        for call in piece.get("tool_calls", ()):
+            _merge_tool_call(self._tool_calls, call)
+        return Event.of(EventType.TOKEN, piece) if self._stream else None
+
+    def result(self) -> Event:
+        result: dict[str, Any] = {
+            "content": "" if self._stream else "".join(self._content),
+            "stop": True,
+            "stop_type": _FINISH_TO_STOP_TYPE.get(self._finish_reason, "eos"),
+            "tokens_predicted": self._usage.get("completion_tokens", 0),
+            "tokens_evaluated": self._usage.get("prompt_tokens", 0),
+            "timings": self._timings,
+        }
+        reasoning = "".join(self._reasoning)
+        if reasoning and not self._stream:
+            result["reasoning_content"] = reasoning
+        if self._tool_calls and not self._stream:
+            result["tool_calls"] = [self._tool_calls[index] for index in sorted(self._tool_calls)]
+        return Event.of(EventType.RESULT, result)
+
+
+def _merge_tool_call(calls: dict[int, dict[str, Any]], delta: dict[str, Any]) -> None:
+    """Streamed tool calls arrive in pieces: the id and name first, the arguments in fragments."""
+    call = calls.setdefault(
+        delta.get("index", 0), {"id": "", "type": "function", "function": {"name": "", "arguments": ""}}
+    )
+    call["id"] = delta.get("id") or call["id"]
+    function = delta.get("function") or {}
+    call["function"]["name"] += function.get("name") or ""
+    call["function"]["arguments"] += function.get("arguments") or ""
 
 
 def _error_from(response: http.client.HTTPResponse) -> GatewayError:

@@ -41,7 +41,7 @@ class LlamaCppService:
     sockets_dir: Path | None = None
 
     @classmethod
-    def start(cls, settings: Settings, *, alias: str | None = None) -> LlamaCppService:
+    def start(cls, settings: Settings) -> LlamaCppService:
         if settings.llama_server_url:
             return cls(LlamaServerBackend(settings.llama_server_url))
 
@@ -52,7 +52,7 @@ class LlamaCppService:
             "binary": binary,
             "model": model,
             "gpu_layers": settings.gpu_layers,
-            "alias": alias or model.stem,
+            "alias": settings.model_alias or model.stem,
             "extra_args": settings.llama_server_args,
         }
         processes = [
@@ -92,8 +92,8 @@ class LlamaCppService:
             raise
         return service
 
-    def model_info(self) -> ModelInfo:
-        return self.backend.model_info()
+    def models(self) -> list[ModelInfo]:
+        return self.backend.models()
 
     @property
     def restarts(self) -> int:

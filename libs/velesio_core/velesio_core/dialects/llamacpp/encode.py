@@ -28,22 +28,29 @@ def sse_event(event: Event) -> bytes | None:
     return None
 
 
+class SseStream:
+    """llama.cpp's stream encoder: stateless, one SSE event per event the client sees."""
+
+    def encode(self, event: Event) -> list[bytes]:
+        chunk = sse_event(event)
+        return [chunk] if chunk is not None else []
+
+
 def error_body(error: GatewayError) -> bytes:
     return orjson.dumps({"error": error.to_event_data()})
 
 
-def embeddings(result: Any, *, llmunity_v2: bool) -> Any:
-    """llama.cpp answers embeddings with an array, which LLM for Unity v3 (LlamaLib) reads.
+def embeddings(result: dict[str, Any], *, llmunity_v2: bool) -> Any:
+    """llama.cpp answers embeddings with an array of pooled vectors, each nested in a list, which
+    LLM for Unity v3 (LlamaLib) reads as ``result[0].embedding``.
 
     LLM for Unity v2 parses the body with Unity's JsonUtility, which cannot read a top-level
-    array: it gets ``{"embedding": [float]}``, the first input's pooled vector.
+    array: it gets ``{"embedding": [float]}``, the first input's vector.
     """
-    if not llmunity_v2:
-        return result
-    first = result[0]["embedding"] if isinstance(result, list) and result else []
-    if first and isinstance(first[0], list):
-        first = first[0]
-    return {"embedding": first}
+    vectors = result["embeddings"]
+    if llmunity_v2:
+        return {"embedding": vectors[0] if vectors else []}
+    return [{"index": index, "embedding": [vector]} for index, vector in enumerate(vectors)]
 
 
 def template(model: ModelInfo) -> dict[str, str]:

@@ -1,0 +1,33 @@
+"""The LLM backend a worker runs, chosen by the settings (RUN_LLAMACPP or RUN_OLLAMA)."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from ..settings import Settings
+from .base import LlmBackend, ModelInfo
+
+
+class LlmService(Protocol):
+    """A backend together with whatever it needs running (processes, connections)."""
+
+    backend: LlmBackend
+
+    def models(self) -> list[ModelInfo]: ...
+
+    @property
+    def restarts(self) -> int:
+        """How often the backend's processes were restarted (its model list may have changed)."""
+        ...
+
+    def close(self) -> None: ...
+
+
+def start_llm_service(settings: Settings) -> LlmService:
+    if settings.llm_backend == "ollama":
+        from .ollama.service import OllamaService
+
+        return OllamaService.start(settings)
+    from .llamacpp.service import LlamaCppService
+
+    return LlamaCppService.start(settings)
