@@ -53,7 +53,7 @@ def test_the_supervisor_restarts_a_llama_server_that_died(llama, backend):
     os.kill(first, signal.SIGKILL)
     wait_until(lambda: llama.restarts == 1 and backend.healthy(), timeout=60, what="llama-server restarting")
     assert llama.pid != first and not alive(first)
-    assert backend.tokenize({"content": "hi"}, Cancellation())["tokens"]
+    assert backend.tokenize({"content": "hi"}, model="tiny", cancellation=Cancellation())["tokens"]
 
 
 def test_a_model_that_does_not_load_is_reported_with_llama_servers_words(tmp_path):
@@ -87,7 +87,7 @@ def test_llama_server_dies_with_a_worker_killed_outright(tiny_model, tmp_path):
 
 
 def test_a_stream_is_llama_servers_chunks_then_one_result(backend):
-    events = list(backend.complete({"prompt": "hi", "n_predict": 5, "ignore_eos": True}, stream=True,
+    events = list(backend.complete({"prompt": "hi", "n_predict": 5, "ignore_eos": True}, model="tiny", stream=True,
                                    cancellation=Cancellation()))  # fmt: skip
     assert [event.type for event in events] == [EventType.TOKEN] * 5 + [EventType.RESULT]
     assert events[-1].value()["content"] == "" and events[-1].value()["stop"] is True
@@ -95,44 +95,49 @@ def test_a_stream_is_llama_servers_chunks_then_one_result(backend):
 
 def test_a_whole_answer_is_assembled_as_llama_server_would(backend):
     body = {"prompt": "the castle", "n_predict": 9, "temperature": 0, "ignore_eos": True}
-    (event,) = backend.complete(body, stream=False, cancellation=Cancellation())
+    (event,) = backend.complete(body, model="tiny", stream=False, cancellation=Cancellation())
     answer = event.value()
-    streamed = "".join(e.value()["content"] for e in backend.complete(body, stream=True, cancellation=Cancellation()))
+    events = backend.complete(body, model="tiny", stream=True, cancellation=Cancellation())
+    streamed = "".join(event.value()["content"] for event in events)
     assert answer["content"] == streamed and answer["tokens"] == [] and answer["tokens_predicted"] == 9
-    with_tokens = next(iter(backend.complete({**body, "return_tokens": True}, stream=False,
+    with_tokens = next(iter(backend.complete({**body, "return_tokens": True}, model="tiny", stream=False,
                                              cancellation=Cancellation()))).value()  # fmt: skip
     assert len(with_tokens["tokens"]) == 9
 
 
 def test_cancelling_closes_the_request_at_once(backend, llama):
     cancellation = Cancellation()
-    events = backend.complete({"prompt": "hi", "n_predict": 3000, "ignore_eos": True}, stream=True,
+    events = backend.complete({"prompt": "hi", "n_predict": 3000, "ignore_eos": True}, model="tiny", stream=True,
                               cancellation=cancellation)  # fmt: skip
     next(events)
     threading.Timer(0.05, cancellation.cancel, args=(Reason.CLIENT_LEFT,)).start()
     with pytest.raises(JobCancelled):
         for _ in events:
             pass
-    wait_until(lambda: not any(s["is_processing"] for s in backend.slots(Cancellation())), timeout=5,
-               what="the slot freeing")  # fmt: skip
+
+    def idle() -> bool:
+        return not any(slot["is_processing"] for slot in backend.slots(model="tiny", cancellation=Cancellation()))
+
+    wait_until(idle, timeout=5, what="the slot freeing")
 
 
 def test_connections_survive_llama_servers_keep_alive_limit(backend):
     # llama-server closes a connection after 100 requests: the pool must reconnect transparently.
     for index in range(250):
-        assert backend.tokenize({"content": f"word {index}"}, Cancellation())["tokens"]
+        assert backend.tokenize({"content": f"word {index}"}, model="tiny", cancellation=Cancellation())["tokens"]
 
 
 def test_an_unreachable_server_is_a_503(tmp_path):
     backend = LlamaServerBackend(f"unix://{tmp_path / 'nobody.sock'}")
     with pytest.raises(GatewayError) as raised:
-        backend.tokenize({"content": "hi"}, Cancellation())
+        backend.tokenize({"content": "hi"}, model="tiny", cancellation=Cancellation())
     assert raised.value.kind is ErrorKind.UNAVAILABLE and raised.value.status == 503
 
 
 def test_llama_servers_own_errors_keep_their_kind(backend):
     with pytest.raises(GatewayError) as raised:
-        list(backend.complete({"prompt": "word " * 5000, "n_predict": 2}, stream=True, cancellation=Cancellation()))
+        body = {"prompt": "word " * 5000, "n_predict": 2}
+        list(backend.complete(body, model="tiny", stream=True, cancellation=Cancellation()))
     assert raised.value.kind is ErrorKind.EXCEED_CONTEXT_SIZE and raised.value.status == 400
 
 

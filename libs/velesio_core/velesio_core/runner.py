@@ -40,22 +40,22 @@ class JobRunner:
             sink.emit(Event.error(error))
 
     def _run(self, job: Job, sink: EventSink, cancellation: Cancellation) -> None:
-        backend = self.backend
+        backend, model = self.backend, job.model
         if job.kind is JobKind.COMPLETION or job.kind is JobKind.CHAT:
             generate = backend.complete if job.kind is JobKind.COMPLETION else backend.chat
-            for event in generate(job.payload, stream=job.stream, cancellation=cancellation):
+            for event in generate(job.payload, model=model, stream=job.stream, cancellation=cancellation):
                 sink.emit(event)
             return
         if job.kind is JobKind.TOKENIZE:
-            result = backend.tokenize(job.payload, cancellation)
+            result = backend.tokenize(job.payload, model=model, cancellation=cancellation)
         elif job.kind is JobKind.DETOKENIZE:
-            result = backend.detokenize(job.payload, cancellation)
+            result = backend.detokenize(job.payload, model=model, cancellation=cancellation)
         elif job.kind is JobKind.APPLY_TEMPLATE:
-            result = backend.apply_template(job.payload, cancellation)
+            result = backend.apply_template(job.payload, model=model, cancellation=cancellation)
         elif job.kind is JobKind.EMBEDDINGS:
-            result = backend.embeddings(job.payload, cancellation)
+            result = backend.embeddings(job.payload, model=model, cancellation=cancellation)
         elif job.kind is JobKind.SLOTS:
-            result = backend.slots(cancellation)
+            result = backend.slots(model=model, cancellation=cancellation)
         else:
             raise GatewayError(ErrorKind.NOT_SUPPORTED, f"this worker cannot run {job.kind} jobs")
         sink.emit(Event.of(EventType.RESULT, result))

@@ -57,6 +57,11 @@ class Settings:
     #: Context size of one slot, in tokens (llama-server's -c is this times the slots).
     llama_ctx: int
     llama_embeddings: bool
+    ollama_server_url: str
+    #: The model served when a request names none (the first the Ollama server lists if unset).
+    ollama_model: str | None
+    #: Sent as a Bearer token to the Ollama server (a gated host, or another velesio).
+    ollama_api_key: str | None
     queue_cap: int
     job_deadline_s: float
     job_timeout_s: float
@@ -92,6 +97,9 @@ class Settings:
             llama_slots=read.integer("LLAMA_SLOTS", 4, minimum=1, maximum=256),
             llama_ctx=read.integer("LLAMA_CTX", 4096, minimum=128),
             llama_embeddings=read.flag("LLAMA_EMBEDDINGS", True),
+            ollama_server_url=read.url("OLLAMA_SERVER_URL", schemes=("http", "https")) or "http://localhost:11434",
+            ollama_model=read.text("OLLAMA_MODEL", "") or None,
+            ollama_api_key=read.text("OLLAMA_API_KEY", "") or None,
             queue_cap=read.integer("QUEUE_CAP", 256, minimum=1),
             job_deadline_s=read.seconds("JOB_DEADLINE", 60.0),
             job_timeout_s=read.seconds("JOB_TIMEOUT", 600.0),

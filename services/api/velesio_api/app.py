@@ -17,7 +17,7 @@ from . import errors
 from .disconnect import DisconnectAware
 from .middleware import Auth, CloseQueue, Cors
 from .relay import Relay
-from .routes import llamacpp
+from .routes import llamacpp, ollama, openai
 
 
 def create_app(
@@ -26,7 +26,9 @@ def create_app(
     middleware = [Cors(), Auth(TokenSet(settings.api_tokens)), CloseQueue(queue), *extra_middleware]
     app = falcon.asgi.App(middleware=middleware)
     errors.install(app)
-    llamacpp.add_routes(app, Relay(queue, models, settings))
+    relay = Relay(queue, models, settings)
+    for dialect in (llamacpp, openai, ollama):
+        dialect.add_routes(app, relay)
     return DisconnectAware(app)
 
 

@@ -14,6 +14,8 @@ import falcon
 import falcon.asgi
 
 from velesio_core.dialects.llamacpp import encode as llamacpp
+from velesio_core.dialects.ollama import encode as ollama
+from velesio_core.dialects.openai import encode as openai
 from velesio_core.errors import ErrorKind, GatewayError
 
 log = logging.getLogger(__name__)
@@ -22,12 +24,17 @@ log = logging.getLogger(__name__)
 Renderer = Callable[[GatewayError], tuple[bytes, str]]
 
 
-def _llamacpp(error: GatewayError) -> tuple[bytes, str]:
-    return llamacpp.error_body(error), falcon.MEDIA_JSON
+def _json(error_body: Callable[[GatewayError], bytes]) -> Renderer:
+    return lambda error: (error_body(error), falcon.MEDIA_JSON)
 
 
-#: (path prefix, renderer), first match wins.
-DIALECT_RENDERERS: list[tuple[str, Renderer]] = []
+_llamacpp = _json(llamacpp.error_body)
+
+#: (path prefix, renderer), first match wins: more specific prefixes first.
+DIALECT_RENDERERS: list[tuple[str, Renderer]] = [
+    ("/v1/", _json(openai.error_body)),
+    ("/api/", _json(ollama.error_body)),
+]
 
 
 def renderer_for(path: str) -> Renderer:

@@ -1,9 +1,10 @@
 """The contract between velesio's job runner and an LLM backend.
 
 Requests and answers use llama.cpp's native vocabulary (see jobs.py); a backend that is not
-llama-server translates. Calls are synchronous: each job runs on a worker thread of its own, and
-every call takes the job's Cancellation, which must interrupt it promptly (closing a connection
-is the usual way). Failures are raised as GatewayError, with the kind the client should see.
+llama-server translates. Every call names the model that must run it (a backend may serve
+several). Calls are synchronous: each job runs on a worker thread of its own, and every call takes
+the job's Cancellation, which must interrupt it promptly (closing a connection is the usual way).
+Failures are raised as GatewayError, with the kind the client should see.
 """
 
 from __future__ import annotations
@@ -35,7 +36,9 @@ class ModelInfo:
 
 
 class LlmBackend(Protocol):
-    def complete(self, request: dict[str, Any], *, stream: bool, cancellation: Cancellation) -> Iterator[Event]:
+    def complete(
+        self, request: dict[str, Any], *, model: str, stream: bool, cancellation: Cancellation
+    ) -> Iterator[Event]:
         """Generate: token events (only when ``stream``), then one result event.
 
         The result is llama.cpp's final /completion object; when not streaming it carries the
@@ -43,23 +46,23 @@ class LlmBackend(Protocol):
         """
         ...
 
-    def chat(self, request: dict[str, Any], *, stream: bool, cancellation: Cancellation) -> Iterator[Event]:
+    def chat(self, request: dict[str, Any], *, model: str, stream: bool, cancellation: Cancellation) -> Iterator[Event]:
         """Like ``complete``, for an OpenAI-style chat body: the model's own chat template renders
         the messages. Token events may carry reasoning_content and tool_calls deltas."""
         ...
 
-    def tokenize(self, request: dict[str, Any], cancellation: Cancellation) -> Any: ...
+    def tokenize(self, request: dict[str, Any], *, model: str, cancellation: Cancellation) -> Any: ...
 
-    def detokenize(self, request: dict[str, Any], cancellation: Cancellation) -> Any: ...
+    def detokenize(self, request: dict[str, Any], *, model: str, cancellation: Cancellation) -> Any: ...
 
-    def apply_template(self, request: dict[str, Any], cancellation: Cancellation) -> Any: ...
+    def apply_template(self, request: dict[str, Any], *, model: str, cancellation: Cancellation) -> Any: ...
 
-    def embeddings(self, request: dict[str, Any], cancellation: Cancellation) -> Any:
+    def embeddings(self, request: dict[str, Any], *, model: str, cancellation: Cancellation) -> Any:
         """``{"embeddings": [[float], ...], "prompt_tokens": int}`` for the request's ``content``
         (or ``input``): a string or a list of them."""
         ...
 
-    def slots(self, cancellation: Cancellation) -> Any: ...
+    def slots(self, *, model: str, cancellation: Cancellation) -> Any: ...
 
     def models(self) -> list[ModelInfo]:
         """The models this backend serves; the first one is its default."""

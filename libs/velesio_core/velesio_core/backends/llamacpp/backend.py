@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import http.client
 import logging
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -41,14 +42,16 @@ class LlamaServerBackend:
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self._http = HttpPool(url, headers=headers)
         self._embeddings_http = HttpPool(embeddings_url, headers=headers) if embeddings_url else None
-        self._general_name = _gguf_general_name(model_file)
+        self._general_name, self._architecture = _gguf_names(model_file)
 
     def close(self) -> None:
         self._http.close()
         if self._embeddings_http is not None:
             self._embeddings_http.close()
 
-    def complete(self, request: dict[str, Any], *, stream: bool, cancellation: Cancellation) -> Iterator[Event]:
+    def complete(
+        self, request: dict[str, Any], *, model: str, stream: bool, cancellation: Cancellation
+    ) -> Iterator[Event]:
         body = orjson.dumps({**request, "stream": True})
         try:
             with self._http.request("POST", "/completion", body, headers=_JSON, cancellation=cancellation) as response:
@@ -63,7 +66,7 @@ class LlamaServerBackend:
             cancellation.check()
             raise _unreachable(error) from None
 
-    def chat(self, request: dict[str, Any], *, stream: bool, cancellation: Cancellation) -> Iterator[Event]:
+    def chat(self, request: dict[str, Any], *, model: str, stream: bool, cancellation: Cancellation) -> Iterator[Event]:
         # llama-server's OpenAI endpoint renders the messages with the model's own template and
         # parses tool calls and reasoning; its chunks are translated to velesio's events.
         body = orjson.dumps({**request, "stream": True, "stream_options": {"include_usage": True}})
@@ -84,16 +87,16 @@ class LlamaServerBackend:
             cancellation.check()
             raise _unreachable(error) from None
 
-    def tokenize(self, request: dict[str, Any], cancellation: Cancellation) -> Any:
+    def tokenize(self, request: dict[str, Any], *, model: str, cancellation: Cancellation) -> Any:
         return self._post(self._http, "/tokenize", request, cancellation)
 
-    def detokenize(self, request: dict[str, Any], cancellation: Cancellation) -> Any:
+    def detokenize(self, request: dict[str, Any], *, model: str, cancellation: Cancellation) -> Any:
         return self._post(self._http, "/detokenize", request, cancellation)
 
-    def apply_template(self, request: dict[str, Any], cancellation: Cancellation) -> Any:
+    def apply_template(self, request: dict[str, Any], *, model: str, cancellation: Cancellation) -> Any:
         return self._post(self._http, "/apply-template", request, cancellation)
 
-    def embeddings(self, request: dict[str, Any], cancellation: Cancellation) -> Any:
+    def embeddings(self, request: dict[str, Any], *, model: str, cancellation: Cancellation) -> Any:
         if self._embeddings_http is None:
             raise not_supported("embeddings are turned off on this worker (LLAMA_EMBEDDINGS=false)")
         # The OpenAI endpoint also counts the prompt's tokens, which OpenAI's answer must carry.
@@ -106,7 +109,7 @@ class LlamaServerBackend:
             "prompt_tokens": (answer.get("usage") or {}).get("prompt_tokens", 0),
         }
 
-    def slots(self, cancellation: Cancellation) -> Any:
+    def slots(self, *, model: str, cancellation: Cancellation) -> Any:
         return self._get("/slots", cancellation)
 
     def models(self) -> list[ModelInfo]:
@@ -117,6 +120,9 @@ class LlamaServerBackend:
         meta = listed.get("meta") or {}
         details = {
             "format": "gguf",
+            "architecture": self._architecture,
+            # llama.cpp names a file type "all F32" or "mostly Q4_K_M"; Ollama, "F32" or "Q4_K_M".
+            "quantization": re.sub(r"^(all|mostly) ", "", props.get("model_ftype") or "") or None,
             "size": meta.get("size"),
             "parameters": meta.get("n_params"),
             "context_length": meta.get("n_ctx_train"),
@@ -292,14 +298,17 @@ def _unreachable(error: Exception) -> GatewayError:
     return unavailable("the LLM backend (llama-server) is not reachable; retry shortly", retry_after_s=2)
 
 
-def _gguf_general_name(model_file: Path | None) -> str | None:
+def _gguf_names(model_file: Path | None) -> tuple[str | None, str | None]:
+    """general.name and general.architecture, when the model file is here to read."""
     if model_file is None or not model_file.is_file():
-        return None
+        return None, None
     try:
         from gguf import GGUFReader
 
-        field = GGUFReader(str(model_file)).get_field("general.name")
-        return field.contents() if field is not None else None
-    except Exception:  # a file llama-server loads but gguf cannot read: the name is optional
-        log.debug("could not read general.name from %s", model_file, exc_info=True)
-        return None
+        reader = GGUFReader(str(model_file))
+        fields = [reader.get_field(key) for key in ("general.name", "general.architecture")]
+        name, architecture = (field.contents() if field is not None else None for field in fields)
+        return name, architecture
+    except Exception:  # a file llama-server loads but gguf cannot read: the names are optional
+        log.debug("could not read the names in %s", model_file, exc_info=True)
+        return None, None

@@ -1,0 +1,1 @@
+"""The Ollama backend (RUN_OLLAMA=true)."""

@@ -1,0 +1,276 @@
+"""The Ollama backend: velesio's jobs through the official ``ollama`` client.
+
+Requests arrive in llama.cpp's vocabulary (a /completion body, an OpenAI-style chat body) and are
+translated to Ollama's; what Ollama truly cannot do is a 501 naming it, never something made up:
+Ollama has no tokenizer, template or slot API, takes no token-id prompts, and has no GBNF grammars
+or per-token probabilities. Every request asks for ``num_ctx`` = LLAMA_CTX, so the context size
+velesio reports (``/props``) is the one the model really runs with.
+
+Cancellation: the client's stream is closed at the next chunk after a cancel; Ollama stops the
+generation when its client goes. (While Ollama evaluates a long prompt no chunk comes, and a
+cancel waits for the first token: the official client offers no way to reach its socket.)
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import ollama
+import orjson
+
+from ...cancellation import Cancellation
+from ...errors import ErrorKind, GatewayError, not_supported, unavailable
+from ...events import Event, EventType
+from ..base import ModelInfo
+
+log = logging.getLogger(__name__)
+
+# llama.cpp's names that are Ollama's option names too.
+_SAME_OPTIONS = (
+    "temperature", "top_k", "top_p", "min_p", "typical_p", "repeat_penalty", "repeat_last_n",
+    "presence_penalty", "frequency_penalty", "mirostat", "mirostat_tau", "mirostat_eta", "stop",
+)  # fmt: skip
+_NOT_SUPPORTED = {
+    "grammar": "GBNF grammars need llama-server",
+    "n_probs": "token probabilities need llama-server",
+    "logit_bias": "logit_bias needs llama-server",
+    "return_tokens": "token ids need llama-server",
+    "logprobs": "logprobs need llama-server",
+}
+
+
+class OllamaBackend:
+    def __init__(self, url: str, *, api_key: str | None, ctx: int, slots: int) -> None:
+        headers = {"Authorization": f"Bearer {api_key}"} if api_key else None
+        self._client = ollama.Client(host=url, headers=headers, timeout=httpx.Timeout(30.0, read=None))
+        self._ctx = ctx
+        self._slots = slots
+
+    def close(self) -> None:
+        self._client.close()
+
+    def complete(
+        self, request: dict[str, Any], *, model: str, stream: bool, cancellation: Cancellation
+    ) -> Iterator[Event]:
+        prompt = request.get("prompt")
+        if not isinstance(prompt, str):
+            raise not_supported("the Ollama backend takes a text prompt, not token ids")
+        _refuse_unsupported(request)
+        chunks = self._call(
+            self._client.generate, model=model, prompt=prompt, raw=True, stream=True,
+            options=self._options(request, "n_predict"), format=_format(request),
+        )  # fmt: skip
+        yield from _events(chunks, cancellation, stream=stream, piece=lambda chunk: {"content": chunk.response or ""})
+
+    def chat(self, request: dict[str, Any], *, model: str, stream: bool, cancellation: Cancellation) -> Iterator[Event]:
+        _refuse_unsupported(request)
+        think = None
+        if (request.get("chat_template_kwargs") or {}).get("enable_thinking") is False:
+            think = False
+        chunks = self._call(
+            self._client.chat, model=model, messages=[_message(m) for m in request.get("messages") or ()],
+            tools=request.get("tools"), stream=True, think=think,
+            options=self._options(request, "max_tokens"), format=_format(request),
+        )  # fmt: skip
+        yield from _events(chunks, cancellation, stream=stream, piece=_chat_piece)
+
+    def tokenize(self, request: dict[str, Any], *, model: str, cancellation: Cancellation) -> Any:
+        raise not_supported("the Ollama backend cannot tokenize: Ollama has no tokenizer API")
+
+    def detokenize(self, request: dict[str, Any], *, model: str, cancellation: Cancellation) -> Any:
+        raise not_supported("the Ollama backend cannot detokenize: Ollama has no tokenizer API")
+
+    def apply_template(self, request: dict[str, Any], *, model: str, cancellation: Cancellation) -> Any:
+        raise not_supported("the Ollama backend cannot apply a template alone: Ollama has no API for it")
+
+    def slots(self, *, model: str, cancellation: Cancellation) -> Any:
+        raise not_supported("the Ollama backend has no slots to show: Ollama has no API for them")
+
+    def embeddings(self, request: dict[str, Any], *, model: str, cancellation: Cancellation) -> Any:
+        text = request.get("input", request.get("content"))
+        if not (isinstance(text, str) or (isinstance(text, list) and all(isinstance(t, str) for t in text))):
+            raise not_supported("the Ollama backend embeds text, not token ids")
+        answer = self._call(self._client.embed, model=model, input=text, options={"num_ctx": self._ctx})
+        return {"embeddings": [list(vector) for vector in answer.embeddings], "prompt_tokens": answer.prompt_eval_count}
+
+    def models(self) -> list[ModelInfo]:
+        return [self._model_info(entry.model) for entry in self._call(self._client.list).models if entry.model]
+
+    def _model_info(self, name: str) -> ModelInfo:
+        shown = self._call(self._client.show, name)
+        info = dict(shown.modelinfo or {})
+        architecture = info.get("general.architecture")
+        details = shown.details
+        facts = {
+            "format": details.format if details else None,
+            "architecture": architecture or (details.family if details else None),
+            "quantization": details.quantization_level if details else None,
+            "parameters": info.get("general.parameter_count"),
+            "context_length": info.get(f"{architecture}.context_length"),
+            "embedding_length": info.get(f"{architecture}.embedding_length"),
+        }
+        props = {
+            "default_generation_settings": {"n_ctx": self._ctx},
+            "total_slots": self._slots,
+            "model_path": name,
+            "chat_template": shown.template or "",
+        }
+        return ModelInfo(
+            id=name,
+            n_ctx=self._ctx,
+            slots=self._slots,
+            chat_template=shown.template,
+            general_name=info.get("general.name"),
+            embeddings="embedding" in (shown.capabilities or ()),
+            props=props,
+            details={key: value for key, value in facts.items() if value is not None},
+        )
+
+    def _options(self, request: dict[str, Any], length_key: str) -> dict[str, Any]:
+        options: dict[str, Any] = {name: request[name] for name in _SAME_OPTIONS if name in request}
+        options["num_ctx"] = self._ctx
+        if request.get(length_key) not in (None, -1):
+            options["num_predict"] = request[length_key]
+        if request.get("seed", -1) != -1:
+            options["seed"] = request["seed"]
+        if "n_keep" in request:
+            options["num_keep"] = request["n_keep"]
+        return options
+
+    def _call(self, method, *args, **kwargs):
+        try:
+            return method(*args, **kwargs)
+        except ollama.ResponseError as error:
+            raise _error_from(error) from None
+        except (ConnectionError, httpx.TransportError) as error:
+            raise _unreachable(error) from None
+
+
+def _refuse_unsupported(request: dict[str, Any]) -> None:
+    for field, reason in _NOT_SUPPORTED.items():
+        if request.get(field):
+            raise not_supported(f"{field} is not supported by the Ollama backend: {reason}")
+
+
+def _format(request: dict[str, Any]) -> str | dict[str, Any] | None:
+    """llama.cpp's json_schema or OpenAI's response_format, as Ollama's ``format``."""
+    if "json_schema" in request:
+        return request["json_schema"] or "json"
+    response_format = request.get("response_format") or {}
+    if response_format.get("type") == "json_object":
+        return "json"
+    if response_format.get("type") == "json_schema":
+        return (response_format.get("json_schema") or {}).get("schema") or "json"
+    return None
+
+
+def _message(message: dict[str, Any]) -> dict[str, Any]:
+    """An OpenAI-style message as Ollama's: text content, tool-call arguments as objects."""
+    content = message.get("content")
+    if isinstance(content, list):
+        if any(part.get("type") != "text" for part in content):
+            raise not_supported("the Ollama backend here takes text messages only")
+        content = "".join(part.get("text", "") for part in content)
+    converted: dict[str, Any] = {"role": message.get("role"), "content": content or ""}
+    if message.get("tool_calls"):
+        converted["tool_calls"] = [
+            {"function": {"name": call["function"]["name"], "arguments": _arguments(call["function"].get("arguments"))}}
+            for call in message["tool_calls"]
+        ]
+    if message.get("role") == "tool" and message.get("name"):
+        converted["tool_name"] = message["name"]
+    return converted
+
+
+def _arguments(arguments: Any) -> Any:
+    if isinstance(arguments, str):
+        try:
+            return orjson.loads(arguments)
+        except orjson.JSONDecodeError:
+            raise GatewayError(ErrorKind.INVALID_REQUEST, "tool call arguments must be JSON") from None
+    return arguments or {}
+
+
+def _chat_piece(chunk: ollama.ChatResponse) -> dict[str, Any]:
+    message = chunk.message
+    piece: dict[str, Any] = {"content": message.content or ""}
+    if message.thinking:
+        piece["reasoning_content"] = message.thinking
+    if message.tool_calls:
+        piece["tool_calls"] = [
+            {
+                "index": index,
+                "id": f"call_{index}",
+                "type": "function",
+                "function": {"name": call.function.name, "arguments": orjson.dumps(call.function.arguments).decode()},
+            }
+            for index, call in enumerate(message.tool_calls)
+        ]
+    return piece
+
+
+def _events(chunks, cancellation: Cancellation, *, stream: bool, piece) -> Iterator[Event]:
+    """Ollama's chunks as velesio's token events and one result in llama.cpp's vocabulary."""
+    content: list[str] = []
+    reasoning: list[str] = []
+    calls: list[dict[str, Any]] = []
+    try:
+        for chunk in chunks:
+            cancellation.check()
+            if chunk.done:
+                yield Event.of(EventType.RESULT, _result(chunk, stream, content, reasoning, calls))
+                return
+            part = piece(chunk)
+            content.append(part.get("content", ""))
+            reasoning.append(part.get("reasoning_content", ""))
+            calls.extend(part.get("tool_calls", ()))
+            if stream and any(part.values()):
+                yield Event.of(EventType.TOKEN, {**part, "tokens": [], "stop": False})
+    except ollama.ResponseError as error:
+        raise _error_from(error) from None
+    except (ConnectionError, httpx.TransportError) as error:
+        cancellation.check()
+        raise _unreachable(error) from None
+    finally:
+        chunks.close()
+    raise GatewayError(ErrorKind.SERVER, "the Ollama server ended the stream without a final chunk")
+
+
+def _result(chunk, stream: bool, content: list[str], reasoning: list[str], calls: list[dict]) -> dict[str, Any]:
+    prompt_ms = (chunk.prompt_eval_duration or 0) / 1e6
+    predicted_ms = (chunk.eval_duration or 0) / 1e6
+    stop_type = "limit" if chunk.done_reason == "length" else ("tool_calls" if calls else "eos")
+    result: dict[str, Any] = {
+        "content": "" if stream else "".join(content),
+        "tokens": [],
+        "stop": True,
+        "stop_type": stop_type,
+        "tokens_predicted": chunk.eval_count or 0,
+        "tokens_evaluated": chunk.prompt_eval_count or 0,
+        "timings": {
+            "prompt_n": chunk.prompt_eval_count or 0,
+            "prompt_ms": prompt_ms,
+            "predicted_n": chunk.eval_count or 0,
+            "predicted_ms": predicted_ms,
+        },
+    }
+    if not stream:
+        if "".join(reasoning):
+            result["reasoning_content"] = "".join(reasoning)
+        if calls:
+            result["tool_calls"] = calls
+    return result
+
+
+def _error_from(error: ollama.ResponseError) -> GatewayError:
+    status = error.status_code if isinstance(error.status_code, int) and error.status_code >= 400 else 500
+    kind = ErrorKind.from_llama_type("", status)
+    return GatewayError(kind, f"Ollama: {error.error}")
+
+
+def _unreachable(error: Exception) -> GatewayError:
+    log.warning("the Ollama server is unreachable: %s", error)
+    return unavailable("the LLM backend (Ollama) is not reachable; retry shortly", retry_after_s=2)

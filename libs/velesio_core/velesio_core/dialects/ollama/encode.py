@@ -1,0 +1,215 @@
+"""Ollama's answers: NDJSON streams, final objects with nanosecond durations, model lists, errors.
+
+Built from velesio's generation results (llama.cpp's vocabulary, see events.py). Zero counts and
+durations are left out, as Ollama's Go encoder leaves them out (``omitempty``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+
+from ...backends.base import ModelInfo
+from ...errors import GatewayError
+from ...events import Event, EventType
+
+#: The version of Ollama's API that velesio speaks (clients check it for features).
+API_VERSION = "0.12.6"
+RUNNING = b"Ollama is running"
+
+
+def now_rfc3339() -> str:
+    return datetime.now(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
+def tagged(name: str) -> str:
+    return name if ":" in name else f"{name}:latest"
+
+
+def error_body(error: GatewayError) -> bytes:
+    return orjson.dumps({"error": error.message})
+
+
+def _line(value: dict[str, Any]) -> bytes:
+    return orjson.dumps(value) + b"\n"
+
+
+def done_reason(result: dict[str, Any]) -> str:
+    return "length" if result.get("stop_type") == "limit" else "stop"
+
+
+def _done(result: dict[str, Any], started: float) -> dict[str, Any]:
+    timings = result.get("timings") or {}
+    fields = {
+        "done": True,
+        "done_reason": done_reason(result),
+        "total_duration": int((time.monotonic() - started) * 1e9),
+        "prompt_eval_count": int(result.get("tokens_evaluated") or 0),
+        "prompt_eval_duration": int(float(timings.get("prompt_ms") or 0) * 1e6),
+        "eval_count": int(result.get("tokens_predicted") or 0),
+        "eval_duration": int(float(timings.get("predicted_ms") or 0) * 1e6),
+    }
+    return {key: value for key, value in fields.items() if value or key == "done"}
+
+
+def tool_calls(openai_calls: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """OpenAI's tool calls (arguments a JSON string) as Ollama's (arguments an object)."""
+    calls = []
+    for call in openai_calls:
+        function = call.get("function") or {}
+        arguments = function.get("arguments") or "{}"
+        if isinstance(arguments, str):
+            # Arguments that are not JSON are passed on as the model wrote them.
+            with contextlib.suppress(orjson.JSONDecodeError):
+                arguments = orjson.loads(arguments)
+        calls.append({"function": {"name": function.get("name", ""), "arguments": arguments}})
+    return calls
+
+
+def _message(content: str, result_or_piece: dict[str, Any]) -> dict[str, Any]:
+    message: dict[str, Any] = {"role": "assistant", "content": content}
+    if result_or_piece.get("reasoning_content"):
+        message["thinking"] = result_or_piece["reasoning_content"]
+    if result_or_piece.get("tool_calls"):
+        message["tool_calls"] = tool_calls(result_or_piece["tool_calls"])
+    return message
+
+
+def generate_response(result: dict[str, Any], *, model: str, started: float) -> dict[str, Any]:
+    answer = {"model": model, "created_at": now_rfc3339(), "response": result.get("content") or ""}
+    if result.get("reasoning_content"):
+        answer["thinking"] = result["reasoning_content"]
+    return {**answer, **_done(result, started)}
+
+
+def chat_response(result: dict[str, Any], *, model: str, started: float) -> dict[str, Any]:
+    message = _message(result.get("content") or "", result)
+    return {"model": model, "created_at": now_rfc3339(), "message": message, **_done(result, started)}
+
+
+class GenerateLines:
+    """The NDJSON stream of /api/generate."""
+
+    def __init__(self, *, model: str, started: float) -> None:
+        self._model = model
+        self._started = started
+
+    def encode(self, event: Event) -> list[bytes]:
+        if event.type is EventType.TOKEN:
+            piece = event.value()
+            line = {"model": self._model, "created_at": now_rfc3339(), "response": piece.get("content", "")}
+            if piece.get("reasoning_content"):
+                line["thinking"] = piece["reasoning_content"]
+            return [_line({**line, "done": False})]
+        if event.type is EventType.RESULT:
+            final = {"model": self._model, "created_at": now_rfc3339(), "response": ""}
+            return [_line({**final, **_done(event.value(), self._started)})]
+        if event.type is EventType.ERROR:
+            # Mid-stream, Ollama reports an error as one more line; the status stays 200.
+            return [_line({"error": event.as_error().message})]
+        return []
+
+
+class ChatLines:
+    """The NDJSON stream of /api/chat. Tool calls arrive in fragments and leave whole, at the end."""
+
+    def __init__(self, *, model: str, started: float) -> None:
+        self._model = model
+        self._started = started
+        self._calls: dict[int, dict[str, Any]] = {}
+
+    def encode(self, event: Event) -> list[bytes]:
+        if event.type is EventType.TOKEN:
+            piece = event.value()
+            for call in piece.get("tool_calls") or ():
+                merged = self._calls.setdefault(call.get("index", 0), {"function": {"name": "", "arguments": ""}})
+                function = call.get("function") or {}
+                merged["function"]["name"] += function.get("name") or ""
+                merged["function"]["arguments"] += function.get("arguments") or ""
+            if not piece.get("content") and not piece.get("reasoning_content"):
+                return []
+            line = {
+                "model": self._model,
+                "created_at": now_rfc3339(),
+                "message": _message(piece.get("content", ""), piece),
+            }
+            return [_line({**line, "done": False})]
+        if event.type is EventType.RESULT:
+            calls = [self._calls[index] for index in sorted(self._calls)]
+            message = _message("", {"tool_calls": calls})
+            final = {"model": self._model, "created_at": now_rfc3339(), "message": message}
+            return [_line({**final, **_done(event.value(), self._started)})]
+        if event.type is EventType.ERROR:
+            return [_line({"error": event.as_error().message})]
+        return []
+
+
+def _parameter_size(count: int | None) -> str | None:
+    if not count:
+        return None
+    for unit, scale in (("B", 1e9), ("M", 1e6), ("K", 1e3)):
+        if count >= scale:
+            return f"{count / scale:.1f}{unit}"
+    return str(count)
+
+
+def details(model: ModelInfo) -> dict[str, Any]:
+    family = model.details.get("architecture")
+    fields = {
+        "format": model.details.get("format"),
+        "family": family,
+        "families": [family] if family else None,
+        "parameter_size": _parameter_size(model.details.get("parameters")),
+        "quantization_level": model.details.get("quantization"),
+    }
+    return {key: value for key, value in fields.items() if value}
+
+
+def model_entry(model: ModelInfo) -> dict[str, Any]:
+    entry = {"name": tagged(model.id), "model": tagged(model.id), "size": model.details.get("size"),
+             "details": details(model)}  # fmt: skip
+    return {key: value for key, value in entry.items() if value is not None}
+
+
+def tags(models: list[ModelInfo]) -> dict[str, Any]:
+    return {"models": [model_entry(model) for model in models]}
+
+
+def running(models: list[ModelInfo]) -> dict[str, Any]:
+    return {"models": [{**model_entry(model), "context_length": model.n_ctx} for model in models]}
+
+
+def show(model: ModelInfo) -> dict[str, Any]:
+    architecture = model.details.get("architecture") or "unknown"
+    info = {
+        "general.architecture": architecture,
+        "general.name": model.general_name,
+        "general.parameter_count": model.details.get("parameters"),
+        f"{architecture}.context_length": model.details.get("context_length") or model.n_ctx,
+        f"{architecture}.embedding_length": model.details.get("embedding_length"),
+    }
+    return {
+        "modelfile": "",
+        "parameters": "",
+        "template": model.chat_template or "",
+        "details": details(model),
+        "model_info": {key: value for key, value in info.items() if value is not None},
+        "capabilities": ["completion", *(["embedding"] if model.embeddings else [])],
+    }
+
+
+def embed_response(result: dict[str, Any], *, model: str, started: float) -> dict[str, Any]:
+    answer = {"model": model, "embeddings": result["embeddings"],
+              "total_duration": int((time.monotonic() - started) * 1e9)}  # fmt: skip
+    if result.get("prompt_tokens"):
+        answer["prompt_eval_count"] = int(result["prompt_tokens"])
+    return answer
+
+
+def legacy_embedding(result: dict[str, Any]) -> dict[str, Any]:
+    vectors = result["embeddings"]
+    return {"embedding": vectors[0] if vectors else []}

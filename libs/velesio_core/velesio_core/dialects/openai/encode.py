@@ -1,0 +1,152 @@
+"""OpenAI's answers: chat completions and their chunks, text completions, embeddings, models, errors.
+
+Built from velesio's generation results (llama.cpp's vocabulary, see events.py): ``stop_type``
+becomes ``finish_reason``, the token counts become ``usage``.
+"""
+
+from __future__ import annotations
+
+import base64
+import struct
+from typing import Any
+
+import orjson
+
+from ...backends.base import ModelInfo
+from ...errors import ErrorKind, GatewayError
+from ...events import Event, EventType
+
+FINGERPRINT = "velesio"
+_FINISH_REASONS = {"eos": "stop", "word": "stop", "limit": "length", "tool_calls": "tool_calls"}
+_DONE = b"data: [DONE]\n\n"
+
+
+def finish_reason(result: dict[str, Any]) -> str:
+    return _FINISH_REASONS.get(result.get("stop_type") or "eos", "stop")
+
+
+def usage(result: dict[str, Any]) -> dict[str, int]:
+    prompt, completion = int(result.get("tokens_evaluated") or 0), int(result.get("tokens_predicted") or 0)
+    return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
+
+
+def error_object(error: GatewayError) -> dict[str, Any]:
+    code = error.extra.get("code")
+    if code is None and error.kind is ErrorKind.AUTHENTICATION:
+        code = "invalid_api_key"
+    return {"message": error.message, "type": error.kind.type_name, "param": error.extra.get("param"), "code": code}
+
+
+def error_body(error: GatewayError) -> bytes:
+    return orjson.dumps({"error": error_object(error)})
+
+
+def model_list(models: list[ModelInfo], created: int) -> dict[str, Any]:
+    return {
+        "object": "list",
+        "data": [{"id": model.id, "object": "model", "created": created, "owned_by": "velesio"} for model in models],
+    }
+
+
+def _sse(value: dict[str, Any]) -> bytes:
+    return b"data: " + orjson.dumps(value) + b"\n\n"
+
+
+def chat_completion(result: dict[str, Any], *, id: str, model: str, created: int) -> dict[str, Any]:
+    message: dict[str, Any] = {"role": "assistant", "content": result.get("content") or None}
+    if result.get("reasoning_content"):
+        message["reasoning_content"] = result["reasoning_content"]
+    if result.get("tool_calls"):
+        message["tool_calls"] = result["tool_calls"]
+    elif message["content"] is None:
+        message["content"] = ""
+    return {
+        "id": id,
+        "object": "chat.completion",
+        "created": created,
+        "model": model,
+        "system_fingerprint": FINGERPRINT,
+        "choices": [{"index": 0, "message": message, "logprobs": None, "finish_reason": finish_reason(result)}],
+        "usage": usage(result),
+    }
+
+
+def text_completion(result: dict[str, Any], *, id: str, model: str, created: int) -> dict[str, Any]:
+    choice = {"text": result.get("content") or "", "index": 0, "logprobs": None, "finish_reason": finish_reason(result)}
+    return {
+        "id": id,
+        "object": "text_completion",
+        "created": created,
+        "model": model,
+        "system_fingerprint": FINGERPRINT,
+        "choices": [choice],
+        "usage": usage(result),
+    }
+
+
+class _Chunks:
+    """A stream of OpenAI chunks ending with ``data: [DONE]`` (and a usage chunk when asked)."""
+
+    object_name = ""
+
+    def __init__(self, *, id: str, model: str, created: int, include_usage: bool) -> None:
+        self._head = {"id": id, "object": self.object_name, "created": created, "model": model,
+                      "system_fingerprint": FINGERPRINT}  # fmt: skip
+        self._include_usage = include_usage
+
+    def _choice(self, piece: dict[str, Any], finish: str | None) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def encode(self, event: Event) -> list[bytes]:
+        if event.type is EventType.TOKEN:
+            return [_sse({**self._head, "choices": [self._choice(event.value(), None)]})]
+        if event.type is EventType.RESULT:
+            result = event.value()
+            chunks = [_sse({**self._head, "choices": [self._choice({}, finish_reason(result))]})]
+            if self._include_usage:
+                chunks.append(_sse({**self._head, "choices": [], "usage": usage(result)}))
+            return [*chunks, _DONE]
+        if event.type is EventType.ERROR:
+            # The SDKs raise an APIError for a chunk that carries "error".
+            return [_sse({"error": error_object(event.as_error())})]
+        return []
+
+
+class ChatChunks(_Chunks):
+    object_name = "chat.completion.chunk"
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._role_sent = False
+
+    def _choice(self, piece: dict[str, Any], finish: str | None) -> dict[str, Any]:
+        delta = {key: piece[key] for key in ("content", "reasoning_content", "tool_calls") if piece.get(key)}
+        if not self._role_sent:
+            delta = {"role": "assistant", **delta}
+            self._role_sent = True
+        return {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}
+
+
+class CompletionChunks(_Chunks):
+    object_name = "text_completion"
+
+    def _choice(self, piece: dict[str, Any], finish: str | None) -> dict[str, Any]:
+        return {"text": piece.get("content", ""), "index": 0, "logprobs": None, "finish_reason": finish}
+
+
+def embeddings(result: dict[str, Any], *, model: str, encoding_format: str | None) -> dict[str, Any]:
+    def vector(values: list[float]) -> list[float] | str:
+        if encoding_format == "base64":
+            return base64.b64encode(struct.pack(f"<{len(values)}f", *values)).decode()
+        return values
+
+    tokens = int(result.get("prompt_tokens") or 0)
+    return {
+        "object": "list",
+        "data": [
+            {"object": "embedding", "index": index, "embedding": vector(values)}
+            for index, values in enumerate(result["embeddings"])
+        ],
+        "model": model,
+        "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+    }

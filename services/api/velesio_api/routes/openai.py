@@ -1,0 +1,87 @@
+"""OpenAI's API (/v1/*), on whichever backend the workers run."""
+
+from __future__ import annotations
+
+import time
+
+import falcon
+import falcon.asgi
+
+from velesio_core.dialects.openai import encode
+from velesio_core.dialects.openai.decode import chat_payload, completion_payload, embeddings_payload
+from velesio_core.dialects.openai.schemas import ChatCompletionRequest, CompletionRequest, EmbeddingsRequest
+from velesio_core.jobs import JobKind
+from velesio_core.registry import find_model
+from velesio_core.validation import parse
+
+from ..relay import Relay, send_json
+
+SSE = "text/event-stream"
+
+
+class Models:
+    def __init__(self, relay: Relay) -> None:
+        self._relay = relay
+
+    async def on_get(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
+        send_json(resp, encode.model_list(await self._relay.models.models(), int(time.time())))
+
+
+class Model:
+    def __init__(self, relay: Relay) -> None:
+        self._relay = relay
+
+    async def on_get(self, req: falcon.asgi.Request, resp: falcon.asgi.Response, model: str) -> None:
+        found = find_model(await self._relay.models.models(), model)
+        send_json(resp, encode.model_list([found], int(time.time()))["data"][0])
+
+
+class ChatCompletions:
+    def __init__(self, relay: Relay) -> None:
+        self._relay = relay
+
+    async def on_post(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
+        request = parse(ChatCompletionRequest, await self._relay.read_json(req))
+        model = await self._relay.model(request.model)
+        job = self._relay.job(JobKind.CHAT, chat_payload(request), model, stream=bool(request.stream))
+        answer = {"id": f"chatcmpl-{job.id}", "model": model.id, "created": int(time.time())}
+        if job.stream:
+            chunks = encode.ChatChunks(**answer, include_usage=request.include_usage)
+            await self._relay.stream(req, resp, job, chunks, SSE)
+        else:
+            send_json(resp, encode.chat_completion(await self._relay.result(req, job), **answer))
+
+
+class Completions:
+    def __init__(self, relay: Relay) -> None:
+        self._relay = relay
+
+    async def on_post(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
+        request = parse(CompletionRequest, await self._relay.read_json(req))
+        model = await self._relay.model(request.model)
+        job = self._relay.job(JobKind.COMPLETION, completion_payload(request), model, stream=bool(request.stream))
+        answer = {"id": f"cmpl-{job.id}", "model": model.id, "created": int(time.time())}
+        if job.stream:
+            chunks = encode.CompletionChunks(**answer, include_usage=request.include_usage)
+            await self._relay.stream(req, resp, job, chunks, SSE)
+        else:
+            send_json(resp, encode.text_completion(await self._relay.result(req, job), **answer))
+
+
+class Embeddings:
+    def __init__(self, relay: Relay) -> None:
+        self._relay = relay
+
+    async def on_post(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
+        request = parse(EmbeddingsRequest, await self._relay.read_json(req))
+        model = await self._relay.model(request.model)
+        result = await self._relay.result(req, self._relay.job(JobKind.EMBEDDINGS, embeddings_payload(request), model))
+        send_json(resp, encode.embeddings(result, model=model.id, encoding_format=request.encoding_format))
+
+
+def add_routes(app: falcon.asgi.App, relay: Relay) -> None:
+    app.add_route("/v1/models", Models(relay))
+    app.add_route("/v1/models/{model}", Model(relay))
+    app.add_route("/v1/chat/completions", ChatCompletions(relay))
+    app.add_route("/v1/completions", Completions(relay))
+    app.add_route("/v1/embeddings", Embeddings(relay))
