@@ -74,6 +74,23 @@ class Relay:
         """Run a job and return its result (raising its error)."""
         return (await self.result_event(req, job)).value()
 
+    async def respond(
+        self,
+        req: falcon.asgi.Request,
+        resp: falcon.asgi.Response,
+        job: Job,
+        *,
+        chunks: StreamEncoder,
+        content_type: str,
+        whole: Callable[[Any], Any],
+    ) -> None:
+        """Stream the job with ``chunks`` if the client asked for a stream, else answer
+        ``whole(result)`` as JSON."""
+        if job.stream:
+            await self.stream(req, resp, job, chunks, content_type)
+        else:
+            send_json(resp, whole(await self.result(req, job)))
+
     async def stream(
         self,
         req: falcon.asgi.Request,

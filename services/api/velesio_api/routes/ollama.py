@@ -96,11 +96,11 @@ class Generate:
         else:
             kind, payload = JobKind.CHAT, chat_payload(request)
         job = self._relay.job(kind, payload, model, stream=request.stream is not False)
-        if job.stream:
-            await self._relay.stream(req, resp, job, encode.GenerateLines(model=request.model, started=started), NDJSON)
-        else:
-            result = await self._relay.result(req, job)
-            send_json(resp, encode.generate_response(result, model=request.model, started=started))
+        await self._relay.respond(
+            req, resp, job, content_type=NDJSON,
+            chunks=encode.GenerateLines(model=request.model, started=started),
+            whole=lambda result: encode.generate_response(result, model=request.model, started=started),
+        )  # fmt: skip
 
 
 class Chat:
@@ -115,11 +115,11 @@ class Chat:
             send_json(resp, _loaded(request.model, request.keep_alive, chat=True))
             return
         job = self._relay.job(JobKind.CHAT, chat_payload(request), model, stream=request.stream is not False)
-        if job.stream:
-            await self._relay.stream(req, resp, job, encode.ChatLines(model=request.model, started=started), NDJSON)
-        else:
-            result = await self._relay.result(req, job)
-            send_json(resp, encode.chat_response(result, model=request.model, started=started))
+        await self._relay.respond(
+            req, resp, job, content_type=NDJSON,
+            chunks=encode.ChatLines(model=request.model, started=started),
+            whole=lambda result: encode.chat_response(result, model=request.model, started=started),
+        )  # fmt: skip
 
 
 class Embed:

@@ -45,11 +45,11 @@ class ChatCompletions:
         model = await self._relay.model(request.model)
         job = self._relay.job(JobKind.CHAT, chat_payload(request), model, stream=bool(request.stream))
         answer = {"id": f"chatcmpl-{job.id}", "model": model.id, "created": int(time.time())}
-        if job.stream:
-            chunks = encode.ChatChunks(**answer, include_usage=request.include_usage)
-            await self._relay.stream(req, resp, job, chunks, SSE)
-        else:
-            send_json(resp, encode.chat_completion(await self._relay.result(req, job), **answer))
+        await self._relay.respond(
+            req, resp, job, content_type=SSE,
+            chunks=encode.ChatChunks(**answer, include_usage=request.include_usage),
+            whole=lambda result: encode.chat_completion(result, **answer),
+        )  # fmt: skip
 
 
 class Completions:
@@ -61,11 +61,11 @@ class Completions:
         model = await self._relay.model(request.model)
         job = self._relay.job(JobKind.COMPLETION, completion_payload(request), model, stream=bool(request.stream))
         answer = {"id": f"cmpl-{job.id}", "model": model.id, "created": int(time.time())}
-        if job.stream:
-            chunks = encode.CompletionChunks(**answer, include_usage=request.include_usage)
-            await self._relay.stream(req, resp, job, chunks, SSE)
-        else:
-            send_json(resp, encode.text_completion(await self._relay.result(req, job), **answer))
+        await self._relay.respond(
+            req, resp, job, content_type=SSE,
+            chunks=encode.CompletionChunks(**answer, include_usage=request.include_usage),
+            whole=lambda result: encode.text_completion(result, **answer),
+        )  # fmt: skip
 
 
 class Embeddings:
