@@ -51,14 +51,37 @@ class Client:
         return elapsed
 
     def first_token(self, path: str, body: dict) -> float:
+        return self.first_content(path, {**body, "stream": True}, _has_text)
+
+    def first_content(self, path: str, body: dict, has_content) -> float:
+        """Until the first line of the stream that carries generated text (llama-server's first
+        chat chunk carries only the role; an Ollama stream is NDJSON)."""
         started = time.perf_counter()
-        response = self._send(path, {**body, "stream": True})
-        first = response.read1(65536)
-        elapsed = time.perf_counter() - started
-        if response.status != 200 or not first.startswith(b"data: "):
-            raise RuntimeError(f"{path}: {response.status} {first[:200]!r}")
-        response.read()
-        return elapsed
+        response = self._send(path, body)
+        buffer = b""
+        while True:
+            data = response.read1(65536)
+            if not data or response.status != 200:
+                raise RuntimeError(f"{path}: {response.status} {buffer[:200]!r} {data[:200]!r}")
+            buffer += data
+            *lines, buffer = buffer.split(b"\n")
+            if any(has_content(line) for line in lines):
+                elapsed = time.perf_counter() - started
+                response.read()
+                return elapsed
+
+
+def _has_text(line: bytes) -> bool:
+    if line.startswith(b"data: "):
+        line = line[6:]
+    if not line.startswith(b"{"):
+        return False
+    value = json.loads(line)
+    if "content" in value:  # llama.cpp's chunk
+        return bool(value["content"])
+    if value.get("choices"):  # OpenAI's chunk
+        return bool((value["choices"][0].get("delta") or {}).get("content"))
+    return bool((value.get("message") or {}).get("content"))  # Ollama's line
 
 
 def _paired(measure_direct, measure_gateway, samples: int) -> tuple[list[float], list[float]]:
@@ -95,6 +118,29 @@ def latency(section: Section, direct_url: str, api_url: str, auth: dict[str, str
                 f"{_ms(percentile(d, .5))} / {_ms(percentile(g, .5))}")  # fmt: skip
     section.add("b. **added time to first token** p50", _ms(added_ttft), "≤ 2 ms", added_ttft <= 0.002)
     return {"added_p50_ms": added50 * 1000, "added_ttft_p50_ms": added_ttft * 1000}
+
+
+CHAT = {"messages": [{"role": "user", "content": "Greet the king"}], "max_tokens": 8, "seed": 1}
+OLLAMA_CHAT = {"messages": CHAT["messages"], "options": {"num_predict": 8, "seed": 1}}
+
+
+def chat_latency(section: Section, direct_url: str, api_url: str, auth: dict[str, str], model: str, samples: int):
+    """OpenAI's and Ollama's chat through velesio against llama-server's own chat endpoint."""
+    direct, gateway = Client(direct_url), Client(api_url, auth)
+    openai_body, ollama_body = {**CHAT, "model": model}, {**OLLAMA_CHAT, "model": model}
+    base = lambda: direct.whole("/v1/chat/completions", CHAT)  # noqa: E731
+    for name, path, body in (("/v1/chat/completions", "/v1/chat/completions", openai_body),
+                             ("/api/chat", "/api/chat", {**ollama_body, "stream": False})):  # fmt: skip
+        d, g = _paired(base, lambda path=path, body=body: gateway.whole(path, body), samples)
+        added = percentile(g, 0.5) - percentile(d, 0.5)
+        section.add(f"f. whole chat (8 tokens) via {name}, added p50 / p99 over llama-server's chat",
+                    f"{_ms(added)} / {_ms(percentile(g, .99) - percentile(d, .99))}")  # fmt: skip
+
+    base_first = lambda: direct.first_content("/v1/chat/completions", {**CHAT, "stream": True}, _has_text)  # noqa: E731
+    for name, path, body in (("/v1/chat/completions", "/v1/chat/completions", {**openai_body, "stream": True}),
+                             ("/api/chat", "/api/chat", ollama_body)):  # fmt: skip
+        d, g = _paired(base_first, lambda path=path, body=body: gateway.first_content(path, body, _has_text), samples)
+        section.add(f"g. time to first chat token via {name}, added p50", _ms(percentile(g, 0.5) - percentile(d, 0.5)))
 
 
 def _wrk(url: str, token: str | None, seconds: int, connections: int, body: dict) -> float:

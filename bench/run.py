@@ -49,6 +49,8 @@ def main() -> None:
         llm_section = Section("LLM: llama.cpp dialect through velesio vs llama-server directly")
         print("bench: latency and time to first token ...", flush=True)
         llm.latency(llm_section, direct, stack.base_url, stack.auth, samples)
+        print("bench: chat latency (OpenAI, Ollama) ...", flush=True)
+        llm.chat_latency(llm_section, direct, stack.base_url, stack.auth, "tiny", samples // 2)
         print("bench: throughput ...", flush=True)
         llm.throughput(llm_section, direct, stack.base_url, stack.token, wrk_seconds, rounds)
         print("bench: cancellation ...", flush=True)
