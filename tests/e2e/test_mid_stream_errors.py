@@ -15,7 +15,7 @@ import pytest
 import requests
 
 from tests.support.llmunity import post_chunks
-from tests.support.processes import busy_slots, start_stack, wait_until
+from tests.support.processes import RedisServer, busy_slots, start_stack, wait_until
 
 LONG = {"n_predict": 3000, "ignore_eos": True}
 
@@ -66,3 +66,26 @@ def test_ollama_stream_error_is_one_more_line(impatient):
     with ollama.Client(host=impatient.base_url, headers=impatient.auth) as sdk, pytest.raises(ollama.ResponseError):
         for _ in sdk.chat(model="tiny", messages=body["messages"], options=body["options"], stream=True):
             pass
+
+
+@pytest.mark.slow
+def test_losing_redis_mid_stream_ends_the_stream_with_an_error_event(tiny_model, logs_dir):
+    own_redis = RedisServer.start(logs_dir)  # this test kills it
+    stack = start_stack(own_redis.url(0), tiny_model, logs_dir, name="redis-lost", LLAMA_SLOTS="1",
+                        LLAMA_EMBEDDINGS="false")  # fmt: skip
+    try:
+        body = {"prompt": "a long tale", "stream": True, **LONG}
+        url = stack.url("/completion")
+        with requests.post(url, json=body, headers=stack.auth, stream=True, timeout=30) as response:
+            events = []
+            for line in response.iter_lines():
+                if line:
+                    events.append(json.loads(line.removeprefix(b"data: ")))
+                    if len(events) == 1:
+                        own_redis.stop()
+        assert response.status_code == 200 and len(events) > 1
+        assert events[-1]["error"]["type"] == "unavailable_error" and "Redis" in events[-1]["error"]["message"]
+        assert "Traceback" not in stack.process("redis-lost-api").log()
+    finally:
+        stack.stop()
+        own_redis.stop()

@@ -222,3 +222,26 @@ def test_the_cap_counts_waiting_jobs_per_queue(db):
 
     assert asyncio.run(fill()) == ["queued", "queued", "503", "queued"]
     assert client.llen(QueueKeys(LLM).messages_list) == 2
+
+
+@pytest.mark.slow
+def test_a_job_may_wait_longer_than_the_redis_socket_timeout_for_its_first_event(db):
+    # redis-py times a read out after 5 s; an XREAD BLOCK longer than that would fail a job that
+    # merely waited its turn behind long generations.
+    url, client = db
+    job = Job.create(JobKind.COMPLETION, {"prompt": "x"}, model="m", deadline_s=30, timeout_s=30)
+    sinks = RedisEventSinks(client, broker_id="b")
+    answer = threading.Timer(6.5, lambda: sinks.for_job(job).emit(Event.of(EventType.RESULT, {"content": "late"})))
+
+    async def wait_for_result() -> list[Event]:
+        queue = RedisJobQueue.from_url(url, queue_cap=100)
+        try:
+            handle = await queue.submit(job)
+            answer.start()
+            return [event async for event in handle.events()]
+        finally:
+            await queue.close()
+
+    events = asyncio.run(wait_for_result())
+    answer.join()
+    assert [event.type for event in events] == [EventType.RESULT]

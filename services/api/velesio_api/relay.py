@@ -138,8 +138,14 @@ async def _encoded(
             yield chunk
         if event.type.is_final:
             return
-        async for event in events:
-            for chunk in encoder.encode(event):
+        try:
+            async for event in events:
+                for chunk in encoder.encode(event):
+                    yield chunk
+        except GatewayError as error:
+            # The status line is long gone (Redis lost, the API's own timeout): tell the client the
+            # way its dialect tells any late error, rather than cutting the stream with a traceback.
+            for chunk in encoder.encode(Event.error(error)):
                 yield chunk
     finally:
         guard.disarm()

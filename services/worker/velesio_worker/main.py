@@ -26,6 +26,8 @@ log = logging.getLogger("velesio.worker")
 AUX_THREADS = 2
 #: Seconds running jobs get to finish when the worker is asked to stop.
 SHUTDOWN_GRACE_S = 10.0
+#: Seconds the consumers then get to hand their acknowledgements to Redis.
+ACK_GRACE_S = 5.0
 
 
 def worker_id() -> str:
@@ -56,10 +58,15 @@ def run_queue_worker(settings: Settings) -> None:
     stop.wait()
 
     log.info("stopping: running jobs get %g s to finish", SHUTDOWN_GRACE_S)
-    stopper = threading.Thread(target=worker.stop, kwargs={"timeout": int((SHUTDOWN_GRACE_S + 10) * 1000)})
+    stopper = threading.Thread(
+        target=worker.stop, kwargs={"timeout": int((SHUTDOWN_GRACE_S + 10) * 1000)}, name="stopper", daemon=True
+    )
     stopper.start()
     runtime.executor.drain(SHUTDOWN_GRACE_S)
-    stopper.join()
+    # Dramatiq retries acks until Redis answers; without Redis the stop would wait for ever.
+    stopper.join(timeout=ACK_GRACE_S)
+    if stopper.is_alive():
+        log.warning("Redis did not take the last acknowledgements; those jobs go back on the queue when it returns")
     runtime.close()
     broker.close()
     log.info("stopped")

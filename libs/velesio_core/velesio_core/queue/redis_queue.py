@@ -30,6 +30,10 @@ log = logging.getLogger(__name__)
 RETRY_AFTER_S = 1
 #: Slack on top of a job's deadline and timeout for the last event to travel back.
 _GRACE_S = 1.0
+#: A Redis that stops answering is noticed within this many seconds...
+SOCKET_TIMEOUT_S = 5.0
+#: ...so no single XREAD blocks that long: a job may wait minutes for its first event in bounded steps.
+XREAD_BLOCK_MAX_MS = 2_000
 
 
 def queue_error(error: RedisError) -> GatewayError:
@@ -68,7 +72,8 @@ class RedisJobQueue:
 
     @classmethod
     def from_url(cls, url: str, *, queue_cap: int) -> RedisJobQueue:
-        return cls(aioredis.Redis.from_url(url), queue_cap=queue_cap)
+        client = aioredis.Redis.from_url(url, socket_timeout=SOCKET_TIMEOUT_S, socket_keepalive=True)
+        return cls(client, queue_cap=queue_cap)
 
     async def submit(self, job: Job) -> RedisJobHandle:
         keys = QueueKeys(job.queue)
@@ -118,7 +123,7 @@ class RedisJobHandle:
                 if block_ms <= 0:
                     await self.cancel()
                     raise self._timed_out(started)
-                reply = await self._queue.redis.xread({key: last_id}, block=block_ms)
+                reply = await self._queue.redis.xread({key: last_id}, block=min(block_ms, XREAD_BLOCK_MAX_MS))
                 for _stream, entries in reply or ():
                     for entry_id, fields in entries:
                         last_id = entry_id
