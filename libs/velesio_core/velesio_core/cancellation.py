@@ -8,7 +8,8 @@ the read return at once, and llama-server sees the connection close at its next 
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from enum import Enum
 
 from .errors import ErrorKind, GatewayError
@@ -67,6 +68,20 @@ class Cancellation:
         with self._lock:
             if callback in self._callbacks:
                 self._callbacks.remove(callback)
+
+
+@contextmanager
+def cancel_after(seconds: float) -> Iterator[Cancellation]:
+    """A cancellation that fires by itself after ``seconds``, for a call that belongs to no job
+    (a health check) but must not hang."""
+    cancellation = Cancellation()
+    timer = threading.Timer(seconds, cancellation.cancel, args=(Reason.TIMEOUT,))
+    timer.daemon = True
+    timer.start()
+    try:
+        yield cancellation
+    finally:
+        timer.cancel()
 
 
 def error_for(reason: Reason, *, timeout_s: float) -> GatewayError | None:

@@ -16,6 +16,8 @@ import logging
 import threading
 import time
 from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Protocol
 
 import redis
 
@@ -38,6 +40,30 @@ _SWEEP_S = STARTED_NOTICE_S / 2
 _REMEMBER_CANCELLED_S = 3600.0
 
 
+class Outcome(StrEnum):
+    """How a job ended, as the worker saw it."""
+
+    OK = "ok"
+    #: The backend refused the request (a 4xx: too long a prompt, an unsupported option).
+    INVALID = "invalid"
+    ERROR = "error"
+    CANCELLED = "cancelled"
+    TIMEOUT = "timeout"
+    SHUTDOWN = "shutdown"
+    #: Dropped unrun: its deadline passed while it waited.
+    EXPIRED = "expired"
+
+
+class JobObserver(Protocol):
+    """Told of every job the executor takes; called on the job's own thread."""
+
+    def job_started(self, job: Job, waited_s: float) -> None: ...
+
+    def job_ended(self, job: Job, outcome: Outcome, ran_s: float | None, final: Event | None) -> None:
+        """``ran_s`` is None for a job dropped unrun; ``final`` is its result or error event."""
+        ...
+
+
 @dataclass(eq=False)
 class _Running:
     job: Job
@@ -46,13 +72,30 @@ class _Running:
     cancellation: Cancellation = field(default_factory=Cancellation)
     started_at: float = field(default_factory=time.monotonic)
     spoken: bool = False
+    final: Event | None = None
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def emit(self, event: Event) -> None:
         if not self.spoken:
             with self.lock:
                 self.spoken = True
+        if event.type.is_final:
+            self.final = event
         self.sink.emit(event)
+
+    def outcome(self) -> Outcome:
+        # A cancellation that lands after the result changed nothing: the job succeeded.
+        if self.final is not None and self.final.type is EventType.RESULT:
+            return Outcome.OK
+        reason = self.cancellation.reason
+        if reason is Reason.TIMEOUT:
+            return Outcome.TIMEOUT
+        if reason is Reason.SHUTDOWN:
+            return Outcome.SHUTDOWN
+        if reason is Reason.CLIENT_LEFT or self.final is None:
+            return Outcome.CANCELLED
+        code = self.final.value().get("code")
+        return Outcome.INVALID if isinstance(code, int) and code < 500 else Outcome.ERROR
 
     def announce(self) -> None:
         with self.lock:
@@ -66,46 +109,59 @@ class _Running:
 class JobExecutor:
     """Thread-safe: jobs run on threads of their own, cancellations arrive on another."""
 
-    def __init__(self, runner: JobRunner) -> None:
+    def __init__(self, runner: JobRunner, observer: JobObserver | None = None) -> None:
         self.runner = runner
+        self._observer = observer
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)
         self._running: dict[str, _Running] = {}
         self._cancelled: dict[str, float] = {}
         self._closed = False
-        self.expired = 0
-        self.cancelled = 0
         threading.Thread(target=self._watch, name="job-watchdog", daemon=True).start()
 
     @property
     def running(self) -> int:
         return len(self._running)
 
+    @property
+    def busy_slots(self) -> int:
+        """Running jobs that hold a generation slot."""
+        with self._lock:
+            return sum(1 for running in self._running.values() if running.job.kind.holds_generation_slot)
+
     def execute(self, job: Job, sink: EventSink) -> None:
         """Run ``job`` on the calling thread, reporting to ``sink``."""
         if job.expired():
-            self.expired += 1
             log.info("dropped job %s: its deadline passed %.1f s ago", job.id, time.time() - job.deadline)
+            self._dropped(job, Outcome.EXPIRED)
             return
         running = _Running(job, sink, self.runner.worker_id)
         with self._lock:
             if self._cancelled.pop(job.id, None) is not None:
-                self.cancelled += 1
                 log.info("dropped job %s: cancelled before it started", job.id)
+                self._dropped(job, Outcome.CANCELLED)
                 return
             self._running[job.id] = running
             if len(self._running) == 1:
                 self._changed.notify_all()
+        if self._observer is not None:
+            self._observer.job_started(job, time.time() - job.enqueued_at)
         try:
             self.runner.run(job, running, running.cancellation)
         except JobCancelled:
-            self.cancelled += 1
             log.info("cancelled job %s: its client went away", job.id)
         finally:
             with self._lock:
                 del self._running[job.id]
                 if not self._running:
                     self._changed.notify_all()
+            if self._observer is not None:
+                ran_s = time.monotonic() - running.started_at
+                self._observer.job_ended(job, running.outcome(), ran_s, running.final)
+
+    def _dropped(self, job: Job, outcome: Outcome) -> None:
+        if self._observer is not None:
+            self._observer.job_ended(job, outcome, None, None)
 
     def cancel(self, job_id: str, reason: Reason = Reason.CLIENT_LEFT) -> None:
         with self._lock:

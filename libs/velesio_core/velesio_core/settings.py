@@ -72,6 +72,11 @@ class Settings:
     api_port: int
     api_workers: int
     standalone_llm_port: int
+    #: Measure and export velesio's metrics (the API's /metrics, the worker's METRICS_PORT).
+    metrics: bool
+    #: Where a worker serves its metrics to Prometheus.
+    metrics_host: str
+    metrics_port: int
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -109,6 +114,9 @@ class Settings:
             api_port=read.integer("API_PORT", 8000, minimum=1, maximum=65535),
             api_workers=read.integer("API_WORKERS", 2, minimum=1, maximum=64),
             standalone_llm_port=read.integer("LLM_PORT", 1337, minimum=1, maximum=65535),
+            metrics=read.flag("METRICS", True),
+            metrics_host=read.text("METRICS_HOST", "0.0.0.0"),
+            metrics_port=read.integer("METRICS_PORT", 8001, minimum=1, maximum=65535),
         )
         settings._check_consistency(env)
         return settings

@@ -16,6 +16,9 @@ from typing import Any, Protocol
 from ..cancellation import Cancellation
 from ..events import Event
 
+#: A health check answers within this, or counts as a failure.
+HEALTH_TIMEOUT_S = 2.0
+
 
 @dataclass(frozen=True)
 class ModelInfo:
@@ -66,6 +69,10 @@ class LlmBackend(Protocol):
 
     def models(self) -> list[ModelInfo]:
         """The models this backend serves; the first one is its default."""
+        ...
+
+    def healthy(self) -> bool:
+        """Whether the backend answers its health check now, within a couple of seconds."""
         ...
 
     def close(self) -> None: ...

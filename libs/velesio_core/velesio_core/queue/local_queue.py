@@ -18,6 +18,7 @@ from ..errors import ErrorKind, GatewayError, unavailable
 from ..events import Event
 from ..execution import JobExecutor
 from ..jobs import Job
+from ..metrics.queue import CANCELLED, EXPIRED, REJECTED
 from .event_sink import LoopEventSink
 from .redis_queue import RETRY_AFTER_S
 
@@ -37,6 +38,7 @@ class LocalJobQueue:
     async def submit(self, job: Job) -> LocalJobHandle:
         with self._lock:
             if self._waiting >= self._queue_cap:
+                REJECTED.labels(job.queue, job.model).inc()
                 raise unavailable(
                     f"the server is busy: {self._queue_cap} jobs are already waiting; retry shortly",
                     retry_after_s=RETRY_AFTER_S,
@@ -73,7 +75,9 @@ class LocalJobHandle:
             try:
                 event = await asyncio.wait_for(self._events.get(), timeout=max(0.0, give_up_at - time.time()))
             except TimeoutError:
-                await self.cancel()
+                self._executor.cancel(self.job.id, Reason.TIMEOUT)
+                if not started:
+                    EXPIRED.labels(self.job.queue, self.job.model).inc()
                 raise self._timed_out(started) from None
             if not started:
                 started = True
@@ -83,6 +87,7 @@ class LocalJobHandle:
                 return
 
     async def cancel(self) -> None:
+        CANCELLED.labels(self.job.queue, self.job.model).inc()
         self._executor.cancel(self.job.id, Reason.CLIENT_LEFT)
 
     def _timed_out(self, started: bool) -> GatewayError:

@@ -21,6 +21,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from ..errors import ErrorKind, GatewayError, unavailable
 from ..events import Event, EventType
 from ..jobs import Job
+from ..metrics.queue import CANCELLED, EXPIRED, REJECTED
 from .event_sink import FINISHED_EVENTS_TTL_S
 from .keys import CANCEL_CHANNEL, WAKE_TOKENS_MAX, QueueKeys, events_key, lua_script
 
@@ -87,6 +88,7 @@ class RedisJobQueue:
         except RedisError as error:
             raise queue_error(error) from None
         if not queued:
+            REJECTED.labels(job.queue, job.model).inc()
             raise unavailable(
                 f"the server is busy: {self._queue_cap} jobs are already waiting; retry shortly",
                 retry_after_s=RETRY_AFTER_S,
@@ -121,7 +123,9 @@ class RedisJobHandle:
             while True:
                 block_ms = int((give_up_at - time.time()) * 1000)
                 if block_ms <= 0:
-                    await self.cancel()
+                    await self._withdraw()
+                    if not started:
+                        EXPIRED.labels(job.queue, job.model).inc()
                     raise self._timed_out(started)
                 reply = await self._queue.redis.xread({key: last_id}, block=min(block_ms, XREAD_BLOCK_MAX_MS))
                 for _stream, entries in reply or ():
@@ -139,6 +143,10 @@ class RedisJobHandle:
             raise queue_error(error) from None
 
     async def cancel(self) -> None:
+        CANCELLED.labels(self.job.queue, self.job.model).inc()
+        await self._withdraw()
+
+    async def _withdraw(self) -> None:
         # If Redis is gone too, workers still drop the job once its deadline or timeout passes.
         with contextlib.suppress(RedisError):
             await self._queue._cancel_job(self.job)

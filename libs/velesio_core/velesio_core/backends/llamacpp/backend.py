@@ -18,11 +18,11 @@ from typing import Any
 
 import orjson
 
-from ...cancellation import Cancellation
+from ...cancellation import Cancellation, JobCancelled, cancel_after
 from ...errors import ErrorKind, GatewayError, not_supported, unavailable
 from ...events import Event, EventType
 from ...http_pool import HttpPool
-from ..base import ModelInfo
+from ..base import HEALTH_TIMEOUT_S, ModelInfo
 
 log = logging.getLogger(__name__)
 
@@ -112,6 +112,16 @@ class LlamaServerBackend:
     def slots(self, *, model: str, cancellation: Cancellation) -> Any:
         return self._get("/slots", cancellation)
 
+    def healthy(self) -> bool:
+        pools = [self._http] if self._embeddings_http is None else [self._http, self._embeddings_http]
+        with cancel_after(HEALTH_TIMEOUT_S) as cancellation:
+            try:
+                for pool in pools:
+                    self._call(pool, "GET", "/health", None, cancellation)
+            except (GatewayError, JobCancelled):
+                return False
+        return True
+
     def models(self) -> list[ModelInfo]:
         props = self._get("/props", Cancellation())
         settings = props.get("default_generation_settings") or {}
@@ -141,14 +151,6 @@ class LlamaServerBackend:
                 details={key: value for key, value in details.items() if value is not None},
             )
         ]
-
-    def healthy(self) -> bool:
-        try:
-            with self._http.request("GET", "/health") as response:
-                response.read()
-                return response.status == 200
-        except _UNREACHABLE:
-            return False
 
     def _post(self, http: HttpPool, path: str, request: dict[str, Any], cancellation: Cancellation) -> Any:
         return self._call(http, "POST", path, orjson.dumps(request), cancellation)

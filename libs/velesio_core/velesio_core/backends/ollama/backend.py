@@ -24,7 +24,7 @@ import orjson
 from ...cancellation import Cancellation
 from ...errors import ErrorKind, GatewayError, not_supported, unavailable
 from ...events import Event, EventType
-from ..base import ModelInfo
+from ..base import HEALTH_TIMEOUT_S, ModelInfo
 
 log = logging.getLogger(__name__)
 
@@ -46,11 +46,19 @@ class OllamaBackend:
     def __init__(self, url: str, *, api_key: str | None, ctx: int, slots: int) -> None:
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else None
         self._client = ollama.Client(host=url, headers=headers, timeout=httpx.Timeout(30.0, read=None))
+        self._health = httpx.Client(base_url=url, headers=headers, timeout=HEALTH_TIMEOUT_S)
         self._ctx = ctx
         self._slots = slots
 
     def close(self) -> None:
         self._client.close()
+        self._health.close()
+
+    def healthy(self) -> bool:
+        try:
+            return self._health.get("/api/version").status_code == 200
+        except httpx.HTTPError:
+            return False
 
     def complete(
         self, request: dict[str, Any], *, model: str, stream: bool, cancellation: Cancellation

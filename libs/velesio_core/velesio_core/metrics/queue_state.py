@@ -1,0 +1,84 @@
+"""The queue's state, read from Redis when Prometheus scrapes the API: each queue's depth and the
+age of its oldest job, the live workers per model, and whether Redis answers at all.
+
+Read at scrape time, they are right whichever API process answers and cost nothing between
+scrapes. The oldest job's age comes from the id of its event stream's first entry, which Redis
+itself stamped when the job was queued: no clock but Redis's is involved, and no message is decoded.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import redis.asyncio as aioredis
+from prometheus_client.core import GaugeMetricFamily, Metric
+from redis.exceptions import RedisError
+
+from ..errors import GatewayError
+from ..jobs import Queue
+from ..queue.keys import QueueKeys, events_key
+from ..registry import WorkerRegistry
+
+log = logging.getLogger(__name__)
+
+
+async def queue_families(redis: aioredis.Redis) -> list[Metric]:
+    """The scrape-time families, read from Redis in two round trips."""
+    redis_up = GaugeMetricFamily("velesio_redis_up", "Whether the API reached Redis at this scrape (1) or not (0).")
+    try:
+        families = await _read_queues(redis)
+    except (RedisError, GatewayError) as error:
+        log.warning("metrics: could not read the queues from Redis: %s", error)
+        redis_up.add_metric([], 0)
+        return [redis_up]
+    redis_up.add_metric([], 1)
+    return [redis_up, *families]
+
+
+async def _read_queues(redis: aioredis.Redis) -> list[Metric]:
+    workers = GaugeMetricFamily(
+        "velesio_workers", "Live workers (fresh heartbeat) serving each model.", labels=["model"]
+    )
+    depth = GaugeMetricFamily(
+        "velesio_queue_waiting_jobs", "Jobs waiting in each queue for a worker.", labels=["queue", "model", "kind"]
+    )
+    oldest = GaugeMetricFamily(
+        "velesio_queue_oldest_job_age_seconds",
+        "How long the oldest waiting job of each queue has waited (0 when none waits).",
+        labels=["queue", "model", "kind"],
+    )
+    serving: dict[str, int] = {}
+    for card in await WorkerRegistry(redis).workers():
+        for model in card.models:
+            serving[model.id] = serving.get(model.id, 0) + 1
+    queues = [(kind.for_model(model), model, kind.value) for model in serving for kind in Queue]
+
+    async with redis.pipeline(transaction=False) as pipe:
+        for queue, _model, _kind in queues:
+            list_key = QueueKeys(queue).messages_list
+            pipe.llen(list_key)
+            pipe.lindex(list_key, 0)
+        pipe.time()
+        replies = await pipe.execute()
+    seconds, micros = replies[-1]
+    now_ms = seconds * 1000 + micros // 1000
+    heads = [head.decode() if head else None for head in replies[1:-1:2]]
+    async with redis.pipeline(transaction=False) as pipe:
+        for head in heads:
+            if head is not None:
+                pipe.xrange(events_key(head), count=1)
+        first_entries = iter(await pipe.execute())
+
+    for model, count in serving.items():
+        workers.add_metric([model], count)
+    for (queue, model, kind), waiting, head in zip(queues, replies[0:-1:2], heads, strict=True):
+        labels = [queue, model, kind]
+        depth.add_metric(labels, waiting)
+        age_s = 0.0
+        if head is not None:
+            entries = next(first_entries)
+            if entries:
+                queued_ms = int(entries[0][0].split(b"-")[0])
+                age_s = max(0.0, (now_ms - queued_ms) / 1000)
+        oldest.add_metric(labels, age_s)
+    return [workers, depth, oldest]

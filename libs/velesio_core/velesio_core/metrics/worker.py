@@ -1,0 +1,141 @@
+"""A worker's metrics: its jobs as the executor ends them, and its state read when scraped.
+
+Token counts and speeds come from the final result of each generation, in the neutral result
+vocabulary every backend speaks (tokens_evaluated, tokens_predicted, timings; see events.py), so
+a llama.cpp worker and an Ollama worker are measured alike.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import orjson
+from prometheus_client import REGISTRY, Counter, Gauge, Histogram, start_http_server
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoMetricFamily, Metric
+
+from .. import __version__
+from ..events import Event, EventType
+from ..execution import Outcome
+from ..jobs import Job
+from ..settings import SettingsError
+from .api import DURATION_BUCKETS_S
+
+#: A job picked at once waits a millisecond; one behind a long queue, minutes.
+WAIT_BUCKETS_S = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
+#: A big model on a CPU makes a few tokens a second; a small one on a GPU, thousands.
+TOKENS_PER_SECOND_BUCKETS = (1, 2, 5, 10, 20, 30, 50, 75, 100, 150, 200, 300, 500, 1000, 2000, 5000, 10000)
+
+JOBS = Counter(
+    "velesio_worker_jobs",
+    "Jobs the worker ended, by kind and outcome (ok, invalid, error, cancelled, timeout, shutdown, expired).",
+    ["kind", "outcome"],
+)
+QUEUE_WAIT = Histogram(
+    "velesio_queue_wait_seconds",
+    "From the API queueing a job to a worker starting it.",
+    ["kind", "model"],
+    buckets=WAIT_BUCKETS_S,
+)
+JOB_RUN = Histogram(
+    "velesio_job_run_seconds",
+    "How long a worker ran a job, from its start to its last event.",
+    ["kind", "model"],
+    buckets=DURATION_BUCKETS_S,
+)
+PROMPT_TOKENS = Counter("velesio_worker_prompt_tokens", "Prompt tokens the backend evaluated.", ["model"])
+GENERATED_TOKENS = Counter("velesio_worker_generated_tokens", "Tokens the backend generated.", ["model"])
+GENERATION_SPEED = Histogram(
+    "velesio_worker_generation_tokens_per_second",
+    "Each generation's decoding speed as its backend timed it (prompt processing excluded).",
+    ["model"],
+    buckets=TOKENS_PER_SECOND_BUCKETS,
+)
+HEARTBEAT = Gauge(
+    "velesio_worker_heartbeat_timestamp_seconds", "When the worker last refreshed its card in the registry (Unix time)."
+)
+
+
+class JobMetrics:
+    """The executor's observer (see execution.JobObserver): counts what each job did."""
+
+    def job_started(self, job: Job, waited_s: float) -> None:
+        QUEUE_WAIT.labels(job.kind.value, job.model).observe(max(0.0, waited_s))
+
+    def job_ended(self, job: Job, outcome: Outcome, ran_s: float | None, final: Event | None) -> None:
+        JOBS.labels(job.kind.value, outcome.value).inc()
+        if ran_s is None:
+            return
+        JOB_RUN.labels(job.kind.value, job.model).observe(ran_s)
+        if outcome is Outcome.OK and job.kind.holds_generation_slot and final is not None:
+            _count_tokens(job.model, final)
+
+
+def _count_tokens(model: str, final: Event) -> None:
+    if final.type is not EventType.RESULT:
+        return
+    result = orjson.loads(final.data)
+    if not isinstance(result, dict):
+        return
+    prompt, generated = result.get("tokens_evaluated"), result.get("tokens_predicted")
+    if isinstance(prompt, int) and prompt > 0:
+        PROMPT_TOKENS.labels(model).inc(prompt)
+    if isinstance(generated, int) and generated > 0:
+        GENERATED_TOKENS.labels(model).inc(generated)
+    timings = result.get("timings") or {}
+    predicted_n, predicted_ms = timings.get("predicted_n"), timings.get("predicted_ms")
+    if isinstance(predicted_n, int) and predicted_n > 0 and isinstance(predicted_ms, int | float) and predicted_ms > 0:
+        GENERATION_SPEED.labels(model).observe(predicted_n / predicted_ms * 1000)
+
+
+@dataclass(eq=False)  # a collector is registered by identity
+class WorkerState:
+    """What a worker's state collector reads at each scrape."""
+
+    worker_id: str
+    backend: str
+    slots: int
+    busy_slots: Callable[[], int]
+    backend_healthy: Callable[[], bool]
+    backend_restarts: Callable[[], int]
+
+    def describe(self) -> list[Metric]:
+        # Nothing to check up front: collecting here would run a backend health check.
+        return []
+
+    def collect(self) -> Iterator[Metric]:
+        info = InfoMetricFamily("velesio_worker", "The worker's identity.")
+        info.add_metric([], {"worker_id": self.worker_id, "backend": self.backend, "version": __version__})
+        yield info
+        yield GaugeMetricFamily("velesio_worker_slots", "Generations the worker runs at once.", value=self.slots)
+        yield GaugeMetricFamily("velesio_worker_busy_slots", "Generations running now.", value=self.busy_slots())
+        up = GaugeMetricFamily(
+            "velesio_worker_backend_up", "Whether the worker's backend answers its health check.", labels=["backend"]
+        )
+        up.add_metric([self.backend], 1 if self.backend_healthy() else 0)
+        yield up
+        restarts = CounterMetricFamily(
+            "velesio_worker_backend_restarts", "Times the worker restarted its backend's processes.", labels=["backend"]
+        )
+        restarts.add_metric([self.backend], self.backend_restarts())
+        yield restarts
+
+
+def serve_worker_metrics(state: WorkerState, host: str, port: int) -> Callable[[], None]:
+    """Serve the worker's metrics (and ``state``) on host:port; returns a function that stops."""
+    REGISTRY.register(state)
+    try:
+        server, _thread = start_http_server(port, host)
+    except OSError as error:
+        REGISTRY.unregister(state)
+        raise SettingsError(
+            "METRICS_PORT", f"cannot serve metrics on {host}:{port} ({error.strerror})",
+            "set METRICS_PORT to a free port (each worker on a machine needs its own), or METRICS=false",
+        ) from None  # fmt: skip
+
+    def stop() -> None:
+        server.shutdown()
+        server.server_close()
+        REGISTRY.unregister(state)
+
+    return stop
