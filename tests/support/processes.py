@@ -112,6 +112,8 @@ class Stack:
     token: str
     env: dict[str, str]
     llama_url: str | None
+    #: The worker's own Prometheus endpoint (METRICS_PORT).
+    worker_metrics_url: str | None = None
     processes: list[Process] = field(default_factory=list)
 
     @property
@@ -130,8 +132,11 @@ class Stack:
 
 
 def service_env(**values: str) -> dict[str, str]:
-    env = {key: value for key, value in os.environ.items() if not key.startswith(("API_", "REDIS_", "LLAMA_"))}
-    env.update(LOG_LEVEL="INFO", PYTHONUNBUFFERED="1")
+    """The environment of a velesio process: none of this shell's velesio settings, and a metrics
+    port of its own for every worker."""
+    ours = ("API_", "REDIS_", "LLAMA_", "METRICS", "PROMETHEUS_")
+    env = {key: value for key, value in os.environ.items() if not key.startswith(ours)}
+    env.update(LOG_LEVEL="INFO", PYTHONUNBUFFERED="1", METRICS_HOST="127.0.0.1", METRICS_PORT=str(free_port()))
     env.update(values)
     return env
 
@@ -147,8 +152,7 @@ def start_api(env: dict[str, str], logs: Path, name: str = "api") -> Process:
 def start_stack(
     redis_url: str, model: Path, logs: Path, *, worker: bool = True, name: str = "stack", **settings: str
 ) -> Stack:
-    api_port = free_port()
-    llama_port = free_port()
+    api_port, llama_port = free_port(), free_port()
     token = "test-token-" + name
     defaults = {
         "REDIS_URL": redis_url,
@@ -164,7 +168,13 @@ def start_stack(
         "BODY_TIMEOUT": "3",
     }
     env = service_env(**(defaults | settings))
-    stack = Stack(f"http://127.0.0.1:{api_port}", token, env, f"http://127.0.0.1:{llama_port}" if worker else None)
+    stack = Stack(
+        f"http://127.0.0.1:{api_port}",
+        token,
+        env,
+        llama_url=f"http://127.0.0.1:{llama_port}" if worker else None,
+        worker_metrics_url=f"http://127.0.0.1:{env['METRICS_PORT']}/metrics" if worker else None,
+    )
     try:
         if worker:
             stack.processes.append(start_worker(env, logs, f"{name}-worker"))

@@ -8,6 +8,7 @@ import falcon.asgi
 
 from velesio_core.auth import TokenSet
 from velesio_core.logs import configure_logging
+from velesio_core.metrics.queue_state import queue_families
 from velesio_core.queue.interface import JobQueue
 from velesio_core.queue.redis_queue import RedisJobQueue
 from velesio_core.registry import CachedModelDirectory, ModelDirectory, WorkerRegistry
@@ -15,20 +16,36 @@ from velesio_core.settings import Settings, load_or_exit
 
 from . import errors
 from .disconnect import DisconnectAware
+from .metrics import MetricsResource, RequestMetrics, ScrapeState
 from .middleware import Auth, CloseQueue, Cors
 from .relay import Relay
 from .routes import llamacpp, ollama, openai
 
 
+async def _nothing_more() -> list:
+    return []
+
+
 def create_app(
-    settings: Settings, queue: JobQueue, models: ModelDirectory, *, extra_middleware: Sequence[object] = ()
+    settings: Settings,
+    queue: JobQueue,
+    models: ModelDirectory,
+    *,
+    scrape_state: ScrapeState = _nothing_more,
+    extra_middleware: Sequence[object] = (),
 ) -> DisconnectAware:
+    """The API over ``queue``. With METRICS on, every request is measured and ``GET /metrics``
+    serves the measurements, plus what ``scrape_state`` reads at each scrape."""
     middleware = [Cors(), Auth(TokenSet(settings.api_tokens)), CloseQueue(queue), *extra_middleware]
+    if settings.metrics:
+        middleware.insert(0, RequestMetrics())
     app = falcon.asgi.App(middleware=middleware)
     errors.install(app)
     relay = Relay(queue, models, settings)
     for dialect in (llamacpp, openai, ollama):
         dialect.add_routes(app, relay)
+    if settings.metrics:
+        app.add_route("/metrics", MetricsResource(scrape_state))
     return DisconnectAware(app)
 
 
@@ -37,4 +54,5 @@ def create() -> DisconnectAware:
     configure_logging()
     settings = load_or_exit(require_tokens=True)
     queue = RedisJobQueue.from_url(settings.redis_url, queue_cap=settings.queue_cap)
-    return create_app(settings, queue, CachedModelDirectory(WorkerRegistry(queue.redis)))
+    models = CachedModelDirectory(WorkerRegistry(queue.redis))
+    return create_app(settings, queue, models, scrape_state=lambda: queue_families(queue.redis))

@@ -1,7 +1,6 @@
 """Every error leaves in the shape of the client's own dialect, with its status.
 
-The dialect is told by the path (``/v1/`` is OpenAI's, ``/api/`` Ollama's, ``/sdapi/``
-AUTOMATIC1111's, everything else llama.cpp's). Unexpected exceptions are logged here with their
+The dialect is told by the path (see dialect.py). Unexpected exceptions are logged here with their
 traceback and answered with a plain 500 that reveals nothing.
 """
 
@@ -18,6 +17,8 @@ from velesio_core.dialects.ollama import encode as ollama
 from velesio_core.dialects.openai import encode as openai
 from velesio_core.errors import ErrorKind, GatewayError
 
+from .dialect import dialect_of
+
 log = logging.getLogger(__name__)
 
 #: A dialect's error renderer: the body and its content type.
@@ -28,24 +29,16 @@ def _json(error_body: Callable[[GatewayError], bytes]) -> Renderer:
     return lambda error: (error_body(error), falcon.MEDIA_JSON)
 
 
-_llamacpp = _json(llamacpp.error_body)
-
-#: (path prefix, renderer), first match wins: more specific prefixes first.
-DIALECT_RENDERERS: list[tuple[str, Renderer]] = [
-    ("/v1/", _json(openai.error_body)),
-    ("/api/", _json(ollama.error_body)),
-]
-
-
-def renderer_for(path: str) -> Renderer:
-    for prefix, renderer in DIALECT_RENDERERS:
-        if path.startswith(prefix):
-            return renderer
-    return _llamacpp
+#: Each dialect's error renderer (see dialect.py for which paths speak which).
+RENDERERS: dict[str, Renderer] = {
+    "llamacpp": _json(llamacpp.error_body),
+    "openai": _json(openai.error_body),
+    "ollama": _json(ollama.error_body),
+}
 
 
 def render(req: falcon.asgi.Request, resp: falcon.asgi.Response, error: GatewayError) -> None:
-    body, content_type = renderer_for(req.path)(error)
+    body, content_type = RENDERERS[dialect_of(req.path)](error)
     resp.status = error.status
     resp.content_type = content_type
     resp.data = body

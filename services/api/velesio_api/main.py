@@ -6,6 +6,7 @@ from collections.abc import Callable
 
 from gunicorn.app.base import BaseApplication
 
+from velesio_core.metrics.multiprocess import MultiprocessDir
 from velesio_core.settings import Settings, load_or_exit
 
 
@@ -50,9 +51,21 @@ def _create_app():
     return create()
 
 
+def metrics_hooks(directory: MultiprocessDir) -> dict[str, object]:
+    """gunicorn hooks that keep the shared metrics right as its processes come and go."""
+    return {
+        "child_exit": lambda server, worker: directory.process_exited(worker.pid),
+        "on_exit": lambda server: directory.remove(),
+    }
+
+
 def main() -> None:
     settings = load_or_exit(require_tokens=True)
-    Server(gunicorn_options(settings), _create_app).run()
+    options = gunicorn_options(settings)
+    if settings.metrics:
+        # Before the app (and so any metric) is imported in this process or a forked one.
+        options |= metrics_hooks(MultiprocessDir.prepare())
+    Server(options, _create_app).run()
 
 
 if __name__ == "__main__":

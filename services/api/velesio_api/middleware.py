@@ -6,7 +6,10 @@ import falcon.asgi
 
 from velesio_core.auth import TokenSet, credential_from_headers, is_public
 from velesio_core.errors import ErrorKind, GatewayError
+from velesio_core.metrics.api import AUTH_FAILURES
 from velesio_core.queue.interface import JobQueue
+
+from .dialect import dialect_of
 
 
 class Cors:
@@ -36,6 +39,7 @@ class Auth:
             return
         credential = credential_from_headers(req.get_header("Authorization"), req.get_header("X-Api-Key"))
         if not self._tokens.accepts(credential):
+            AUTH_FAILURES.labels(dialect_of(req.path)).inc()
             raise GatewayError(ErrorKind.AUTHENTICATION, "Invalid API Key")
 
 

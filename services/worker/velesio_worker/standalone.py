@@ -1,12 +1,14 @@
 """API=false: the worker serves llama.cpp's API itself on LLM_PORT (1337), with no Redis.
 
 The same Falcon app as velesio's API, with auth and the LLM for Unity endpoints, but its jobs run
-on threads of this process, on the worker's own llama-server.
+on threads of this process, on the worker's own llama-server. Its metrics are served on
+METRICS_PORT, as any worker's, and on the app's own /metrics.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 
 from velesio_api.app import create_app
 from velesio_api.main import Server, gunicorn_options
@@ -14,11 +16,13 @@ from velesio_core.backends.base import ModelInfo
 from velesio_core.backends.service import LlmService, start_llm_service
 from velesio_core.execution import JobExecutor
 from velesio_core.jobs import Job
+from velesio_core.metrics.worker import JobMetrics
 from velesio_core.queue.local_queue import LocalJobHandle, LocalJobQueue
 from velesio_core.runner import JobRunner
 from velesio_core.settings import Settings, SettingsError, exit_with
 
 from .main import worker_id
+from .runtime import start_metrics
 
 
 class StandaloneBackend:
@@ -29,14 +33,19 @@ class StandaloneBackend:
         self._service: LlmService | None = None
         self._queue: LocalJobQueue | None = None
         self._models: list[ModelInfo] = []
+        self._stop_metrics: Callable[[], None] = lambda: None
 
     async def process_startup(self, scope, event) -> None:
-        self._service = await asyncio.to_thread(start_llm_service, self._settings)
-        executor = JobExecutor(JobRunner(self._service.backend, worker_id=worker_id()))
-        self._queue = LocalJobQueue(executor, slots=self._settings.llama_slots, queue_cap=self._settings.queue_cap)
+        settings, worker = self._settings, worker_id()
+        self._service = await asyncio.to_thread(start_llm_service, settings)
+        observer = JobMetrics() if settings.metrics else None
+        executor = JobExecutor(JobRunner(self._service.backend, worker_id=worker), observer)
+        self._queue = LocalJobQueue(executor, slots=settings.llama_slots, queue_cap=settings.queue_cap)
         self._models = await asyncio.to_thread(self._service.models)
+        self._stop_metrics = start_metrics(settings, worker, self._service, executor)
 
     async def process_shutdown(self, scope, event) -> None:
+        self._stop_metrics()
         if self._queue is not None:
             await self._queue.close()
         if self._service is not None:
