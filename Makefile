@@ -1,5 +1,5 @@
 # velesio's entry points. Every target installs what it needs first (scripts/bootstrap.sh).
-.PHONY: up test bench lint install clean
+.PHONY: up test bench lint install clean monitoring
 
 VENV := .venv/bin
 
@@ -17,6 +17,10 @@ test:
 bench:
 	@VELESIO_APT=wrk scripts/bootstrap.sh
 	@$(VENV)/python bench/run.py
+
+# Render Prometheus, alert rules and Grafana provisioning from velesio_core.monitoring.
+monitoring: install
+	@$(VENV)/velesio-monitoring monitoring
 
 lint: install
 	@$(VENV)/ruff check libs services tests bench
