@@ -13,7 +13,7 @@ from urllib.parse import urlsplit
 
 import requests
 
-from bench.report import Section, percentile
+from bench.report import Section, ms, percentile
 
 BODY = {"prompt": "The knight looks at the dragon and says", "n_predict": 8, "seed": 1}
 
@@ -84,7 +84,7 @@ def _has_text(line: bytes) -> bool:
     return bool((value.get("message") or {}).get("content"))  # Ollama's line
 
 
-def _paired(measure_direct, measure_gateway, samples: int) -> tuple[list[float], list[float]]:
+def paired(measure_direct, measure_gateway, samples: int) -> tuple[list[float], list[float]]:
     """Alternate the two sides request by request, so drift on a shared machine hits both alike."""
     for _ in range(30):
         measure_direct()
@@ -96,27 +96,23 @@ def _paired(measure_direct, measure_gateway, samples: int) -> tuple[list[float],
     return direct, gateway
 
 
-def _ms(seconds: float) -> str:
-    return f"{seconds * 1000:.2f} ms"
-
-
 def latency(section: Section, direct_url: str, api_url: str, auth: dict[str, str], samples: int) -> dict:
     direct, gateway = Client(direct_url), Client(api_url, auth)
-    d, g = _paired(lambda: direct.whole("/completion", BODY), lambda: gateway.whole("/completion", BODY), samples)
+    d, g = paired(lambda: direct.whole("/completion", BODY), lambda: gateway.whole("/completion", BODY), samples)
     added50 = percentile(g, 0.5) - percentile(d, 0.5)
     added99 = percentile(g, 0.99) - percentile(d, 0.99)
     section.add("a. whole /completion (n_predict 8), direct p50 / p99",
-                f"{_ms(percentile(d, .5))} / {_ms(percentile(d, .99))}")  # fmt: skip
-    section.add("a. through velesio p50 / p99", f"{_ms(percentile(g, 0.5))} / {_ms(percentile(g, 0.99))}")
-    section.add("a. **added latency** p50", _ms(added50), "≤ 1.5 ms", added50 <= 0.0015)
-    section.add("a. added latency p99", _ms(added99))
+                f"{ms(percentile(d, .5))} / {ms(percentile(d, .99))}")  # fmt: skip
+    section.add("a. through velesio p50 / p99", f"{ms(percentile(g, 0.5))} / {ms(percentile(g, 0.99))}")
+    section.add("a. **added latency** p50", ms(added50), "≤ 1.5 ms", added50 <= 0.0015)
+    section.add("a. added latency p99", ms(added99))
 
-    d, g = _paired(lambda: direct.first_token("/completion", BODY), lambda: gateway.first_token("/completion", BODY),
+    d, g = paired(lambda: direct.first_token("/completion", BODY), lambda: gateway.first_token("/completion", BODY),
                    samples)  # fmt: skip
     added_ttft = percentile(g, 0.5) - percentile(d, 0.5)
     section.add("b. time to first streamed token, direct p50 / through velesio p50",
-                f"{_ms(percentile(d, .5))} / {_ms(percentile(g, .5))}")  # fmt: skip
-    section.add("b. **added time to first token** p50", _ms(added_ttft), "≤ 2 ms", added_ttft <= 0.002)
+                f"{ms(percentile(d, .5))} / {ms(percentile(g, .5))}")  # fmt: skip
+    section.add("b. **added time to first token** p50", ms(added_ttft), "≤ 2 ms", added_ttft <= 0.002)
     return {"added_p50_ms": added50 * 1000, "added_ttft_p50_ms": added_ttft * 1000}
 
 
@@ -131,16 +127,16 @@ def chat_latency(section: Section, direct_url: str, api_url: str, auth: dict[str
     base = lambda: direct.whole("/v1/chat/completions", CHAT)  # noqa: E731
     for name, path, body in (("/v1/chat/completions", "/v1/chat/completions", openai_body),
                              ("/api/chat", "/api/chat", {**ollama_body, "stream": False})):  # fmt: skip
-        d, g = _paired(base, lambda path=path, body=body: gateway.whole(path, body), samples)
+        d, g = paired(base, lambda path=path, body=body: gateway.whole(path, body), samples)
         added = percentile(g, 0.5) - percentile(d, 0.5)
         section.add(f"f. whole chat (8 tokens) via {name}, added p50 / p99 over llama-server's chat",
-                    f"{_ms(added)} / {_ms(percentile(g, .99) - percentile(d, .99))}")  # fmt: skip
+                    f"{ms(added)} / {ms(percentile(g, .99) - percentile(d, .99))}")  # fmt: skip
 
     base_first = lambda: direct.first_content("/v1/chat/completions", {**CHAT, "stream": True}, _has_text)  # noqa: E731
     for name, path, body in (("/v1/chat/completions", "/v1/chat/completions", {**openai_body, "stream": True}),
                              ("/api/chat", "/api/chat", ollama_body)):  # fmt: skip
-        d, g = _paired(base_first, lambda path=path, body=body: gateway.first_content(path, body, _has_text), samples)
-        section.add(f"g. time to first chat token via {name}, added p50", _ms(percentile(g, 0.5) - percentile(d, 0.5)))
+        d, g = paired(base_first, lambda path=path, body=body: gateway.first_content(path, body, _has_text), samples)
+        section.add(f"g. time to first chat token via {name}, added p50", ms(percentile(g, 0.5) - percentile(d, 0.5)))
 
 
 def _wrk(url: str, token: str | None, seconds: int, connections: int, body: dict) -> float:
@@ -196,5 +192,5 @@ def cancellation(section: Section, direct_url: str, api_url: str, auth: dict[str
             pass
         delays.append(time.perf_counter() - closed)
     section.add("e. client disconnect → llama-server slot free, p50 / max",
-                f"{_ms(percentile(delays, 0.5))} / {_ms(max(delays))}",
+                f"{ms(percentile(delays, 0.5))} / {ms(max(delays))}",
                 "≤ 100 ms", max(delays) <= 0.1)  # fmt: skip

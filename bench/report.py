@@ -13,6 +13,10 @@ def percentile(samples: list[float], fraction: float) -> float:
     return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
 
 
+def ms(seconds: float) -> str:
+    return f"{seconds * 1000:.2f} ms"
+
+
 def machine() -> str:
     cpu = "unknown CPU"
     try:

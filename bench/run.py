@@ -18,6 +18,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench import llm, pickup  # noqa: E402
+from bench.metrics_cost import metrics_cost  # noqa: E402
 from bench.report import Section, markdown  # noqa: E402
 from tests.support.processes import RedisServer, start_stack  # noqa: E402
 from velesio_core.tiny_model import write_tiny_model  # noqa: E402
@@ -56,6 +57,15 @@ def main() -> None:
         print("bench: cancellation ...", flush=True)
         llm.cancellation(llm_section, direct, stack.base_url, stack.auth, 30 if not args.quick else 5)
 
+        metrics_section = Section("Metrics: what velesio's own Prometheus metrics cost")
+        print("bench: metrics on vs off ...", flush=True)
+        unmeasured = start_stack(redis.url(2), model, logs, name="bench-nometrics", LLAMA_SLOTS=str(SLOTS),
+                                 LLAMA_CTX="4096", API_WORKERS="1", METRICS="false")  # fmt: skip
+        try:
+            metrics_cost(metrics_section, stack.base_url, stack.auth, unmeasured.base_url, unmeasured.auth, samples)
+        finally:
+            unmeasured.stop()
+
         queue_section = Section("Queue: picking up a job after an idle second")
         print("bench: idle pickup (one message per idle second) ...", flush=True)
         pickup.idle_pickup(queue_section, redis.url(1), pickups)
@@ -79,7 +89,7 @@ def main() -> None:
         "latency: a keep-alive `http.client` connection per side; throughput: `wrk -t 2 -c 8`",
     ]
     when = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
-    report = markdown([llm_section, queue_section], when=when, setup=setup)
+    report = markdown([llm_section, metrics_section, queue_section], when=when, setup=setup)
     args.output.write_text(report + "\n")
     print(report)
     shutil.rmtree(work, ignore_errors=True)

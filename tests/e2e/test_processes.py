@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 
@@ -12,6 +13,7 @@ import pytest
 import requests
 
 from tests.support.llmunity import v2_parse_cumulative
+from tests.support.metrics import scrape
 from tests.support.processes import free_port, http_ok, service_env, spawn, start_worker, wait_until
 
 
@@ -64,6 +66,42 @@ def test_standalone_worker_serves_llama_cpp_without_redis(tiny_model, logs_dir):
         embedding = requests.post(base + "/embeddings", json={"content": "hi"}, headers=auth).json()["embedding"]
         assert len(embedding) == 64
         assert requests.post(base + "/completion", json={"prompt": "hi"}).status_code == 401
+        # Metrics on the worker's own port, as a queue worker has them, and on the app's /metrics.
+        measured = scrape(f"http://127.0.0.1:{env['METRICS_PORT']}/metrics")
+        assert measured.value("velesio_worker_jobs_total", kind="completion", outcome="ok") == 2
+        assert measured.value("velesio_worker_generated_tokens_total") >= 12
+        assert scrape(base + "/metrics", auth).value("velesio_api_requests_total", route="/completion") >= 2
+    finally:
+        assert worker.stop(timeout=30) == 0
+
+
+def test_a_taken_metrics_port_stops_the_worker_with_one_line(tiny_model, logs_dir):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        env = service_env(API="false", API_TOKENS="t", MODEL_PATH=str(tiny_model), LLM_PORT=str(free_port()),
+                          API_HOST="127.0.0.1", LLAMA_SLOTS="1", LLAMA_SERVER_ARGS="--threads 1",
+                          METRICS_PORT=str(taken.getsockname()[1]))  # fmt: skip
+        result = subprocess.run([sys.executable, "-m", "velesio_worker.main"], env=env, capture_output=True,
+                                text=True, timeout=120)  # fmt: skip
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1].startswith("velesio: METRICS_PORT: "), result.stderr
+
+
+def test_with_metrics_off_nothing_is_measured_or_served(tiny_model, logs_dir):
+    port = free_port()
+    env = service_env(API="false", API_TOKENS="t", MODEL_PATH=str(tiny_model), LLM_PORT=str(port),
+                      API_HOST="127.0.0.1", LLAMA_SLOTS="1", LLAMA_SERVER_ARGS="--threads 1",
+                      METRICS="false")  # fmt: skip
+    worker = start_worker(env, logs_dir, "unmeasured")
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_until(lambda: http_ok(base + "/health"), timeout=120, what="the unmeasured worker serving")
+        assert requests.post(base + "/completion", json={"prompt": "hi", "n_predict": 2},
+                             headers={"Authorization": "Bearer t"}, timeout=30).ok  # fmt: skip
+        assert requests.get(base + "/metrics", headers={"Authorization": "Bearer t"}, timeout=10).status_code == 404
+        with pytest.raises(requests.ConnectionError):
+            requests.get(f"http://127.0.0.1:{env['METRICS_PORT']}/metrics", timeout=5)
     finally:
         assert worker.stop(timeout=30) == 0
 

@@ -16,7 +16,7 @@ from velesio_core.backends.base import ModelInfo
 from velesio_core.backends.service import LlmService, start_llm_service
 from velesio_core.execution import JobExecutor
 from velesio_core.jobs import Job
-from velesio_core.metrics.worker import JobMetrics
+from velesio_core.metrics.worker import JobMetrics, check_metrics_port
 from velesio_core.queue.local_queue import LocalJobHandle, LocalJobQueue
 from velesio_core.runner import JobRunner
 from velesio_core.settings import Settings, SettingsError, exit_with
@@ -41,8 +41,12 @@ class StandaloneBackend:
         observer = JobMetrics() if settings.metrics else None
         executor = JobExecutor(JobRunner(self._service.backend, worker_id=worker), observer)
         self._queue = LocalJobQueue(executor, slots=settings.llama_slots, queue_cap=settings.queue_cap)
-        self._models = await asyncio.to_thread(self._service.models)
-        self._stop_metrics = start_metrics(settings, worker, self._service, executor)
+        try:
+            self._models = await asyncio.to_thread(self._service.models)
+            self._stop_metrics = start_metrics(settings, worker, self._service, executor)
+        except BaseException:
+            await self.process_shutdown(scope, event)
+            raise
 
     async def process_shutdown(self, scope, event) -> None:
         self._stop_metrics()
@@ -70,6 +74,8 @@ def create_standalone_app(settings: Settings):
 def serve(settings: Settings) -> None:
     try:
         settings.require_tokens()
+        if settings.metrics:
+            check_metrics_port(settings.metrics_host, settings.metrics_port)
     except SettingsError as error:
         exit_with(error)
     options = gunicorn_options(settings) | {"bind": f"{settings.api_host}:{settings.standalone_llm_port}", "workers": 1}

@@ -7,6 +7,7 @@ a llama.cpp worker and an Ollama worker are measured alike.
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
@@ -128,10 +129,7 @@ def serve_worker_metrics(state: WorkerState, host: str, port: int) -> Callable[[
         server, _thread = start_http_server(port, host)
     except OSError as error:
         REGISTRY.unregister(state)
-        raise SettingsError(
-            "METRICS_PORT", f"cannot serve metrics on {host}:{port} ({error.strerror})",
-            "set METRICS_PORT to a free port (each worker on a machine needs its own), or METRICS=false",
-        ) from None  # fmt: skip
+        raise _unusable_port(host, port, error) from None
 
     def stop() -> None:
         server.shutdown()
@@ -139,3 +137,22 @@ def serve_worker_metrics(state: WorkerState, host: str, port: int) -> Callable[[
         REGISTRY.unregister(state)
 
     return stop
+
+
+def check_metrics_port(host: str, port: int) -> None:
+    """Fail with one clear line before anything starts when host:port cannot serve metrics (a
+    process that serves them only later, after forking, could not say so as plainly)."""
+    family, kind, _, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+    with socket.socket(family, kind) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(address)
+        except OSError as error:
+            raise _unusable_port(host, port, error) from None
+
+
+def _unusable_port(host: str, port: int, error: OSError) -> SettingsError:
+    return SettingsError(
+        "METRICS_PORT", f"cannot serve metrics on {host}:{port} ({error.strerror})",
+        "set METRICS_PORT to a free port (each worker on a machine needs its own), or METRICS=false",
+    )  # fmt: skip
