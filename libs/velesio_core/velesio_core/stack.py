@@ -7,6 +7,7 @@ applies (API_TOKENS, REDIS_URL, MODEL_PATH, ...). Ctrl-C stops every process it 
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import secrets
 import shutil
@@ -57,6 +58,7 @@ class Stack:
         except SettingsError as error:
             self.stop()
             exit_with(error)
+        settings = self._ensure_metrics_port(settings)
         self._spawn("worker", [sys.executable, "-m", "velesio_worker.main"])
         self._spawn("api", [sys.executable, "-m", "velesio_api.main"])
         self._wait_healthy(settings)
@@ -99,6 +101,14 @@ class Stack:
         self.env["MODEL_PATH"] = str(tiny)
         self.notes.append(f"no model configured: serving the tiny test model ({tiny}); put a GGUF at {default}")
 
+    def _ensure_metrics_port(self, settings: Settings) -> Settings:
+        if not settings.metrics or "METRICS_PORT" in self.env or _port_free(settings.metrics_port):
+            return settings
+        port = _free_port()
+        self.env["METRICS_PORT"] = str(port)
+        self.notes.append(f"port {settings.metrics_port} was taken, so the worker's metrics listen on {port}")
+        return dataclasses.replace(settings, metrics_port=port)
+
     def _spawn(self, name: str, command: list[str]) -> None:
         process = subprocess.Popen(command, env=self.env, start_new_session=True)
         self.processes.append((name, process))
@@ -130,11 +140,20 @@ class Stack:
             "  try:    curl -N " + base + "/completion -H 'Authorization: Bearer " + token + "' \\",
             '            -d \'{"prompt": "Hello", "n_predict": 32, "stream": true}\'',
             "  LLM for Unity: host " + base + ", API key as above",
+            *self._metrics_lines(settings, base),
             *(f"  note:   {note}" for note in self.notes),
             "  Ctrl-C stops everything.",
             "",
         ]
         print("\n".join(lines), flush=True)
+
+    @staticmethod
+    def _metrics_lines(settings: Settings, base: str) -> list[str]:
+        if not settings.metrics:
+            return []
+        worker = f"http://127.0.0.1:{settings.metrics_port}/metrics"
+        return [f"  metrics: {base}/metrics (same token), {worker} (worker);",
+                "           `velesio-monitoring` writes Prometheus and Grafana configuration for them"]  # fmt: skip
 
     def wait(self) -> int:
         """Until Ctrl-C (0) or until a process dies (its exit code)."""
