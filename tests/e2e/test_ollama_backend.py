@@ -18,6 +18,7 @@ import pytest
 import requests
 
 from tests.support.llmunity import post_chunks, v2_parse_cumulative, v3_concatenate
+from tests.support.metrics import scrape
 from tests.support.processes import busy_slots, llama_metric, service_env, start_stack, wait_until
 
 GREEDY = {"temperature": 0, "seed": 3}
@@ -78,6 +79,24 @@ def test_ollama_chat_through_ollama(via_ollama, stack):
         assert sdk.chat(model="tiny", messages=MESSAGES, options=options).message.content == expected
         streamed = sdk.chat(model="tiny", messages=MESSAGES, options=options, stream=True)
         assert "".join(chunk.message.content for chunk in streamed) == expected
+
+
+def test_an_ollama_worker_is_measured_like_any_other(via_ollama):
+    # Ollama itself has no metrics; its worker reports from Ollama's own counts.
+    before = scrape(via_ollama.worker_metrics_url)
+    with ollama.Client(host=via_ollama.base_url, headers=via_ollama.auth) as sdk:
+        answer = sdk.generate(model="tiny", prompt="Greet the king", options={"num_predict": 7, **GREEDY})
+    generated = "velesio_worker_generated_tokens_total"
+    # The worker counts a job once it has sent its result: maybe a moment after the client has it.
+    wait_until(lambda: scrape(via_ollama.worker_metrics_url).value(generated) > before.value(generated),
+               timeout=5, what="the worker counting the job")  # fmt: skip
+    after = scrape(via_ollama.worker_metrics_url)
+    assert after.value(generated) - before.value(generated) == answer.eval_count == 7
+    prompt = "velesio_worker_prompt_tokens_total"
+    assert after.value(prompt) - before.value(prompt) == answer.prompt_eval_count > 0
+    assert after.value("velesio_worker_backend_up", backend="ollama") == 1
+    speeds = "velesio_worker_generation_tokens_per_second_count"
+    assert after.value(speeds) == before.value(speeds) + 1
 
 
 def test_embeddings_through_ollama(via_ollama, stack):
