@@ -46,12 +46,16 @@ def test_a_bad_setting_stops_the_process_with_one_line_naming_it(module, env, va
     assert "; " in lines[0]  # problem; fix
 
 
+def standalone_env(model, port: int, **settings: str) -> dict[str, str]:
+    # A Redis URL nobody listens on: standalone mode must not need it.
+    return service_env(**{"API": "false", "API_TOKENS": "standalone-token", "MODEL_PATH": str(model),
+                          "LLM_PORT": str(port), "API_HOST": "127.0.0.1", "REDIS_URL": "redis://127.0.0.1:1/0",
+                          "LLAMA_SLOTS": "1", "LLAMA_SERVER_ARGS": "--threads 1", **settings})  # fmt: skip
+
+
 def test_standalone_worker_serves_llama_cpp_without_redis(tiny_model, logs_dir):
     port = free_port()
-    # A Redis URL nobody listens on: standalone mode must not need it.
-    env = service_env(API="false", API_TOKENS="standalone-token", MODEL_PATH=str(tiny_model), LLM_PORT=str(port),
-                      API_HOST="127.0.0.1", REDIS_URL="redis://127.0.0.1:1/0", LLAMA_SLOTS="2",
-                      LLAMA_SERVER_ARGS="--threads 1")  # fmt: skip
+    env = standalone_env(tiny_model, port, LLAMA_SLOTS="2")
     worker = start_worker(env, logs_dir, "standalone")
     base = f"http://127.0.0.1:{port}"
     auth = {"Authorization": "Bearer standalone-token"}
@@ -79,9 +83,7 @@ def test_a_taken_metrics_port_stops_the_worker_with_one_line(tiny_model, logs_di
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
-        env = service_env(API="false", API_TOKENS="t", MODEL_PATH=str(tiny_model), LLM_PORT=str(free_port()),
-                          API_HOST="127.0.0.1", LLAMA_SLOTS="1", LLAMA_SERVER_ARGS="--threads 1",
-                          METRICS_PORT=str(taken.getsockname()[1]))  # fmt: skip
+        env = standalone_env(tiny_model, free_port(), METRICS_PORT=str(taken.getsockname()[1]))
         result = subprocess.run([sys.executable, "-m", "velesio_worker.main"], env=env, capture_output=True,
                                 text=True, timeout=120)  # fmt: skip
     assert result.returncode == 2
@@ -90,16 +92,14 @@ def test_a_taken_metrics_port_stops_the_worker_with_one_line(tiny_model, logs_di
 
 def test_with_metrics_off_nothing_is_measured_or_served(tiny_model, logs_dir):
     port = free_port()
-    env = service_env(API="false", API_TOKENS="t", MODEL_PATH=str(tiny_model), LLM_PORT=str(port),
-                      API_HOST="127.0.0.1", LLAMA_SLOTS="1", LLAMA_SERVER_ARGS="--threads 1",
-                      METRICS="false")  # fmt: skip
+    env = standalone_env(tiny_model, port, METRICS="false")
     worker = start_worker(env, logs_dir, "unmeasured")
     base = f"http://127.0.0.1:{port}"
+    auth = {"Authorization": "Bearer standalone-token"}
     try:
         wait_until(lambda: http_ok(base + "/health"), timeout=120, what="the unmeasured worker serving")
-        assert requests.post(base + "/completion", json={"prompt": "hi", "n_predict": 2},
-                             headers={"Authorization": "Bearer t"}, timeout=30).ok  # fmt: skip
-        assert requests.get(base + "/metrics", headers={"Authorization": "Bearer t"}, timeout=10).status_code == 404
+        assert requests.post(base + "/completion", json={"prompt": "hi", "n_predict": 2}, headers=auth, timeout=30).ok
+        assert requests.get(base + "/metrics", headers=auth, timeout=10).status_code == 404
         with pytest.raises(requests.ConnectionError):
             requests.get(f"http://127.0.0.1:{env['METRICS_PORT']}/metrics", timeout=5)
     finally:
