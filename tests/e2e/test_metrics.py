@@ -124,6 +124,7 @@ def test_worker_state_and_queue_state(observed):
     assert state.value("velesio_worker_backend_up", backend="llamacpp") == 1
     assert state.has("velesio_worker_info", backend="llamacpp")
     assert abs(time.time() - state.value("velesio_worker_heartbeat_timestamp_seconds")) < 10
+    assert not any(name.endswith("_created") for name, _, _ in state.samples)
     seen = api(observed)
     assert seen.value("velesio_workers", model="tiny") == 1 and seen.value("velesio_redis_up") == 1
     assert seen.value("velesio_queue_waiting_jobs", model="tiny", kind="llm") == 0

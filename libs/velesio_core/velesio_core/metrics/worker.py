@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import orjson
-from prometheus_client import REGISTRY, Counter, Gauge, Histogram, start_http_server
+from prometheus_client import REGISTRY, Counter, Gauge, Histogram, disable_created_metrics, start_http_server
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoMetricFamily, Metric
 
 from .. import __version__
@@ -124,6 +124,9 @@ class WorkerState:
 
 def serve_worker_metrics(state: WorkerState, host: str, port: int) -> Callable[[], None]:
     """Serve the worker's metrics (and ``state``) on host:port; returns a function that stops."""
+    # A `_created` series per counter and histogram doubles what Prometheus stores, for nothing
+    # any board reads (the API's multiprocess exposition has none either).
+    disable_created_metrics()
     REGISTRY.register(state)
     try:
         server, _thread = start_http_server(port, host)
