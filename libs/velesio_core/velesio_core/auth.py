@@ -18,6 +18,9 @@ from collections.abc import Iterable
 
 #: Paths llama.cpp's server answers without a key; the model lists are public there too.
 PUBLIC_PATHS = frozenset({"/", "/health", "/v1/health", "/models", "/v1/models", "/api/tags"})
+#: The Unity Stable Diffusion client polls AUTOMATIC1111's progress without credentials, even when
+#: it sends them for generations (CONTRACTS.md 3.1). It shows step counts only, never an image.
+PUBLIC_IMAGE_PATHS = frozenset({"/sdapi/v1/progress"})
 
 
 def _digest(token: str) -> bytes:
@@ -77,4 +80,4 @@ def _basic_password(encoded: str) -> str | None:
 
 def is_public(method: str, path: str) -> bool:
     """CORS preflights and llama.cpp's public paths need no token."""
-    return method == "OPTIONS" or path in PUBLIC_PATHS
+    return method == "OPTIONS" or path in PUBLIC_PATHS or path in PUBLIC_IMAGE_PATHS

@@ -3,6 +3,11 @@
 A job checks its :class:`Cancellation` between steps, and whatever blocks (a socket read from
 llama-server, a diffusion step) registers a callback that unblocks it: closing the socket makes
 the read return at once, and llama-server sees the connection close at its next token.
+
+Two gentler requests come from AUTOMATIC1111's API, for image jobs: *interrupt* (stop now, but
+answer with what is done, as A1111 does) and *skip* (give up the image being made, go on with
+the next one of the batch). A job that does not know them treats an interrupt as a cancellation
+and ignores a skip.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ class Reason(Enum):
     CLIENT_LEFT = "the client went away"
     TIMEOUT = "the job ran out of time"
     SHUTDOWN = "the worker is shutting down"
+    INTERRUPTED = "the job was interrupted"
 
 
 class JobCancelled(Exception):
@@ -30,11 +36,12 @@ class JobCancelled(Exception):
 class Cancellation:
     """Thread-safe. ``cancel`` wins once; later calls change nothing."""
 
-    __slots__ = ("_callbacks", "_lock", "reason")
+    __slots__ = ("_callbacks", "_lock", "_skips", "reason")
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._callbacks: list[Callable[[], None]] = []
+        self._skips = 0
         self.reason: Reason | None = None
 
     @property
@@ -49,6 +56,19 @@ class Cancellation:
             callbacks, self._callbacks = self._callbacks, []
         for callback in callbacks:
             callback()
+
+    def skip(self) -> None:
+        """Ask the job to give up its current item (an image of a batch) and go on."""
+        with self._lock:
+            self._skips += 1
+
+    def take_skip(self) -> bool:
+        """Whether a skip was asked since the last call; each request is taken once."""
+        with self._lock:
+            if self._skips == 0:
+                return False
+            self._skips -= 1
+            return True
 
     def check(self) -> None:
         """Raise JobCancelled if the job was cancelled."""
@@ -90,4 +110,6 @@ def error_for(reason: Reason, *, timeout_s: float) -> GatewayError | None:
         return GatewayError(ErrorKind.TIMEOUT, f"the job did not finish within {timeout_s:g} s")
     if reason is Reason.SHUTDOWN:
         return GatewayError(ErrorKind.UNAVAILABLE, "the worker is shutting down; retry", retry_after_s=1)
+    if reason is Reason.INTERRUPTED:
+        return GatewayError(ErrorKind.CONFLICT, "the job was interrupted")
     return None

@@ -22,6 +22,10 @@ backend ran them, so that every dialect can encode them:
 An embeddings result is ``{"embeddings": [[float], ...], "prompt_tokens": int}``: one pooled
 vector per input, in order.
 
+An image result (txt2img, img2img) is ``{"images": [base64 PNG], "seeds": [int], "infotexts": [str],
+"sd_model_name": str, ..., "timings": {"steps": int, "diffusion_ms": float}}`` (see
+backends/sd/backend.py): ``steps`` counts the denoising steps run over every batch.
+
 A chat token event may carry ``reasoning_content`` and ``tool_calls`` deltas (OpenAI's shape)
 instead of, or beside, ``content``.
 

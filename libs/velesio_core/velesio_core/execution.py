@@ -25,7 +25,7 @@ from .cancellation import Cancellation, JobCancelled, Reason
 from .events import Event, EventType
 from .jobs import Job
 from .queue.event_sink import EventSink
-from .queue.keys import CANCEL_CHANNEL
+from .queue.keys import CANCEL_CHANNEL, JobControl
 from .runner import JobRunner
 
 log = logging.getLogger(__name__)
@@ -125,9 +125,10 @@ class JobExecutor:
 
     @property
     def busy_slots(self) -> int:
-        """Running jobs that hold a generation slot."""
+        """Running jobs that hold a generation slot, or an image pipeline."""
         with self._lock:
-            return sum(1 for running in self._running.values() if running.job.kind.holds_generation_slot)
+            kinds = [running.job.kind for running in self._running.values()]
+        return sum(1 for kind in kinds if kind.holds_generation_slot or kind.is_image)
 
     def execute(self, job: Job, sink: EventSink) -> None:
         """Run ``job`` on the calling thread, reporting to ``sink``."""
@@ -167,12 +168,33 @@ class JobExecutor:
         with self._lock:
             running = self._running.get(job_id)
             if running is None:
+                if reason is Reason.INTERRUPTED:
+                    return  # an interrupt is for a running job only, as in A1111
                 now = time.time()
                 self._cancelled[job_id] = now + _REMEMBER_CANCELLED_S
                 if len(self._cancelled) > 10_000:
                     self._cancelled = {key: until for key, until in self._cancelled.items() if until > now}
                 return
         running.cancellation.cancel(reason)
+
+    def skip(self, job_id: str) -> None:
+        """Ask a running job to give up its current image and go on with the next."""
+        with self._lock:
+            running = self._running.get(job_id)
+        if running is not None:
+            running.cancellation.skip()
+
+    def control(self, message: str) -> None:
+        """Act on a message from the cancel channel (see queue/keys.py for its format)."""
+        job_id, _, action = message.partition(" ")
+        if action == JobControl.INTERRUPT:
+            self.cancel(job_id, Reason.INTERRUPTED)
+        elif action == JobControl.SKIP:
+            self.skip(job_id)
+        elif not action:
+            self.cancel(job_id)
+        else:
+            log.warning("ignored an unknown job control %r", action)
 
     def drain(self, grace_s: float) -> None:
         """Give running jobs ``grace_s`` to finish, then end the rest as the worker shuts down."""
@@ -221,7 +243,7 @@ def listen_for_cancellations(client: redis.Redis, executor: JobExecutor, ready: 
                 ready.set()
                 for message in pubsub.listen():
                     if message["type"] == "message":
-                        executor.cancel(message["data"].decode())
+                        executor.control(message["data"].decode())
         except (redis.ConnectionError, redis.TimeoutError, OSError) as error:
             log.warning("lost the cancel channel (%s); subscribing again in 1 s", error)
             time.sleep(1)

@@ -1,13 +1,16 @@
 """The internal job envelope: what the API puts on a queue and a worker runs.
 
 Dialects differ only at the edges. Whatever a client spoke, its request becomes one
-:class:`Job` whose ``payload`` uses llama.cpp's vocabulary (the richest of the dialects velesio
-speaks): a completion payload is a llama.cpp ``/completion`` body, a chat payload an OpenAI-style
-``/v1/chat/completions`` body as llama-server takes it (llama.cpp's sampling options included), a
-tokenize payload a ``/tokenize`` body, and so on. Backends that are not llama-server translate.
+:class:`Job` whose ``payload`` uses the richest vocabulary of its kind among the dialects velesio
+speaks: text jobs use llama.cpp's (a completion payload is a llama.cpp ``/completion`` body, a chat
+payload an OpenAI-style ``/v1/chat/completions`` body as llama-server takes it, llama.cpp's sampling
+options included, a tokenize payload a ``/tokenize`` body, and so on), image jobs AUTOMATIC1111's (a
+txt2img payload is a validated ``/sdapi/v1/txt2img`` body). Backends translate from it.
 
 Every job names the model it wants; a worker consumes the queues of the models it serves, so a
-job only ever reaches a worker that can run it.
+job only ever reaches a worker that can run it. Image jobs all name :data:`IMAGE_MODEL`: every
+image worker can load any checkpoint, so the checkpoint is an option of the job (its payload's
+``sd_model_checkpoint``), as it is of an A1111 request.
 """
 
 from __future__ import annotations
@@ -30,23 +33,54 @@ class JobKind(StrEnum):
     APPLY_TEMPLATE = "apply_template"
     EMBEDDINGS = "embeddings"
     SLOTS = "slots"
+    TXT2IMG = "txt2img"
+    IMG2IMG = "img2img"
+    #: Load another checkpoint (or VAE) into a worker's image pipeline: a job of its own on the
+    #: image queue, so that it never happens under another image job.
+    SD_OPTIONS = "sd_options"
 
     @property
     def holds_generation_slot(self) -> bool:
         """Whether the job occupies one of llama-server's generation slots while it runs."""
         return self in (JobKind.COMPLETION, JobKind.CHAT)
 
+    @property
+    def is_image(self) -> bool:
+        """Whether the job runs on an image (Stable Diffusion) pipeline."""
+        return self in _IMAGE_KINDS
+
+    @property
+    def makes_images(self) -> bool:
+        """Whether the job's result is images (a checkpoint switch runs on the pipeline but makes none)."""
+        return self in (JobKind.TXT2IMG, JobKind.IMG2IMG)
+
+
+_IMAGE_KINDS = frozenset({JobKind.TXT2IMG, JobKind.IMG2IMG, JobKind.SD_OPTIONS})
+
+#: The model every image job names and every image worker serves (see the module's docstring).
+IMAGE_MODEL = "stable-diffusion"
+
 
 class Queue(StrEnum):
     """Kinds of Dramatiq queue. ``llm`` jobs hold a generation slot; ``llm_aux`` jobs do not, so a
-    tokenize call never waits behind long generations. Each model has one queue of each kind."""
+    tokenize call never waits behind long generations. Each model has one queue of each kind it
+    serves: an LLM the two text kinds, the image pipeline (:data:`IMAGE_MODEL`) ``sd``, whose jobs
+    run one at a time per pipeline, whatever the LLM side does."""
 
     LLM = "llm"
     LLM_AUX = "llm_aux"
+    SD = "sd"
 
     @classmethod
     def for_kind(cls, kind: JobKind) -> Queue:
+        if kind.is_image:
+            return cls.SD
         return cls.LLM if kind.holds_generation_slot else cls.LLM_AUX
+
+    @classmethod
+    def of_model(cls, model: str) -> tuple[Queue, ...]:
+        """The kinds of queue ``model`` has: ``sd`` for the image pipeline, the text ones for an LLM."""
+        return (cls.SD,) if model == IMAGE_MODEL else (cls.LLM, cls.LLM_AUX)
 
     def for_model(self, model: str) -> str:
         """The queue of this kind for ``model``, e.g. ``llm-qwen2.5_7b-3fa2c1``.
@@ -70,7 +104,9 @@ class Job(BaseModel):
 
     id: str = Field(default_factory=new_job_id, min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")
     kind: JobKind
-    payload: dict[str, Any] = Field(description="The kind's request, in llama.cpp's native vocabulary.")
+    payload: dict[str, Any] = Field(
+        description="The kind's request: llama.cpp's vocabulary for text, AUTOMATIC1111's for images."
+    )
     stream: bool = Field(False, description="Whether the client wants partial (token) events.")
     model: str = Field(min_length=1, description="The model that must run the job (a name a worker serves).")
     enqueued_at: float = Field(default_factory=time.time, description="Unix time the API queued the job.")

@@ -1,6 +1,7 @@
 """Which workers are up and what they serve, so the API can answer model questions at once.
 
-Each worker writes a card (its queues and the models it serves) into one Redis hash and
+Each worker writes a card (its queues, the models it serves and, for an image worker, its
+pipeline's checkpoints and state) into one Redis hash and
 refreshes it every few seconds; a card not refreshed for ``STALE_AFTER_S`` is ignored. GET /props,
 /template and the model lists are answered from the cards, without a round trip to a worker.
 """
@@ -33,6 +34,8 @@ class WorkerCard:
     worker_id: str
     queues: list[str]
     models: list[ModelInfo]
+    #: The image pipeline's state (backends.sd.backend.SdStatus as a dict), when the worker runs one.
+    images: dict[str, Any] | None = None
     host: str = field(default_factory=socket.gethostname)
     pid: int = field(default_factory=os.getpid)
     started_at: float = field(default_factory=time.time)
@@ -54,6 +57,17 @@ class ModelDirectory(Protocol):
     async def models(self, *, fresh: bool = False) -> list[ModelInfo]:
         """The models workers serve, the default one first. ``fresh`` skips any cache."""
         ...
+
+    async def images(self) -> list[dict[str, Any]]:
+        """The state of every image pipeline (checkpoints, the loaded one, LoRAs, VAEs)."""
+        ...
+
+
+async def image_pipelines(directory: ModelDirectory) -> list[dict[str, Any]]:
+    pipelines = await directory.images()
+    if not pipelines:
+        raise unavailable("no worker is running Stable Diffusion (RUN_SD=true) yet; retry shortly", retry_after_s=2)
+    return pipelines
 
 
 def same_model(served: str, asked: str) -> bool:
@@ -127,6 +141,9 @@ class WorkerRegistry:
                 seen.setdefault(model.id, model)
         return list(seen.values())
 
+    async def images(self) -> list[dict[str, Any]]:
+        return [card.images for card in await self.workers() if card.images is not None]
+
 
 class CachedModelDirectory:
     """Asks its source at most once per ``ttl_s``: model questions come with almost every
@@ -143,3 +160,7 @@ class CachedModelDirectory:
             self._models = await self._source.models(fresh=True)
             self._fetched_at = time.monotonic()
         return self._models
+
+    async def images(self) -> list[dict[str, Any]]:
+        # Not cached: a checkpoint switch shows at once, and image jobs are few and slow.
+        return await self._source.images()

@@ -1,8 +1,9 @@
-"""Run one job on an LLM backend and report what happens as events."""
+"""Run one job on its backend (an LLM's, or an image pipeline) and report what happens as events."""
 
 from __future__ import annotations
 
 import logging
+from typing import TYPE_CHECKING
 
 from .backends.base import LlmBackend
 from .cancellation import Cancellation, JobCancelled, error_for
@@ -10,14 +11,27 @@ from .errors import ErrorKind, GatewayError
 from .events import Event, EventType
 from .jobs import Job, JobKind
 from .queue.event_sink import EventSink
+from .sd_activity import ImageActivity
+
+if TYPE_CHECKING:  # torch and diffusers load only where images run
+    from .backends.sd.backend import SdBackend
 
 log = logging.getLogger(__name__)
 
 
 class JobRunner:
-    def __init__(self, backend: LlmBackend, *, worker_id: str) -> None:
+    def __init__(
+        self,
+        backend: LlmBackend | None,
+        *,
+        worker_id: str,
+        images: SdBackend | None = None,
+        activity: ImageActivity | None = None,
+    ) -> None:
         self.backend = backend
         self.worker_id = worker_id
+        self.images = images
+        self.activity = activity
 
     def run(self, job: Job, sink: EventSink, cancellation: Cancellation) -> None:
         """Emit the job's events, ending with exactly one result or error.
@@ -40,7 +54,12 @@ class JobRunner:
             sink.emit(Event.error(error))
 
     def _run(self, job: Job, sink: EventSink, cancellation: Cancellation) -> None:
+        if job.kind.is_image:
+            sink.emit(Event.of(EventType.RESULT, self._run_image(job, sink, cancellation)))
+            return
         backend, model = self.backend, job.model
+        if backend is None:
+            raise GatewayError(ErrorKind.NOT_SUPPORTED, f"this worker runs no LLM, so it cannot run {job.kind} jobs")
         if job.kind is JobKind.COMPLETION or job.kind is JobKind.CHAT:
             generate = backend.complete if job.kind is JobKind.COMPLETION else backend.chat
             for event in generate(job.payload, model=model, stream=job.stream, cancellation=cancellation):
@@ -59,3 +78,23 @@ class JobRunner:
         else:
             raise GatewayError(ErrorKind.NOT_SUPPORTED, f"this worker cannot run {job.kind} jobs")
         sink.emit(Event.of(EventType.RESULT, result))
+
+    def _run_image(self, job: Job, sink: EventSink, cancellation: Cancellation) -> object:
+        if self.images is None:
+            raise GatewayError(
+                ErrorKind.NOT_SUPPORTED, f"this worker runs no image pipeline, so it cannot run {job.kind} jobs"
+            )
+        activity = self.activity
+
+        def emit(event: Event) -> None:
+            sink.emit(event)
+            if activity is not None:
+                activity.progress(job, event)
+
+        if activity is not None:
+            activity.begin(job)
+        try:
+            return self.images.run(job, emit, cancellation)
+        finally:
+            if activity is not None:
+                activity.end(job)

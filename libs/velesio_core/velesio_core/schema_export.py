@@ -10,6 +10,7 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
+from .dialects.a1111 import schemas as a1111
 from .dialects.llamacpp import schemas as llamacpp
 from .jobs import Job
 
@@ -20,6 +21,9 @@ SCHEMAS: dict[str, type[BaseModel]] = {
     "llamacpp.detokenize": llamacpp.DetokenizeRequest,
     "llamacpp.apply-template": llamacpp.ApplyTemplateRequest,
     "llamacpp.embeddings": llamacpp.EmbeddingsRequest,
+    "a1111.txt2img": a1111.Txt2ImgRequest,
+    "a1111.img2img": a1111.Img2ImgRequest,
+    "a1111.options": a1111.OptionsRequest,
 }
 
 DEFAULT_DIRECTORY = Path(__file__).resolve().parents[1] / "schemas"

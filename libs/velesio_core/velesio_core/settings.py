@@ -40,6 +40,8 @@ class Settings:
     api: bool
     models_dir: Path
     model_url: str | None
+    #: Expected sha256 of MODEL_URL's file (MODEL_SHA256, or a #sha256= fragment on the URL).
+    model_sha256: str | None
     #: The GGUF file the worker's llama-server loads (MODEL_PATH, else models/text/model.gguf).
     model_path: Path
     #: The name clients use for the model (OpenAI's and Ollama's ``model``); the file's stem if unset.
@@ -77,6 +79,38 @@ class Settings:
     #: Where a worker serves its metrics to Prometheus.
     metrics_host: str
     metrics_port: int
+    #: Port of a standalone (API=false) image worker: AUTOMATIC1111's own default.
+    standalone_sd_port: int
+    #: A checkpoint, a LoRA and a VAE to fetch at worker start when missing (see download.py).
+    sd_model_url: str | None
+    sd_model_sha256: str | None
+    lora_url: str | None
+    lora_sha256: str | None
+    vae_url: str | None
+    vae_sha256: str | None
+    #: Sent as ``Authorization: Bearer`` to download hosts that gate files (DOWNLOAD_TOKEN or HF_TOKEN).
+    download_token: str | None
+    #: The checkpoint to load first (a file or folder name in the checkpoints folder); else the first.
+    sd_model: str | None
+    #: ``auto`` (CUDA when present, else CPU), ``cuda`` or ``cpu``.
+    sd_device: str
+    #: Extra diffusers config folders for single-file checkpoints, by model type (see sd/configs.py).
+    sd_configs_dir: Path | None
+    #: The largest image, in pixels per side, that a request may ask for or send.
+    sd_max_side: int
+
+    @property
+    def sd_checkpoints_dir(self) -> Path:
+        """AUTOMATIC1111's layout: models/image/models/Stable-diffusion/."""
+        return self.models_dir / "image" / "models" / "Stable-diffusion"
+
+    @property
+    def sd_lora_dir(self) -> Path:
+        return self.models_dir / "image" / "models" / "Lora"
+
+    @property
+    def sd_vae_dir(self) -> Path:
+        return self.models_dir / "image" / "models" / "VAE"
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -92,6 +126,7 @@ class Settings:
             api=read.flag("API", True),
             models_dir=models_dir,
             model_url=read.url("MODEL_URL", schemes=("http", "https")),
+            model_sha256=read.sha256("MODEL_SHA256"),
             model_path=Path(read.text("MODEL_PATH", str(models_dir / "text" / "model.gguf"))),
             model_alias=read.text("MODEL_ALIAS", "") or None,
             gpu_layers=read.integer("GPU_LAYERS", 0, minimum=-1),
@@ -117,9 +152,25 @@ class Settings:
             metrics=read.flag("METRICS", True),
             metrics_host=read.text("METRICS_HOST", "0.0.0.0"),
             metrics_port=read.integer("METRICS_PORT", 8001, minimum=1, maximum=65535),
+            standalone_sd_port=read.integer("SD_PORT", 7860, minimum=1, maximum=65535),
+            sd_model_url=read.url("SD_MODEL_URL", schemes=("http", "https")),
+            sd_model_sha256=read.sha256("SD_MODEL_SHA256"),
+            lora_url=read.url("LORA_URL", schemes=("http", "https")),
+            lora_sha256=read.sha256("LORA_SHA256"),
+            vae_url=read.url("VAE_URL", schemes=("http", "https")),
+            vae_sha256=read.sha256("VAE_SHA256"),
+            download_token=read.text("DOWNLOAD_TOKEN", "") or read.text("HF_TOKEN", "") or None,
+            sd_model=read.text("SD_MODEL", "") or None,
+            sd_device=read.choice("SD_DEVICE", "auto", ("auto", "cuda", "cpu")),
+            sd_configs_dir=Path(read.text("SD_CONFIGS_DIR", "")) if read.text("SD_CONFIGS_DIR", "") else None,
+            sd_max_side=read.integer("SD_MAX_SIDE", 2048, minimum=64, maximum=8192),
         )
         settings._check_consistency(env)
         return settings
+
+    def __repr__(self) -> str:
+        # Never print a secret: the tokens, the download token, a Redis password.
+        return f"Settings(redis={urlsplit(self.redis_url).hostname}, api={self.api}, sd={self.run_sd}, ...)"
 
     def _check_consistency(self, env: Mapping[str, str]) -> None:
         # RUN_LLAMACPP defaults to true: only an explicit "true" next to RUN_OLLAMA contradicts it.
@@ -219,6 +270,20 @@ class _Reader:
             raise SettingsError(name, f"{value} is not a positive duration", f"set {name} to e.g. {default:g}")
         return number
 
+    def choice(self, name: str, default: str, choices: tuple[str, ...]) -> str:
+        value = self.text(name, default).lower()
+        if value not in choices:
+            raise SettingsError(name, f"{value!r} is not one of {', '.join(choices)}", f"set {name}={default}")
+        return value
+
+    def sha256(self, name: str) -> str | None:
+        value = self._raw(name)
+        if value is None:
+            return None
+        if not is_sha256(value):
+            raise SettingsError(name, "is not a sha256 (64 hexadecimal digits)", f"set {name} to the file's sha256")
+        return value.lower()
+
     def arguments(self, name: str) -> tuple[str, ...]:
         try:
             return tuple(shlex.split(self._raw(name) or ""))
@@ -246,6 +311,10 @@ class _Reader:
         password = self._raw("REDIS_PASS")
         auth = f":{quote(password, safe='')}@" if password else ""
         return f"redis://{auth}{host}:{port}/0"
+
+
+def is_sha256(value: str) -> bool:
+    return len(value) == 64 and all(c in "0123456789abcdefABCDEF" for c in value)
 
 
 def _check_url(name: str, value: str, schemes: tuple[str, ...]) -> None:

@@ -1,7 +1,8 @@
 """``velesio-stack`` (what ``make up`` runs): Redis, a worker and the API on one machine.
 
-With nothing configured it serves the embedded default: the tiny model, a Redis of its own and a
-freshly generated token, printed once. Everything the services read from the environment still
+With nothing configured it serves the embedded default: the tiny model, a tiny Stable Diffusion
+pipeline behind AUTOMATIC1111's API, a Redis of its own and a freshly generated token, printed
+once. Everything the services read from the environment still
 applies (API_TOKENS, REDIS_URL, MODEL_PATH, ...). Ctrl-C stops every process it started.
 """
 
@@ -23,6 +24,8 @@ from pathlib import Path
 
 from .settings import Settings, SettingsError, exit_with
 from .tiny_model import MODEL_NAME, write_tiny_model
+from .tiny_pipeline import MODEL_NAME as TINY_SD_NAME
+from .tiny_pipeline import write_tiny_pipeline
 
 _HEALTH_TIMEOUT_S = 300
 
@@ -54,6 +57,7 @@ class Stack:
         self._ensure_redis()
         self._ensure_model()
         try:
+            self._ensure_checkpoint()
             settings = Settings.from_env(self.env)
         except SettingsError as error:
             self.stop()
@@ -61,7 +65,7 @@ class Stack:
         settings = self._ensure_metrics_port(settings)
         self._spawn("worker", [sys.executable, "-m", "velesio_worker.main"])
         self._spawn("api", [sys.executable, "-m", "velesio_api.main"])
-        self._wait_healthy(settings)
+        self._wait_healthy(settings, token)
         self._print_banner(settings, token)
         return settings
 
@@ -109,12 +113,41 @@ class Stack:
         self.notes.append(f"port {settings.metrics_port} was taken, so the worker's metrics listen on {port}")
         return dataclasses.replace(settings, metrics_port=port)
 
+    def _ensure_checkpoint(self) -> None:
+        """Stable Diffusion is on unless RUN_SD says otherwise; with no checkpoint, the tiny one."""
+        self.env.setdefault("RUN_SD", "true")
+        settings = Settings.from_env(self.env)
+        if not settings.run_sd or settings.sd_model or settings.sd_model_url:
+            return
+        from .backends.sd.checkpoints import find_checkpoints
+
+        folder = settings.sd_checkpoints_dir
+        real = [c for c in find_checkpoints(folder) if c.name != TINY_SD_NAME]
+        if real:
+            # The tiny pipeline from an earlier run stays there; never let it win over a real one.
+            self.env["SD_MODEL"] = real[0].name
+            return
+        if not (folder / TINY_SD_NAME / "model_index.json").is_file():
+            write_tiny_pipeline(folder / TINY_SD_NAME)
+        self.env["SD_MODEL"] = TINY_SD_NAME
+        self.notes.append(
+            f"no Stable Diffusion checkpoint: serving a tiny one (noise pictures); put a .safetensors in {folder}"
+        )
+
     def _spawn(self, name: str, command: list[str]) -> None:
         process = subprocess.Popen(command, env=self.env, start_new_session=True)
         self.processes.append((name, process))
 
-    def _wait_healthy(self, settings: Settings) -> None:
-        url = f"http://127.0.0.1:{settings.api_port}/health"
+    def _wait_healthy(self, settings: Settings, token: str) -> None:
+        """Until the API answers for every backend: /health for the LLM, the checkpoint list for images."""
+        base = f"http://127.0.0.1:{settings.api_port}"
+        pending = []
+        if settings.llm_backend:
+            pending.append(urllib.request.Request(base + "/health"))
+        if settings.run_sd:
+            pending.append(
+                urllib.request.Request(base + "/sdapi/v1/sd-models", headers={"Authorization": f"Bearer {token}"})
+            )
         deadline = time.monotonic() + _HEALTH_TIMEOUT_S
         while time.monotonic() < deadline:
             for name, process in self.processes:
@@ -122,9 +155,12 @@ class Stack:
                     self.stop()
                     sys.exit(f"velesio: the {name} exited with code {process.returncode} while starting")
             try:
-                with urllib.request.urlopen(url, timeout=2) as response:
+                with urllib.request.urlopen(pending[0], timeout=2) as response:
                     if response.status == 200:
-                        return
+                        pending.pop(0)
+                        if not pending:
+                            return
+                        continue
             except (urllib.error.URLError, OSError):
                 pass
             time.sleep(0.2)
@@ -140,6 +176,9 @@ class Stack:
             "  try:    curl -N " + base + "/completion -H 'Authorization: Bearer " + token + "' \\",
             '            -d \'{"prompt": "Hello", "n_predict": 32, "stream": true}\'',
             "  LLM for Unity: host " + base + ", API key as above",
+            "  Stable Diffusion (AUTOMATIC1111 API): server URL " + base + ", any user name, the token as password",
+            "          curl " + base + "/sdapi/v1/txt2img -u unity:" + token + " \\",
+            '            -d \'{"prompt": "a stone wall", "steps": 4, "width": 64, "height": 64}\'',
             *self._metrics_lines(settings, base),
             *(f"  note:   {note}" for note in self.notes),
             "  Ctrl-C stops everything.",

@@ -8,12 +8,29 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
+from enum import StrEnum
 from importlib import resources
 
 DRAMATIQ_NAMESPACE = "dramatiq"
 
-#: Job ids are published here when their client goes away.
+#: Job ids are published here when their client goes away, as ``<job id>``; an operator's
+#: request for a running image job as ``<job id> <JobControl>``.
 CANCEL_CHANNEL = "velesio:cancel"
+
+
+class JobControl(StrEnum):
+    """What AUTOMATIC1111's /interrupt and /skip ask of the running image job."""
+
+    INTERRUPT = "interrupt"
+    SKIP = "skip"
+
+
+#: The image jobs running now: a sorted set of job id -> the time by which it must have ended
+#: (its start plus its timeout), so that a worker that died mid-job leaves no ghost behind.
+SD_RUNNING_KEY = "velesio:sd:running"
+#: AUTOMATIC1111's options that velesio keeps (sd_model_checkpoint, sd_vae): a hash, shared by
+#: every API process and read by each image request.
+SD_OPTIONS_KEY = "velesio:sd:options"
 #: Hash of worker id -> the worker's card (models, queues, heartbeat), see registry.py.
 WORKERS_KEY = "velesio:workers"
 

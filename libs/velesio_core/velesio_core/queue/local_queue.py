@@ -1,8 +1,8 @@
 """A job queue inside one process, for a worker that serves its backend alone (API=false).
 
 Same contract as the Redis queue (a cap, deadlines, timeouts, cancellation), no Redis: jobs run
-on threads of this process, at most ``slots`` generations at a time, and their events come back
-to the event loop that serves HTTP.
+on threads of this process, at most ``slots`` generations and one image job at a time, and their
+events come back to the event loop that serves HTTP.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from ..events import Event
 from ..execution import JobExecutor
 from ..jobs import Job
 from ..metrics.queue import CANCELLED, EXPIRED, REJECTED
+from ..sd_activity import LocalImageState
 from .event_sink import LoopEventSink
 from .redis_queue import RETRY_AFTER_S
 
@@ -27,10 +28,15 @@ AUX_THREADS = 2
 
 
 class LocalJobQueue:
-    def __init__(self, executor: JobExecutor, *, slots: int, queue_cap: int) -> None:
+    def __init__(
+        self, executor: JobExecutor, *, slots: int, queue_cap: int, board: LocalImageState | None = None
+    ) -> None:
         self._executor = executor
         self._generation = ThreadPoolExecutor(slots, thread_name_prefix="velesio-generate")
         self._aux = ThreadPoolExecutor(AUX_THREADS, thread_name_prefix="velesio-aux")
+        # One thread: a diffusers pipeline runs one job at a time.
+        self._images = ThreadPoolExecutor(1, thread_name_prefix="velesio-image")
+        self._board = board
         self._queue_cap = queue_cap
         self._lock = threading.Lock()
         self._waiting = 0
@@ -46,17 +52,26 @@ class LocalJobQueue:
             self._waiting += 1
         loop = asyncio.get_running_loop()
         sink = LoopEventSink(loop)
-        pool = self._generation if job.kind.holds_generation_slot else self._aux
+        if job.kind.is_image:
+            pool = self._images
+            if self._board is not None:
+                self._board.queued(job)
+        else:
+            pool = self._generation if job.kind.holds_generation_slot else self._aux
         loop.run_in_executor(pool, self._execute, job, sink)
         return LocalJobHandle(job, sink, self._executor)
 
     def _execute(self, job: Job, sink: LoopEventSink) -> None:
         with self._lock:
             self._waiting -= 1
-        self._executor.execute(job, sink)
+        try:
+            self._executor.execute(job, sink)
+        finally:
+            if job.kind.is_image and self._board is not None:
+                self._board.end(job)  # also when it was dropped unrun
 
     async def close(self) -> None:
-        for pool in (self._generation, self._aux):
+        for pool in (self._generation, self._aux, self._images):
             pool.shutdown(wait=False, cancel_futures=True)
         await asyncio.to_thread(self._executor.drain, 0)
         self._executor.close()

@@ -1,0 +1,462 @@
+"""The Stable Diffusion backend: velesio's image jobs on a diffusers pipeline.
+
+A job's payload is a validated AUTOMATIC1111 request (dialects/a1111/schemas.py). The backend
+makes the pipeline match what the job asks for first (its checkpoint, VAE, LoRAs and sampler),
+then runs ``n_iter`` batches of ``batch_size`` images, reporting a ``progress`` event at every
+denoising step and checking the job's Cancellation there:
+
+- the client left, the job timed out, the worker stops: the step raises JobCancelled;
+- A1111's *interrupt*: the remaining steps are skipped, the current latents decoded, and the
+  job answers with the images done so far (what A1111 does);
+- A1111's *skip*: the same for the current batch only; the next batch still runs.
+
+Everything here runs on the one thread that owns the pipeline.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ...cancellation import Cancellation, JobCancelled, Reason
+from ...errors import ErrorKind, GatewayError, invalid_request
+from ...events import Event, EventType
+from ...jobs import Job, JobKind
+from ...settings import Settings
+from .checkpoints import Checkpoint, find_checkpoints, find_weights, resolve
+from .configs import ConfigFolders
+from .images import decode_image, encode_png
+from .infotext import VERSION, infotext
+from .pipeline import Device, LoadedPipeline, load_checkpoint, load_vae
+from .prompts import LoraRequest, extract_loras
+from .samplers import SamplerChoice, choose, make_scheduler
+
+log = logging.getLogger(__name__)
+
+Emit = Callable[[Event], None]
+#: The VAE names A1111 uses for "the checkpoint's own".
+OWN_VAE = ("Automatic", "None", "")
+_SEED_LIMIT = 2**32
+
+
+@dataclass
+class SdStatus:
+    """What a worker tells the API about its image pipeline (part of its registry card)."""
+
+    checkpoints: list[dict[str, Any]]
+    loras: list[str]
+    vaes: list[str]
+    sd_model_checkpoint: str | None
+    sd_vae: str
+    device: str
+
+
+@dataclass
+class _Progress:
+    emit: Emit
+    cancellation: Cancellation
+    job_no: int = 0
+    job_count: int = 1
+    interrupted: bool = False
+    skipped: bool = False
+    started_at: float = field(default_factory=time.time)
+    #: Denoising steps run, over every batch, and the seconds they took (for the speed metric).
+    steps_run: int = 0
+    diffusion_s: float = 0.0
+    _batch_started: float = 0.0
+
+    def batch_starts(self) -> None:
+        self._batch_started = time.perf_counter()
+
+    def on_step_end(self, pipeline: Any, step: int, timestep: Any, tensors: dict[str, Any]) -> dict[str, Any]:
+        reason = self.cancellation.reason
+        if reason is Reason.INTERRUPTED:
+            self.interrupted = True
+            pipeline._interrupt = True  # diffusers skips the remaining steps, then decodes
+        elif reason is not None:
+            raise JobCancelled(reason)
+        elif self.cancellation.take_skip():
+            self.skipped = True
+            pipeline._interrupt = True
+        self.steps_run += 1
+        now = time.perf_counter()
+        # From the batch's start (its prompt's encoding included) to its latest step's end.
+        self.diffusion_s += now - self._batch_started
+        self._batch_started = now
+        steps = int(getattr(pipeline, "num_timesteps", 0) or 0)
+        progress = {
+            "step": step + 1,
+            "steps": steps,
+            "job_no": self.job_no,
+            "job_count": self.job_count,
+            "started_at": self.started_at,
+        }
+        self.emit(Event.of(EventType.PROGRESS, progress))
+        return tensors
+
+
+class SdBackend:
+    def __init__(
+        self,
+        checkpoints_dir: Path,
+        *,
+        lora_dir: Path,
+        vae_dir: Path,
+        configs: ConfigFolders,
+        device: Device,
+        max_side: int,
+        on_change: Callable[[], None] | None = None,
+    ) -> None:
+        self._checkpoints_dir = checkpoints_dir
+        self._lora_dir = lora_dir
+        self._vae_dir = vae_dir
+        self._configs = configs
+        self._device = device
+        self._max_side = max_side
+        self._on_change = on_change
+        self._loaded: LoadedPipeline | None = None
+        #: What a job that asks for nothing runs on: the checkpoint and VAE of the last options job.
+        self._base: tuple[str | None, str] = (None, "Automatic")
+        self._checkpoints: list[Checkpoint] = []
+        # Guards the pipeline for whoever else looks at it (status, close); jobs are serial anyway.
+        self._lock = threading.Lock()
+
+    @classmethod
+    def from_settings(cls, settings: Settings, *, on_change: Callable[[], None] | None = None) -> SdBackend:
+        return cls(
+            settings.sd_checkpoints_dir,
+            lora_dir=settings.sd_lora_dir,
+            vae_dir=settings.sd_vae_dir,
+            configs=ConfigFolders(settings.sd_configs_dir),
+            device=Device.choose(settings.sd_device),
+            max_side=settings.sd_max_side,
+            on_change=on_change,
+        )
+
+    # -- lifecycle -------------------------------------------------------------------------------
+
+    def start(self, wanted: str | None = None) -> None:
+        """Load ``wanted`` (any A1111 name of a checkpoint), else the first checkpoint found."""
+        checkpoints = self.rescan()
+        if not checkpoints:
+            raise invalid_request(f"there is no checkpoint in {self._checkpoints_dir}")
+        self._switch(self._resolve(wanted) if wanted else checkpoints[0])
+        self._base = (self.status().sd_model_checkpoint, "Automatic")
+
+    def rescan(self) -> list[Checkpoint]:
+        self._checkpoints = find_checkpoints(self._checkpoints_dir)
+        return self._checkpoints
+
+    def close(self) -> None:
+        with self._lock:
+            if self._loaded is not None:
+                self._loaded.release()
+                self._loaded = None
+
+    def healthy(self) -> bool:
+        """Whether a checkpoint is loaded and ready for jobs."""
+        return self._loaded is not None
+
+    def status(self) -> SdStatus:
+        loaded = self._loaded
+        return SdStatus(
+            checkpoints=[checkpoint.a1111() for checkpoint in self._checkpoints],
+            loras=sorted(find_weights(self._lora_dir)),
+            vaes=sorted(path.name for path in find_weights(self._vae_dir).values()),
+            sd_model_checkpoint=loaded.checkpoint.title if loaded else None,
+            sd_vae=loaded.vae_name if loaded else "Automatic",
+            device=self._device.name,
+        )
+
+    # -- jobs ------------------------------------------------------------------------------------
+
+    def run(self, job: Job, emit: Emit, cancellation: Cancellation) -> Any:
+        """Run an image job; return its result (the progress events go to ``emit`` as they happen)."""
+        cancellation.check()
+        payload = job.payload
+        if job.kind is JobKind.SD_OPTIONS:
+            self._apply_options(payload.get("sd_model_checkpoint"), payload.get("sd_vae"))
+            status = self.status()
+            self._base = (status.sd_model_checkpoint, status.sd_vae)
+            return {"sd_model_checkpoint": status.sd_model_checkpoint, "sd_vae": status.sd_vae}
+        # A request's override lasts for that request only (A1111 restores its settings after).
+        base_checkpoint, base_vae = self._base
+        self._apply_options(payload.get("sd_model_checkpoint") or base_checkpoint, payload.get("sd_vae") or base_vae)
+        cancellation.check()
+        if job.kind is JobKind.TXT2IMG:
+            return self._generate(payload, emit, cancellation, init=None)
+        if job.kind is JobKind.IMG2IMG:
+            return self._generate(payload, emit, cancellation, init=self._init_images(payload))
+        raise GatewayError(ErrorKind.NOT_SUPPORTED, f"the image backend cannot run {job.kind} jobs")
+
+    def _apply_options(self, checkpoint_name: str | None, vae_name: str | None) -> None:
+        loaded = self._loaded
+        # Most jobs ask for what is loaded already: no lookup, no file system.
+        if checkpoint_name and (loaded is None or checkpoint_name != loaded.checkpoint.title):
+            wanted = self._resolve(checkpoint_name)
+            if loaded is None or wanted.path != loaded.checkpoint.path:
+                self._switch(wanted)
+        if vae_name is not None:
+            self._set_vae(vae_name)
+
+    def _resolve(self, name: str) -> Checkpoint:
+        checkpoint = _find(self._checkpoints, name) or _find(self.rescan(), name)
+        if checkpoint is None:
+            known = ", ".join(c.title for c in self._checkpoints) or "none"
+            raise GatewayError(ErrorKind.NOT_FOUND, f"no checkpoint is called {name!r}; this worker has: {known}")
+        return checkpoint
+
+    def _switch(self, checkpoint: Checkpoint) -> None:
+        previous = self._loaded
+        vae_name = previous.vae_name if previous else "Automatic"
+        # Free the old weights first: two SD models at once may not fit a GPU.
+        with self._lock:
+            self._loaded = None
+            if previous is not None:
+                previous.release()
+        try:
+            loaded = load_checkpoint(checkpoint, self._configs, self._device)
+        except GatewayError:
+            self._recover(previous)
+            raise
+        except Exception as error:  # a corrupt or foreign file: say which, and keep serving the old one
+            log.exception("cannot load %s", checkpoint.title)
+            self._recover(previous)
+            raise invalid_request(
+                f"{checkpoint.title} cannot be loaded as a Stable Diffusion checkpoint ({error.__class__.__name__})"
+            ) from None
+        with self._lock:
+            self._loaded = loaded
+        if vae_name not in OWN_VAE:
+            try:
+                self._set_vae(vae_name)
+            except GatewayError:
+                log.warning("VAE %s does not fit %s; using the checkpoint's own", vae_name, checkpoint.title)
+        self._changed()
+
+    def _recover(self, previous: LoadedPipeline | None) -> None:
+        if previous is not None:
+            loaded = load_checkpoint(previous.checkpoint, self._configs, self._device)
+            with self._lock:
+                self._loaded = loaded
+            self._changed()
+
+    def _set_vae(self, name: str) -> None:
+        loaded = self._require_loaded()
+        if name in OWN_VAE or name == loaded.vae_name:
+            if name in OWN_VAE and loaded.vae_name not in OWN_VAE:
+                load_vae(loaded, None, "Automatic")
+                self._changed()
+            return
+        vaes = find_weights(self._vae_dir)
+        path = vaes.get(name) or vaes.get(Path(name).stem)
+        if path is None:
+            known = ", ".join(sorted(p.name for p in vaes.values())) or "none"
+            raise GatewayError(ErrorKind.NOT_FOUND, f"sd_vae: no VAE is called {name!r}; this worker has: {known}")
+        try:
+            load_vae(loaded, path, path.name)
+        except (OSError, ValueError, RuntimeError) as error:
+            raise invalid_request(
+                f"sd_vae: {path.name} cannot be loaded as a VAE for this checkpoint ({error})"
+            ) from None
+        self._changed()
+
+    def _changed(self) -> None:
+        if self._on_change is not None:
+            self._on_change()
+
+    def _require_loaded(self) -> LoadedPipeline:
+        if self._loaded is None:
+            raise GatewayError(ErrorKind.UNAVAILABLE, "no checkpoint is loaded", retry_after_s=2)
+        return self._loaded
+
+    def _init_images(self, payload: dict[str, Any]) -> tuple[Any, Any | None]:
+        from PIL import ImageFilter, ImageOps
+
+        images = payload.get("init_images") or []
+        if not images:
+            raise GatewayError(ErrorKind.NOT_FOUND, "Init image not found")
+        init = decode_image(images[0], field="init_images[0]", max_side=self._max_side).convert("RGB")
+        size = (payload["width"], payload["height"])
+        init = init.resize(size) if init.size != size else init
+        mask = None
+        if payload.get("mask"):
+            mask = decode_image(payload["mask"], field="mask", max_side=self._max_side).convert("L")
+            mask = mask.resize(size) if mask.size != size else mask
+            if payload.get("inpainting_mask_invert"):
+                mask = ImageOps.invert(mask)
+            if payload.get("mask_blur"):
+                mask = mask.filter(ImageFilter.GaussianBlur(payload["mask_blur"]))
+        return init, mask
+
+    def _generate(self, payload: dict[str, Any], emit: Emit, cancellation: Cancellation, *, init) -> dict[str, Any]:
+        import torch
+        from PIL import Image
+
+        loaded = self._require_loaded()
+        choice = choose(payload.get("sampler_name"), payload.get("scheduler"))
+        prompt, loras = extract_loras(payload.get("prompt", ""))
+        negative = payload.get("negative_prompt", "")
+        self._apply_loras(loaded, loras)
+
+        width, height = payload["width"], payload["height"]
+        batch_size, n_iter = payload["batch_size"], payload["n_iter"]
+        seed = payload["seed"] if payload["seed"] != -1 else random.randrange(_SEED_LIMIT)
+        seeds = [(seed + index) % _SEED_LIMIT for index in range(batch_size * n_iter)]
+        clip_skip = payload.get("clip_skip") or 1
+        arguments: dict[str, Any] = {
+            "prompt": prompt,
+            "negative_prompt": negative or None,
+            "num_inference_steps": payload["steps"],
+            "guidance_scale": payload["cfg_scale"],
+            "num_images_per_prompt": batch_size,
+            "clip_skip": clip_skip - 1 if clip_skip > 1 else None,
+        }
+        denoising = payload.get("denoising_strength")
+        if init is not None:
+            image, mask = init
+            pipeline = loaded.inpaint if mask is not None or loaded.inpainting_model else loaded.img2img
+            arguments |= {"image": image, "strength": denoising}
+            if pipeline is loaded.inpaint:
+                arguments |= {
+                    "mask_image": mask if mask is not None else Image.new("L", image.size, 255),
+                    "width": width,
+                    "height": height,
+                }
+        elif loaded.inpainting_model:
+            # An inpainting checkpoint makes a new image from a fully masked one, as A1111 does.
+            pipeline = loaded.inpaint
+            arguments |= {
+                "image": Image.new("RGB", (width, height), (127, 127, 127)),
+                "width": width,
+                "height": height,
+                "mask_image": Image.new("L", (width, height), 255),
+                "strength": 1.0,
+            }
+            denoising = None
+        else:
+            pipeline = loaded.text2img
+            arguments |= {"width": width, "height": height}
+            denoising = None
+        pipeline.scheduler = self._scheduler(loaded, choice)
+        if payload.get("eta") is not None:
+            arguments["eta"] = payload["eta"]
+        _set_tiling(loaded, bool(payload.get("tiling")))
+
+        watch = _Progress(emit, cancellation, job_count=n_iter)
+        images: list[Any] = []
+        for iteration in range(n_iter):
+            if watch.interrupted:
+                break
+            watch.job_no = iteration
+            batch_seeds = seeds[iteration * batch_size : (iteration + 1) * batch_size]
+            generators = [torch.Generator("cpu").manual_seed(s) for s in batch_seeds]
+            skipped_before = watch.skipped
+            watch.skipped = False
+            watch.batch_starts()
+            output = pipeline(**arguments, generator=generators, callback_on_step_end=watch.on_step_end)
+            images += output.images
+            watch.skipped = skipped_before or watch.skipped
+        if cancellation.reason not in (None, Reason.INTERRUPTED):
+            cancellation.check()
+
+        if init is not None and init[1] is not None:
+            # A1111 puts the original back wherever the mask is black: only the masked part changes.
+            original, mask = init
+            images = [Image.composite(image, original, mask) for image in images]
+        used_seeds = seeds[: len(images)]
+        parameters = {
+            "Steps": payload["steps"],
+            "Sampler": choice.sampler.name,
+            "Schedule type": choice.schedule_label,
+            "CFG scale": payload["cfg_scale"],
+            "Seed": None,
+            "Size": f"{width}x{height}",
+            "Model hash": loaded.checkpoint.short_hash,
+            "Model": loaded.checkpoint.model_name,
+            "VAE": loaded.vae_name if loaded.vae_name not in OWN_VAE else None,
+            "Denoising strength": denoising,
+            "Clip skip": clip_skip if clip_skip > 1 else None,
+            "Version": VERSION,
+        }
+        original_prompt = payload.get("prompt", "")
+        texts = [infotext(original_prompt, negative, {**parameters, "Seed": s}) for s in used_seeds]
+        encoded = [encode_png(image, text) for image, text in zip(images, texts, strict=True)]
+        return {
+            "images": encoded,
+            "seeds": used_seeds,
+            "infotexts": texts,
+            "sampler_name": choice.sampler.name,
+            "scheduler": choice.schedule_label,
+            "denoising_strength": denoising,
+            "sd_model_name": loaded.checkpoint.model_name,
+            "sd_model_hash": loaded.checkpoint.short_hash,
+            "sd_vae_name": loaded.vae_name if loaded.vae_name not in OWN_VAE else None,
+            "clip_skip": clip_skip,
+            "is_using_inpainting_conditioning": loaded.inpainting_model,
+            "interrupted": watch.interrupted,
+            "skipped": watch.skipped,
+            "job_timestamp": time.strftime("%Y%m%d%H%M%S", time.localtime(watch.started_at)),
+            "version": VERSION,
+            "timings": {"steps": watch.steps_run, "diffusion_ms": round(watch.diffusion_s * 1000, 3)},
+        }
+
+    def _scheduler(self, loaded: LoadedPipeline, choice: SamplerChoice) -> Any:
+        key = (choice.sampler.name, choice.schedule.name)
+        if key not in loaded.schedulers:
+            loaded.schedulers[key] = make_scheduler(choice, loaded.scheduler_config)
+        return loaded.schedulers[key]
+
+    def _apply_loras(self, loaded: LoadedPipeline, loras: list[LoraRequest]) -> None:
+        wanted = tuple((lora.name, lora.weight) for lora in loras)
+        if wanted == loaded.active_adapters:
+            return
+        pipeline = loaded.text2img
+        if not loras:
+            pipeline.disable_lora()
+            loaded.active_adapters = ()
+            return
+        files = find_weights(self._lora_dir)
+        for lora in loras:
+            if lora.name in loaded.adapters:
+                continue
+            path = files.get(lora.name)
+            if path is None:
+                known = ", ".join(sorted(files)) or "none"
+                raise invalid_request(f"prompt: no LoRA is called {lora.name!r}; this worker has: {known}")
+            adapter = f"lora{len(loaded.adapters)}"
+            try:
+                pipeline.load_lora_weights(str(path), adapter_name=adapter)
+            except (OSError, ValueError, KeyError, RuntimeError) as error:
+                raise invalid_request(
+                    f"prompt: {path.name} cannot be loaded as a LoRA for this checkpoint ({error})"
+                ) from None
+            loaded.adapters[lora.name] = adapter
+        pipeline.enable_lora()
+        pipeline.set_adapters([loaded.adapters[lora.name] for lora in loras], [lora.weight for lora in loras])
+        loaded.active_adapters = wanted
+
+
+def _find(checkpoints: list[Checkpoint], name: str) -> Checkpoint | None:
+    entry = resolve([checkpoint.a1111() for checkpoint in checkpoints], name)
+    return next((checkpoint for checkpoint in checkpoints if entry and checkpoint.title == entry["title"]), None)
+
+
+def _set_tiling(loaded: LoadedPipeline, tiling: bool) -> None:
+    """A1111's ``tiling``: convolutions wrap around the edges, so the image tiles seamlessly
+    (the Unity client's Text2Material asks for it, for textures)."""
+    if loaded.tiling == tiling:
+        return
+    import torch
+
+    for model in (loaded.text2img.unet, loaded.text2img.vae):
+        for module in model.modules():
+            if isinstance(module, torch.nn.Conv2d):
+                module.padding_mode = "circular" if tiling else "zeros"
+    loaded.tiling = tiling

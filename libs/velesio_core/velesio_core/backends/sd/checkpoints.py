@@ -1,0 +1,144 @@
+"""The checkpoints, LoRAs and VAEs a worker can load, named the way AUTOMATIC1111 names them.
+
+A checkpoint is a single file (``.safetensors``, ``.ckpt``) or a diffusers folder (one with a
+``model_index.json``) in ``models/image/models/Stable-diffusion/``, subfolders included. A1111
+calls it by several names, all accepted: its *title* (``name.safetensors [abcdef1234]``), its
+*model_name* (the relative path without extension, ``/`` turned into ``_``), its file name, and
+its hashes. The short hash is the first ten hex digits of the file's sha256, which A1111 prints
+in every infotext and the Unity client shows.
+
+Hashing a 2-7 GB file takes seconds, so the digest is kept next to the file in ``<file>.sha256``
+(``<hex> <size> <mtime_ns>``), valid while the file's size and mtime match; the downloader writes
+it when it has verified a file anyway.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+from pathlib import Path, PurePath
+
+CHECKPOINT_SUFFIXES = (".safetensors", ".ckpt")
+WEIGHT_SUFFIXES = (".safetensors", ".ckpt", ".pt", ".bin")
+_CHUNK = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    path: Path
+    #: The path relative to the checkpoints folder, with ``/`` separators.
+    name: str
+    sha256: str | None
+
+    @property
+    def is_folder(self) -> bool:
+        return self.path.is_dir()
+
+    @property
+    def model_name(self) -> str:
+        stem = self.name if self.is_folder else self.name.rsplit(".", 1)[0]
+        return stem.replace("/", "_")
+
+    @property
+    def short_hash(self) -> str | None:
+        return self.sha256[:10] if self.sha256 else None
+
+    @property
+    def title(self) -> str:
+        return f"{self.name} [{self.short_hash}]" if self.short_hash else self.name
+
+    def a1111(self) -> dict[str, object]:
+        """One element of A1111's GET /sdapi/v1/sd-models."""
+        return {
+            "title": self.title,
+            "model_name": self.model_name,
+            "hash": self.short_hash,
+            "sha256": self.sha256,
+            "filename": str(self.path.resolve()),
+            "config": None,
+        }
+
+
+def find_checkpoints(folder: Path) -> list[Checkpoint]:
+    """Every checkpoint under ``folder``, sorted by name (A1111's order)."""
+    if not folder.is_dir():
+        return []
+    found: list[Checkpoint] = []
+    for root, dirs, files in os.walk(folder):
+        root_path = Path(root)
+        if (root_path / "model_index.json").is_file() and root_path != folder:
+            found.append(Checkpoint(root_path, root_path.relative_to(folder).as_posix(), None))
+            dirs.clear()  # a diffusers folder's component weights are not checkpoints
+            continue
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        for file in files:
+            path = root_path / file
+            if path.suffix in CHECKPOINT_SUFFIXES and not file.startswith("."):
+                found.append(Checkpoint(path, path.relative_to(folder).as_posix(), file_sha256(path)))
+    return sorted(found, key=lambda checkpoint: checkpoint.name.lower())
+
+
+def find_weights(folder: Path) -> dict[str, Path]:
+    """LoRAs or VAEs in ``folder``: file stem -> path (A1111 calls a LoRA by its stem)."""
+    if not folder.is_dir():
+        return {}
+    weights = {}
+    for path in sorted(folder.rglob("*")):
+        if path.suffix in WEIGHT_SUFFIXES and path.is_file() and not path.name.startswith("."):
+            weights.setdefault(path.stem, path)
+    return weights
+
+
+def aliases(entry: dict[str, object]) -> set[str]:
+    """Every name A1111 accepts for a checkpoint (an element of its sd-models list)."""
+    title = str(entry["title"])
+    name = title.rsplit(" [", 1)[0] if entry.get("hash") else title
+    names = {title, name, str(entry["model_name"]), PurePath(str(entry["filename"])).name}
+    if entry.get("sha256"):
+        names |= {str(entry["sha256"]), str(entry["hash"]), f"{name} [{entry['sha256']}]"}
+    return names
+
+
+def resolve(entries: list[dict[str, object]], wanted: str) -> dict[str, object] | None:
+    """The sd-models entry A1111 would pick for ``wanted`` (any of its aliases), or None."""
+    wanted = wanted.strip()
+    for entry in entries:
+        if wanted in aliases(entry):
+            return entry
+    # A title whose hash part is stale or missing ("name.safetensors [old]"): match the name.
+    bare = wanted.split(" [", 1)[0]
+    return next((entry for entry in entries if bare in aliases(entry)), None)
+
+
+def file_sha256(path: Path) -> str:
+    """The file's sha256, from its sidecar when still valid, else computed (and the sidecar written)."""
+    stat = path.stat()
+    sidecar = sidecar_path(path)
+    try:
+        digest, size, mtime = sidecar.read_text().split()
+        if int(size) == stat.st_size and int(mtime) == stat.st_mtime_ns:
+            return digest
+    except (OSError, ValueError):
+        pass
+    hasher = hashlib.sha256()
+    with open(path, "rb") as file:
+        while chunk := file.read(_CHUNK):
+            hasher.update(chunk)
+    digest = hasher.hexdigest()
+    write_sidecar(path, digest)
+    return digest
+
+
+def sidecar_path(path: Path) -> Path:
+    return path.with_name(path.name + ".sha256")
+
+
+def write_sidecar(path: Path, digest: str) -> None:
+    stat = path.stat()
+    partial = path.with_name(f".{path.name}.sha256.{os.getpid()}")
+    try:
+        partial.write_text(f"{digest} {stat.st_size} {stat.st_mtime_ns}\n")
+        partial.replace(sidecar_path(path))
+    except OSError:
+        partial.unlink(missing_ok=True)  # a read-only models volume: hash again next time
