@@ -15,7 +15,7 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from redis.exceptions import RedisError
 
 from ..errors import GatewayError
-from ..jobs import Queue
+from ..jobs import IMAGE_MODEL, Queue
 from ..queue.keys import QueueKeys, events_key
 from ..registry import WorkerRegistry
 
@@ -49,9 +49,10 @@ async def _read_queues(redis: aioredis.Redis) -> list[Metric]:
     )
     serving: dict[str, int] = {}
     for card in await WorkerRegistry(redis).workers():
-        for model in card.models:
-            serving[model.id] = serving.get(model.id, 0) + 1
-    queues = [(kind.for_model(model), model, kind.value) for model in serving for kind in Queue]
+        # An image worker serves the image pipeline's model.
+        for model in [model.id for model in card.models] + ([IMAGE_MODEL] if card.images is not None else []):
+            serving[model] = serving.get(model, 0) + 1
+    queues = [(kind.for_model(model), model, kind.value) for model in serving for kind in Queue.of_model(model)]
 
     async with redis.pipeline(transaction=False) as pipe:
         for queue, _model, _kind in queues:

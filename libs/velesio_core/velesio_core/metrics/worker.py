@@ -2,7 +2,8 @@
 
 Token counts and speeds come from the final result of each generation, in the neutral result
 vocabulary every backend speaks (tokens_evaluated, tokens_predicted, timings; see events.py), so
-a llama.cpp worker and an Ollama worker are measured alike.
+a llama.cpp worker and an Ollama worker are measured alike. Images and diffusion speed come from
+the final result of each image job the same way (its images and its ``timings``).
 """
 
 from __future__ import annotations
@@ -26,6 +27,8 @@ from .api import DURATION_BUCKETS_S
 WAIT_BUCKETS_S = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
 #: A big model on a CPU makes a few tokens a second; a small one on a GPU, thousands.
 TOKENS_PER_SECOND_BUCKETS = (1, 2, 5, 10, 20, 30, 50, 75, 100, 150, 200, 300, 500, 1000, 2000, 5000, 10000)
+#: SDXL on a CPU takes seconds a step; SD 1.5 at 512x512 on a big GPU makes tens of steps a second.
+STEPS_PER_SECOND_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2, 3, 5, 7.5, 10, 15, 20, 30, 50, 100, 250, 1000)
 
 JOBS = Counter(
     "velesio_worker_jobs",
@@ -52,6 +55,17 @@ GENERATION_SPEED = Histogram(
     ["model"],
     buckets=TOKENS_PER_SECOND_BUCKETS,
 )
+IMAGES = Counter(
+    "velesio_worker_images",
+    "Images the worker's image pipeline made and answered with, by job kind (txt2img, img2img) and checkpoint.",
+    ["kind", "checkpoint"],
+)
+DIFFUSION_SPEED = Histogram(
+    "velesio_worker_diffusion_steps_per_second",
+    "Each image job's denoising speed: steps run (a step denoises the whole batch) per second of diffusion.",
+    ["checkpoint"],
+    buckets=STEPS_PER_SECOND_BUCKETS,
+)
 HEARTBEAT = Gauge(
     "velesio_worker_heartbeat_timestamp_seconds", "When the worker last refreshed its card in the registry (Unix time)."
 )
@@ -68,13 +82,15 @@ class JobMetrics:
         if ran_s is None:
             return
         JOB_RUN.labels(job.kind.value, job.model).observe(ran_s)
-        if outcome is Outcome.OK and job.kind.holds_generation_slot and final is not None:
+        if outcome is not Outcome.OK or final is None or final.type is not EventType.RESULT:
+            return
+        if job.kind.holds_generation_slot:
             _count_tokens(job.model, final)
+        elif job.kind.makes_images:
+            _count_images(job.kind.value, final)
 
 
 def _count_tokens(model: str, final: Event) -> None:
-    if final.type is not EventType.RESULT:
-        return
     result = orjson.loads(final.data)
     if not isinstance(result, dict):
         return
@@ -89,16 +105,38 @@ def _count_tokens(model: str, final: Event) -> None:
         GENERATION_SPEED.labels(model).observe(predicted_n / predicted_ms * 1000)
 
 
+def _count_images(kind: str, final: Event) -> None:
+    result = orjson.loads(final.data)
+    if not isinstance(result, dict):
+        return
+    checkpoint = str(result.get("sd_model_name") or "")
+    images = result.get("images")
+    if isinstance(images, list) and images:
+        IMAGES.labels(kind, checkpoint).inc(len(images))
+    timings = result.get("timings") or {}
+    steps, diffusion_ms = timings.get("steps"), timings.get("diffusion_ms")
+    if isinstance(steps, int) and steps > 0 and isinstance(diffusion_ms, int | float) and diffusion_ms > 0:
+        DIFFUSION_SPEED.labels(checkpoint).observe(steps / diffusion_ms * 1000)
+
+
+@dataclass(frozen=True)
+class BackendState:
+    """One backend of a worker (an LLM's, an image pipeline), as its state collector reads it."""
+
+    name: str
+    healthy: Callable[[], bool]
+    restarts: Callable[[], int]
+
+
 @dataclass(eq=False)  # a collector is registered by identity
 class WorkerState:
     """What a worker's state collector reads at each scrape."""
 
     worker_id: str
-    backend: str
+    backends: list[BackendState]
+    #: Jobs the worker runs at once: its LLM's generation slots, plus one per image pipeline.
     slots: int
     busy_slots: Callable[[], int]
-    backend_healthy: Callable[[], bool]
-    backend_restarts: Callable[[], int]
 
     def describe(self) -> list[Metric]:
         # Nothing to check up front: collecting here would run a backend health check.
@@ -106,19 +144,25 @@ class WorkerState:
 
     def collect(self) -> Iterator[Metric]:
         info = InfoMetricFamily("velesio_worker", "The worker's identity.")
-        info.add_metric([], {"worker_id": self.worker_id, "backend": self.backend, "version": __version__})
+        names = "+".join(backend.name for backend in self.backends) or "none"
+        info.add_metric([], {"worker_id": self.worker_id, "backend": names, "version": __version__})
         yield info
-        yield GaugeMetricFamily("velesio_worker_slots", "Generations the worker runs at once.", value=self.slots)
+        yield GaugeMetricFamily(
+            "velesio_worker_slots",
+            "Generations the worker runs at once (an image pipeline counts one).",
+            value=self.slots,
+        )
         yield GaugeMetricFamily("velesio_worker_busy_slots", "Generations running now.", value=self.busy_slots())
         up = GaugeMetricFamily(
             "velesio_worker_backend_up", "Whether the worker's backend answers its health check.", labels=["backend"]
         )
-        up.add_metric([self.backend], 1 if self.backend_healthy() else 0)
-        yield up
         restarts = CounterMetricFamily(
             "velesio_worker_backend_restarts", "Times the worker restarted its backend's processes.", labels=["backend"]
         )
-        restarts.add_metric([self.backend], self.backend_restarts())
+        for backend in self.backends:
+            up.add_metric([backend.name], 1 if backend.healthy() else 0)
+            restarts.add_metric([backend.name], backend.restarts())
+        yield up
         yield restarts
 
 
