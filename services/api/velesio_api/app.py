@@ -12,6 +12,7 @@ from velesio_core.metrics.queue_state import queue_families
 from velesio_core.queue.interface import JobQueue
 from velesio_core.queue.redis_queue import RedisJobQueue
 from velesio_core.registry import CachedModelDirectory, ModelDirectory, WorkerRegistry
+from velesio_core.sd_activity import ImageBoard, RedisImageBoard
 from velesio_core.settings import Settings, load_or_exit
 
 from . import errors
@@ -19,7 +20,7 @@ from .disconnect import DisconnectAware
 from .metrics import MetricsResource, RequestMetrics, ScrapeState
 from .middleware import Auth, CloseQueue, Cors
 from .relay import Relay
-from .routes import llamacpp, ollama, openai
+from .routes import a1111, llamacpp, ollama, openai
 
 
 async def _nothing_more() -> list:
@@ -30,6 +31,7 @@ def create_app(
     settings: Settings,
     queue: JobQueue,
     models: ModelDirectory,
+    board: ImageBoard,
     *,
     scrape_state: ScrapeState = _nothing_more,
     extra_middleware: Sequence[object] = (),
@@ -44,6 +46,7 @@ def create_app(
     relay = Relay(queue, models, settings)
     for dialect in (llamacpp, openai, ollama):
         dialect.add_routes(app, relay)
+    a1111.add_routes(app, relay, board)
     if settings.metrics:
         app.add_route("/metrics", MetricsResource(scrape_state))
     return DisconnectAware(app)
@@ -55,4 +58,5 @@ def create() -> DisconnectAware:
     settings = load_or_exit(require_tokens=True)
     queue = RedisJobQueue.from_url(settings.redis_url, queue_cap=settings.queue_cap)
     models = CachedModelDirectory(WorkerRegistry(queue.redis))
-    return create_app(settings, queue, models, scrape_state=lambda: queue_families(queue.redis))
+    board = RedisImageBoard(queue.redis)
+    return create_app(settings, queue, models, board, scrape_state=lambda: queue_families(queue.redis))

@@ -12,6 +12,7 @@ from collections.abc import Callable
 import falcon
 import falcon.asgi
 
+from velesio_core.dialects.a1111 import encode as a1111
 from velesio_core.dialects.llamacpp import encode as llamacpp
 from velesio_core.dialects.ollama import encode as ollama
 from velesio_core.dialects.openai import encode as openai
@@ -34,17 +35,26 @@ RENDERERS: dict[str, Renderer] = {
     "llamacpp": _json(llamacpp.error_body),
     "openai": _json(openai.error_body),
     "ollama": _json(ollama.error_body),
+    "a1111": _json(a1111.error_body),
 }
+
+#: Each dialect's challenge with a 401, where its clients expect one: A1111's expect HTTP Basic's.
+AUTH_CHALLENGES: dict[str, str] = {"a1111": 'Basic realm="velesio"'}
 
 
 def render(req: falcon.asgi.Request, resp: falcon.asgi.Response, error: GatewayError) -> None:
-    body, content_type = RENDERERS[dialect_of(req.path)](error)
+    dialect = dialect_of(req.path)
+    body, content_type = RENDERERS[dialect](error)
     resp.status = error.status
     resp.content_type = content_type
     resp.data = body
     resp.stream = None
     if error.retry_after_s is not None:
         resp.set_header("Retry-After", str(error.retry_after_s))
+    if error.kind is ErrorKind.AUTHENTICATION:
+        challenge = AUTH_CHALLENGES.get(dialect)
+        if challenge is not None:
+            resp.set_header("WWW-Authenticate", challenge)
 
 
 _FALCON_KINDS = {

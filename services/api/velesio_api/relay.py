@@ -38,24 +38,24 @@ class Relay:
     def __init__(self, queue: JobQueue, models: ModelDirectory, settings: Settings) -> None:
         self.queue = queue
         self.models = models
-        self._settings = settings
+        self.settings = settings
 
     async def model(self, name: str | None = None) -> ModelInfo:
         """The model a request names (or the default), 404 if no worker serves it."""
         return await resolve_model(self.models, name)
 
-    def job(self, kind: JobKind, payload: dict[str, Any], model: ModelInfo, *, stream: bool = False) -> Job:
+    def job(self, kind: JobKind, payload: dict[str, Any], model: ModelInfo | str, *, stream: bool = False) -> Job:
         return Job.create(
             kind,
             payload,
-            model=model.id,
+            model=model if isinstance(model, str) else model.id,
             stream=stream,
-            deadline_s=self._settings.job_deadline_s,
-            timeout_s=self._settings.job_timeout_s,
+            deadline_s=self.settings.job_deadline_s,
+            timeout_s=self.settings.job_timeout_s,
         )
 
     async def read_json(self, req: falcon.asgi.Request) -> Any:
-        limit = self._settings.max_body_bytes
+        limit = self.settings.max_body_bytes
         too_large = GatewayError(ErrorKind.PAYLOAD_TOO_LARGE, f"the request body is larger than {limit} bytes")
         if req.content_length is not None and req.content_length > limit:
             raise too_large

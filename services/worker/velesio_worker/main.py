@@ -1,5 +1,6 @@
-"""``velesio-worker``: take jobs from Redis and run them on llama-server (or, with API=false,
-serve llama.cpp's API alone on LLM_PORT, with no Redis at all)."""
+"""``velesio-worker``: take jobs from Redis and run them on llama-server and/or a Stable Diffusion
+pipeline (or, with API=false, serve llama.cpp's API on LLM_PORT and AUTOMATIC1111's on SD_PORT
+alone, with no Redis at all). Missing models are downloaded first (MODEL_URL, SD_MODEL_URL, ...)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import uuid
 
 import dramatiq
 
+from velesio_core.download import DownloadError, fetch_missing
 from velesio_core.logs import configure_logging
 from velesio_core.queue.broker import WakingRedisBroker
 from velesio_core.settings import Settings, SettingsError, exit_with, load_or_exit
@@ -42,15 +44,24 @@ def run_queue_worker(settings: Settings) -> None:
         exit_with(error)
 
     register_actors(broker, runtime.card.queues, runtime.executor, runtime.sinks)
-    worker = dramatiq.Worker(
-        broker,
-        queues=set(runtime.card.queues),
-        worker_threads=settings.llama_slots + AUX_THREADS,
-    )
-    # Take no more generation jobs than there are slots, leaving the rest for other workers.
-    worker.queue_prefetch = settings.llama_slots
-    worker.start()
-    log.info("worker %s is taking jobs (%d slots)", runtime.card.worker_id, settings.llama_slots)
+    workers = []
+    if runtime.text_queues:
+        text = dramatiq.Worker(
+            broker, queues=set(runtime.text_queues), worker_threads=settings.llama_slots + AUX_THREADS
+        )
+        # Take no more generation jobs than there are slots, leaving the rest for other workers.
+        text.queue_prefetch = settings.llama_slots
+        workers.append(text)
+    if runtime.image_queues:
+        # A pipeline runs one image job at a time (diffusers pipelines are not thread-safe, and a
+        # checkpoint switch must never happen under a job): a Dramatiq worker of its own, with
+        # one thread, that fetches one message at a time and leaves the rest to other workers.
+        images = dramatiq.Worker(broker, queues=set(runtime.image_queues), worker_threads=1)
+        images.queue_prefetch = 1
+        workers.append(images)
+    for worker in workers:
+        worker.start()
+    log.info("worker %s is taking jobs from %s", runtime.card.worker_id, ", ".join(runtime.card.queues))
 
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
@@ -58,14 +69,18 @@ def run_queue_worker(settings: Settings) -> None:
     stop.wait()
 
     log.info("stopping: running jobs get %g s to finish", SHUTDOWN_GRACE_S)
-    stopper = threading.Thread(
-        target=worker.stop, kwargs={"timeout": int((SHUTDOWN_GRACE_S + 10) * 1000)}, name="stopper", daemon=True
-    )
-    stopper.start()
+    timeout_ms = int((SHUTDOWN_GRACE_S + 10) * 1000)
+    stoppers = [
+        threading.Thread(target=worker.stop, kwargs={"timeout": timeout_ms}, name="stopper", daemon=True)
+        for worker in workers
+    ]
+    for stopper in stoppers:
+        stopper.start()
     runtime.executor.drain(SHUTDOWN_GRACE_S)
     # Dramatiq retries acks until Redis answers; without Redis the stop would wait for ever.
-    stopper.join(timeout=ACK_GRACE_S)
-    if stopper.is_alive():
+    for stopper in stoppers:
+        stopper.join(timeout=ACK_GRACE_S)
+    if any(stopper.is_alive() for stopper in stoppers):
         log.warning("Redis did not take the last acknowledgements; those jobs go back on the queue when it returns")
     runtime.close()
     broker.close()
@@ -75,8 +90,13 @@ def run_queue_worker(settings: Settings) -> None:
 def main() -> None:
     configure_logging()
     settings = load_or_exit()
-    if settings.llm_backend is None:
-        exit_with(SettingsError("RUN_LLAMACPP", "no LLM backend is enabled", "set RUN_LLAMACPP or RUN_OLLAMA to true"))
+    if settings.llm_backend is None and not settings.run_sd:
+        hint = "set RUN_LLAMACPP, RUN_OLLAMA or RUN_SD to true"
+        exit_with(SettingsError("RUN_LLAMACPP", "no backend is enabled", hint))
+    try:
+        fetch_missing(settings)
+    except DownloadError as error:
+        exit_with(error.as_settings_error())
     if settings.api:
         run_queue_worker(settings)
     else:

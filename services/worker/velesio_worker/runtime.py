@@ -1,78 +1,169 @@
-"""What a queue worker runs besides Dramatiq: its backend, the executor that runs jobs on it, the
-listener that cancels abandoned jobs, and the heartbeat that keeps its card in the registry."""
+"""What a queue worker runs besides Dramatiq: its backends (an LLM's, an image pipeline, or both),
+the executor that runs jobs on them, the listener that cancels abandoned jobs, and the heartbeat
+that keeps its card in the registry."""
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 import redis
 
 from velesio_core.backends.base import ModelInfo
 from velesio_core.backends.service import LlmService, start_llm_service
+from velesio_core.errors import GatewayError
 from velesio_core.execution import JobExecutor, listen_for_cancellations
-from velesio_core.jobs import Queue
-from velesio_core.metrics.worker import HEARTBEAT, JobMetrics, WorkerState, serve_worker_metrics
+from velesio_core.jobs import IMAGE_MODEL, Queue
+from velesio_core.metrics.worker import (
+    HEARTBEAT,
+    BackendState,
+    JobMetrics,
+    WorkerState,
+    serve_worker_metrics,
+)
 from velesio_core.queue.broker import WakingRedisBroker
 from velesio_core.queue.event_sink import RedisEventSinks
 from velesio_core.registry import HEARTBEAT_S, CardPublisher, WorkerCard
 from velesio_core.runner import JobRunner
-from velesio_core.settings import Settings
+from velesio_core.sd_activity import ImageActivity, RedisImageActivity
+from velesio_core.settings import Settings, SettingsError
+
+if TYPE_CHECKING:
+    from velesio_core.backends.sd.backend import SdBackend
 
 log = logging.getLogger(__name__)
 
 
-def queues_for(models: list[ModelInfo]) -> list[str]:
-    """The queues of every model served: its jobs reach no worker that cannot run them."""
-    return [queue.for_model(model.id) for model in models for queue in Queue]
+def queues_for(models: list[ModelInfo], *, images: bool) -> list[str]:
+    """The queues of every model served (an image pipeline serves IMAGE_MODEL): its jobs reach no
+    worker that cannot run them."""
+    names = [model.id for model in models] + ([IMAGE_MODEL] if images else [])
+    return [queue.for_model(name) for name in names for queue in Queue.of_model(name)]
 
 
-def start_metrics(settings: Settings, worker_id: str, service: LlmService, executor: JobExecutor) -> Callable[[], None]:
+def start_image_backend(settings: Settings, on_change: Callable[[], None] | None = None) -> SdBackend:
+    """The image pipeline, with its first checkpoint loaded (SD_MODEL, else the first found)."""
+    from velesio_core.backends.sd.backend import SdBackend
+
+    try:
+        backend = SdBackend.from_settings(settings, on_change=on_change)
+    except RuntimeError as error:  # SD_DEVICE=cuda without a GPU torch can see
+        raise SettingsError("SD_DEVICE", str(error), "set SD_DEVICE=auto, or install a CUDA build of torch") from None
+    try:
+        backend.start(settings.sd_model)
+    except GatewayError as error:
+        variable = "SD_MODEL" if settings.sd_model else "SD_MODEL_URL"
+        raise SettingsError(variable, error.message, f"put a checkpoint in {settings.sd_checkpoints_dir} or set "
+                            "SD_MODEL_URL to one") from None  # fmt: skip
+    return backend
+
+
+@dataclass
+class Backends:
+    """What a worker runs jobs on: an LLM service, an image pipeline, or both."""
+
+    service: LlmService | None = None
+    images: SdBackend | None = None
+
+    @classmethod
+    def start(cls, settings: Settings, on_image_change: Callable[[], None] | None = None) -> Backends:
+        backends = cls()
+        try:
+            if settings.llm_backend is not None:
+                backends.service = start_llm_service(settings)
+            if settings.run_sd:
+                backends.images = start_image_backend(settings, on_change=on_image_change)
+        except BaseException:
+            backends.close()
+            raise
+        return backends
+
+    def runner(self, worker_id: str, activity: ImageActivity | None) -> JobRunner:
+        return JobRunner(
+            self.service.backend if self.service else None,
+            worker_id=worker_id,
+            images=self.images,
+            activity=activity if self.images else None,
+        )
+
+    def models(self) -> list[ModelInfo]:
+        """The LLMs served (an image pipeline's checkpoints are on the card's ``images``)."""
+        return self.service.models() if self.service else []
+
+    def image_status(self) -> dict[str, Any] | None:
+        return dataclasses.asdict(self.images.status()) if self.images else None
+
+    def close(self) -> None:
+        if self.service is not None:
+            self.service.close()
+        if self.images is not None:
+            self.images.close()
+
+
+def start_metrics(settings: Settings, worker_id: str, backends: Backends, executor: JobExecutor) -> Callable[[], None]:
     """Serve the worker's metrics on METRICS_PORT (unless METRICS=false); returns their stop."""
     if not settings.metrics:
         return lambda: None
-    state = WorkerState(
-        worker_id=worker_id,
-        backend=settings.llm_backend or "none",
-        slots=settings.llama_slots,
-        busy_slots=lambda: executor.busy_slots,
-        backend_healthy=service.backend.healthy,
-        backend_restarts=lambda: service.restarts,
-    )
+    states, slots = [], 0
+    if (service := backends.service) is not None:
+        states.append(BackendState(settings.llm_backend or "none", service.backend.healthy, lambda: service.restarts))
+        slots += settings.llama_slots
+    if (images := backends.images) is not None:
+        states.append(BackendState("sd", images.healthy, lambda: 0))
+        slots += 1  # one image job at a time per pipeline
+    state = WorkerState(worker_id=worker_id, backends=states, slots=slots, busy_slots=lambda: executor.busy_slots)
     return serve_worker_metrics(state, settings.metrics_host, settings.metrics_port)
 
 
 @dataclass
 class WorkerRuntime:
-    service: LlmService
+    backends: Backends
     executor: JobExecutor
     sinks: RedisEventSinks
     card: WorkerCard
     redis: redis.Redis
     _stop_metrics: Callable[[], None] = lambda: None
     _stopping: threading.Event = field(default_factory=threading.Event)
+    _publish_lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @property
+    def image_queues(self) -> list[str]:
+        return [Queue.SD.for_model(IMAGE_MODEL)] if self.backends.images is not None else []
+
+    @property
+    def text_queues(self) -> list[str]:
+        return [name for name in self.card.queues if name not in self.image_queues]
 
     @classmethod
     def start(cls, settings: Settings, worker_id: str, broker: WakingRedisBroker) -> WorkerRuntime:
-        service = start_llm_service(settings)
+        holder: list[WorkerRuntime] = []
+        backends = Backends.start(settings, on_image_change=lambda: holder and holder[0].refresh_images())
         try:
             client = redis.Redis.from_url(settings.redis_url)
             sinks = RedisEventSinks(
                 client, broker_id=broker.broker_id, namespace=broker.namespace, on_acked=broker.acked_by_job
             )
             executor = JobExecutor(
-                JobRunner(service.backend, worker_id=worker_id), JobMetrics() if settings.metrics else None
+                backends.runner(worker_id, RedisImageActivity(client)), JobMetrics() if settings.metrics else None
             )
-            models = service.models()
-            card = WorkerCard(worker_id, queues_for(models), models)
-            stop_metrics = start_metrics(settings, worker_id, service, executor)
+            models = backends.models()
+            card = WorkerCard(
+                worker_id,
+                queues_for(models, images=backends.images is not None),
+                models,
+                images=backends.image_status(),
+            )
+            stop_metrics = start_metrics(settings, worker_id, backends, executor)
         except BaseException:
-            service.close()
+            backends.close()
             raise
-        runtime = cls(service, executor, sinks, card, client, stop_metrics)
+        runtime = cls(backends, executor, sinks, card, client, stop_metrics)
+        holder.append(runtime)
         subscribed = threading.Event()
         listener = threading.Thread(
             target=listen_for_cancellations, args=(client, executor, subscribed), name="cancel-listener", daemon=True
@@ -87,18 +178,27 @@ class WorkerRuntime:
         threading.Thread(target=runtime._heartbeat, name="heartbeat", daemon=True).start()
         return runtime
 
+    def refresh_images(self) -> None:
+        """The image pipeline changed (another checkpoint or VAE): tell the API at once."""
+        with self._publish_lock:
+            self.card.images = self.backends.image_status()
+            with contextlib.suppress(redis.RedisError):
+                CardPublisher(self.redis).publish(self.card)
+
     def _heartbeat(self) -> None:
         publisher = CardPublisher(self.redis)
-        restarts = self.service.restarts
+        service = self.backends.service
+        restarts = service.restarts if service else 0
         while not self._stopping.wait(HEARTBEAT_S):
             try:
-                if self.service.restarts != restarts:
-                    # A restarted backend may have come back with other settings.
-                    self.card.models = self.service.models()
-                    restarts = self.service.restarts
-                publisher.publish(self.card)
+                with self._publish_lock:
+                    if service is not None and service.restarts != restarts:
+                        # A restarted backend may have come back with other settings.
+                        self.card.models = service.models()
+                        restarts = service.restarts
+                    publisher.publish(self.card)
                 HEARTBEAT.set(self.card.heartbeat_at)
-            except Exception as error:  # keep beating: Redis or llama-server may come back
+            except Exception as error:  # keep beating: Redis or the backend may come back
                 log.warning("heartbeat failed: %s", error)
 
     def close(self) -> None:
@@ -107,5 +207,5 @@ class WorkerRuntime:
         with contextlib.suppress(redis.RedisError):
             CardPublisher(self.redis).remove(self.card.worker_id)
         self.executor.close()
-        self.service.close()
+        self.backends.close()
         self.redis.close()

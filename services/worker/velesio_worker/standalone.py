@@ -1,28 +1,29 @@
-"""API=false: the worker serves llama.cpp's API itself on LLM_PORT (1337), with no Redis.
+"""API=false: the worker serves its backends itself, with no Redis: llama.cpp's API on LLM_PORT
+(1337) and AUTOMATIC1111's on SD_PORT (7860), as llama-server and A1111 would.
 
-The same Falcon app as velesio's API, with auth and the LLM for Unity endpoints, but its jobs run
-on threads of this process, on the worker's own llama-server. Its metrics are served on
-METRICS_PORT, as any worker's, and on the app's own /metrics.
+The same Falcon app as velesio's API, with auth and every dialect, but its jobs run on threads of
+this process: as many generations at once as the LLM has slots, one image job at a time. Its
+metrics are served on METRICS_PORT, as any worker's, and on the app's own /metrics.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from typing import Any
 
 from velesio_api.app import create_app
 from velesio_api.main import Server, gunicorn_options
 from velesio_core.backends.base import ModelInfo
-from velesio_core.backends.service import LlmService, start_llm_service
 from velesio_core.execution import JobExecutor
 from velesio_core.jobs import Job
 from velesio_core.metrics.worker import JobMetrics, check_metrics_port
 from velesio_core.queue.local_queue import LocalJobHandle, LocalJobQueue
-from velesio_core.runner import JobRunner
+from velesio_core.sd_activity import LocalImageState
 from velesio_core.settings import Settings, SettingsError, exit_with
 
 from .main import worker_id
-from .runtime import start_metrics
+from .runtime import Backends, start_metrics
 
 
 class StandaloneBackend:
@@ -30,20 +31,24 @@ class StandaloneBackend:
 
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
-        self._service: LlmService | None = None
+        self._backends: Backends | None = None
         self._queue: LocalJobQueue | None = None
         self._models: list[ModelInfo] = []
         self._stop_metrics: Callable[[], None] = lambda: None
+        self.board = LocalImageState()
 
     async def process_startup(self, scope, event) -> None:
         settings, worker = self._settings, worker_id()
-        self._service = await asyncio.to_thread(start_llm_service, settings)
+        self._backends = backends = await asyncio.to_thread(Backends.start, settings)
         observer = JobMetrics() if settings.metrics else None
-        executor = JobExecutor(JobRunner(self._service.backend, worker_id=worker), observer)
-        self._queue = LocalJobQueue(executor, slots=settings.llama_slots, queue_cap=settings.queue_cap)
+        executor = JobExecutor(backends.runner(worker, self.board), observer)
+        self.board.control_job = executor.control
+        self._queue = LocalJobQueue(
+            executor, slots=settings.llama_slots, queue_cap=settings.queue_cap, board=self.board
+        )
         try:
-            self._models = await asyncio.to_thread(self._service.models)
-            self._stop_metrics = start_metrics(settings, worker, self._service, executor)
+            self._models = await asyncio.to_thread(backends.models)
+            self._stop_metrics = start_metrics(settings, worker, backends, executor)
         except BaseException:
             await self.process_shutdown(scope, event)
             raise
@@ -52,8 +57,8 @@ class StandaloneBackend:
         self._stop_metrics()
         if self._queue is not None:
             await self._queue.close()
-        if self._service is not None:
-            await asyncio.to_thread(self._service.close)
+        if self._backends is not None:
+            await asyncio.to_thread(self._backends.close)
 
     async def submit(self, job: Job) -> LocalJobHandle:
         assert self._queue is not None, "the app has not started"
@@ -62,13 +67,17 @@ class StandaloneBackend:
     async def models(self, *, fresh: bool = False) -> list[ModelInfo]:
         return list(self._models)
 
+    async def images(self) -> list[dict[str, Any]]:
+        status = self._backends.image_status() if self._backends is not None else None
+        return [status] if status is not None else []
+
     async def close(self) -> None:
         """Closed with the app, in process_shutdown."""
 
 
 def create_standalone_app(settings: Settings):
     backend = StandaloneBackend(settings)
-    return create_app(settings, backend, backend, extra_middleware=[backend])
+    return create_app(settings, backend, backend, backend.board, extra_middleware=[backend])
 
 
 def serve(settings: Settings) -> None:
@@ -78,5 +87,10 @@ def serve(settings: Settings) -> None:
             check_metrics_port(settings.metrics_host, settings.metrics_port)
     except SettingsError as error:
         exit_with(error)
-    options = gunicorn_options(settings) | {"bind": f"{settings.api_host}:{settings.standalone_llm_port}", "workers": 1}
+    ports = []
+    if settings.llm_backend is not None:
+        ports.append(settings.standalone_llm_port)
+    if settings.run_sd:
+        ports.append(settings.standalone_sd_port)
+    options = gunicorn_options(settings) | {"bind": [f"{settings.api_host}:{port}" for port in ports], "workers": 1}
     Server(options, lambda: create_standalone_app(settings)).run()
