@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.processes import RedisServer, Stack, start_stack
+from tests.support.sd import SdModels, write_sd_models
 from velesio_core.tiny_model import write_tiny_model
 
 
@@ -35,5 +36,20 @@ def tiny_model(tmp_path_factory) -> Path:
 def stack(redis_server, tiny_model, logs_dir) -> Iterator[Stack]:
     """The API and one worker with 8 llama-server slots, on Redis database 1."""
     running = start_stack(redis_server.url(1), tiny_model, logs_dir, name="main")
+    yield running
+    running.stop()
+
+
+@pytest.fixture(scope="session")
+def sd_models(tmp_path_factory) -> SdModels:
+    """The tiny Stable Diffusion pipeline as a single-file checkpoint and as a diffusers folder,
+    a LoRA and a VAE, in A1111's folder layout."""
+    return write_sd_models(tmp_path_factory.mktemp("sd"))
+
+
+@pytest.fixture(scope="session")
+def sd_stack(redis_server, tiny_model, sd_models, logs_dir) -> Iterator[Stack]:
+    """The API and one worker running both llama-server and Stable Diffusion, on Redis database 7."""
+    running = start_stack(redis_server.url(7), tiny_model, logs_dir, name="sd", LLAMA_SLOTS="2", **sd_models.env())
     yield running
     running.stop()

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import os
 import re
 import signal
 import socket
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import requests
@@ -15,6 +15,7 @@ import requests
 from tests.support.llmunity import v2_parse_cumulative
 from tests.support.metrics import scrape
 from tests.support.processes import free_port, http_ok, service_env, spawn, start_worker, wait_until
+from tests.support.sd import png_of
 
 
 @pytest.mark.parametrize(
@@ -27,6 +28,18 @@ from tests.support.processes import free_port, http_ok, service_env, spawn, star
         ("velesio_worker.main", {"LLAMA_SERVER_URL": "localhost:8080"}, "LLAMA_SERVER_URL"),
         ("velesio_worker.main", {"API": "maybe"}, "API"),
         ("velesio_worker.main", {"MODEL_PATH": "/nonexistent/model.gguf"}, "MODEL_PATH"),
+        ("velesio_worker.main", {"RUN_LLAMACPP": "false"}, "RUN_LLAMACPP"),
+        (
+            "velesio_worker.main",
+            {"RUN_SD": "true", "RUN_LLAMACPP": "false", "MODELS_DIR": "/nonexistent"},
+            "SD_MODEL_URL",
+        ),
+        pytest.param(
+            "velesio_worker.main",
+            {"RUN_SD": "true", "RUN_LLAMACPP": "false", "SD_DEVICE": "cuda"},
+            "SD_DEVICE",
+            marks=pytest.mark.skipif(Path("/dev/nvidia0").exists(), reason="a GPU is here"),
+        ),
         ("velesio_api.main", {}, "API_TOKENS"),
         ("velesio_api.main", {"API_TOKENS": "t", "JOB_DEADLINE": "-1"}, "JOB_DEADLINE"),
     ],
@@ -108,7 +121,7 @@ def test_with_metrics_off_nothing_is_measured_or_served(tiny_model, logs_dir):
 
 def test_make_up_serves_the_embedded_default_and_stops_cleanly(tmp_path, logs_dir):
     api_port = free_port()
-    env = {key: value for key, value in os.environ.items() if key not in ("API_TOKENS", "REDIS_URL", "MODEL_PATH")}
+    env = service_env()
     env.update(API_PORT=str(api_port), MODELS_DIR=str(tmp_path / "models"), LLAMA_SLOTS="2",
                LLAMA_SERVER_ARGS="--threads 1", PYTHONUNBUFFERED="1")  # fmt: skip
     stack = spawn("make-up", [sys.executable, "-m", "velesio_core.stack"], env=env, logs=logs_dir)
@@ -121,6 +134,12 @@ def test_make_up_serves_the_embedded_default_and_stops_cleanly(tmp_path, logs_di
         answer = requests.post(f"http://127.0.0.1:{api_port}/completion", json={"prompt": "hi", "n_predict": 4},
                                headers={"Authorization": f"Bearer {token}"}, timeout=30)  # fmt: skip
         assert answer.status_code == 200 and answer.json()["tokens_predicted"] == 4
+        # A newcomer can try an image at once: the tiny pipeline behind AUTOMATIC1111's API.
+        assert (tmp_path / "models" / "image" / "models" / "Stable-diffusion" / "velesio-tiny-sd").is_dir()
+        image = requests.post(f"http://127.0.0.1:{api_port}/sdapi/v1/txt2img", auth=("unity", token), timeout=60,
+                              json={"prompt": "a wall", "steps": 2, "width": 64, "height": 64})  # fmt: skip
+        assert image.status_code == 200, image.text
+        assert png_of(image.json()["images"][0]).size == (64, 64)
     finally:
         stack.popen.send_signal(signal.SIGINT)  # Ctrl-C
         assert stack.popen.wait(timeout=60) == 0

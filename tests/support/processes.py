@@ -35,9 +35,9 @@ def wait_until(condition: Callable[[], bool], *, timeout: float, what: str, inte
     raise TimeoutError(f"{what} did not happen within {timeout} s")
 
 
-def http_ok(url: str) -> bool:
+def http_ok(url: str, headers: dict[str, str] | None = None) -> bool:
     try:
-        return requests.get(url, timeout=1).status_code == 200
+        return requests.get(url, headers=headers, timeout=1).status_code == 200
     except requests.RequestException:
         return False
 
@@ -106,7 +106,8 @@ class RedisServer:
 
 @dataclass
 class Stack:
-    """A real velesio deployment: the API under gunicorn and a worker with its llama-server."""
+    """A real velesio deployment: the API under gunicorn and a worker with its llama-server, its
+    image pipeline, or both."""
 
     base_url: str
     token: str
@@ -119,6 +120,11 @@ class Stack:
     @property
     def auth(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.token}"}
+
+    @property
+    def basic(self) -> tuple[str, str]:
+        """HTTP Basic credentials, as A1111 clients send them (the password is the token)."""
+        return ("unity", self.token)
 
     def url(self, path: str) -> str:
         return self.base_url + path
@@ -134,7 +140,8 @@ class Stack:
 def service_env(**values: str) -> dict[str, str]:
     """The environment of a velesio process: none of this shell's velesio settings, and a metrics
     port of its own for every worker."""
-    ours = ("API_", "REDIS_", "LLAMA_", "METRICS", "PROMETHEUS_")
+    ours = ("API_", "REDIS_", "LLAMA_", "METRICS", "PROMETHEUS_", "SD_", "RUN_", "MODEL", "LORA_", "VAE_",
+            "DOWNLOAD_", "HF_TOKEN")  # fmt: skip
     env = {key: value for key, value in os.environ.items() if not key.startswith(ours)}
     env.update(LOG_LEVEL="INFO", PYTHONUNBUFFERED="1", METRICS_HOST="127.0.0.1", METRICS_PORT=str(free_port()))
     env.update(values)
@@ -150,14 +157,17 @@ def start_api(env: dict[str, str], logs: Path, name: str = "api") -> Process:
 
 
 def start_stack(
-    redis_url: str, model: Path, logs: Path, *, worker: bool = True, name: str = "stack", **settings: str
+    redis_url: str, model: Path | None, logs: Path, *, worker: bool = True, name: str = "stack", **settings: str
 ) -> Stack:
+    """Start an API and (``worker``) a worker. ``model`` is the GGUF; None runs no LLM. Pass
+    ``MODELS_DIR`` and ``RUN_SD="true"`` for Stable Diffusion (see tests/support/sd.py)."""
     api_port, llama_port = free_port(), free_port()
     token = "test-token-" + name
     defaults = {
         "REDIS_URL": redis_url,
         "API_TOKENS": token,
-        "MODEL_PATH": str(model),
+        "MODEL_PATH": str(model) if model else "",
+        "RUN_LLAMACPP": "true" if model else "false",
         "API_PORT": str(api_port),
         "API_HOST": "127.0.0.1",
         "API_WORKERS": "1",
@@ -193,7 +203,9 @@ def _up(stack: Stack, worker: bool) -> bool:
         if process.popen.poll() is not None:
             raise RuntimeError(f"{process.name} exited with code {process.popen.returncode}:\n{process.log()[-3000:]}")
     if worker:
-        return http_ok(stack.url("/health"))
+        runs_llm = stack.env["RUN_LLAMACPP"] != "false" or stack.env.get("RUN_OLLAMA") == "true"
+        llm = not runs_llm or http_ok(stack.url("/health"))
+        return llm and (stack.env.get("RUN_SD") != "true" or http_ok(stack.url("/sdapi/v1/sd-models"), stack.auth))
     try:
         return requests.get(stack.url("/health"), timeout=1).status_code in (200, 503)
     except requests.RequestException:

@@ -8,7 +8,7 @@ from gguf import GGUFReader
 
 from velesio_core import schema_export
 from velesio_core.cancellation import Cancellation, JobCancelled, Reason
-from velesio_core.jobs import Job, JobKind, Queue
+from velesio_core.jobs import IMAGE_MODEL, Job, JobKind, Queue
 from velesio_core.tiny_model import CHATML_TEMPLATE, MODEL_NAME, write_tiny_model
 
 
@@ -35,7 +35,9 @@ def test_committed_json_schemas_match_the_code():
 def test_only_generation_holds_a_slot():
     generating = {JobKind.COMPLETION, JobKind.CHAT}
     assert {Queue.for_kind(kind) for kind in generating} == {Queue.LLM}
-    assert {Queue.for_kind(kind) for kind in JobKind if kind not in generating} == {Queue.LLM_AUX}
+    text = [kind for kind in JobKind if kind not in generating and not kind.is_image]
+    assert {Queue.for_kind(kind) for kind in text} == {Queue.LLM_AUX}
+    assert {Queue.for_kind(kind) for kind in JobKind if kind.is_image} == {Queue.SD}
 
 
 def test_each_model_has_queues_dramatiq_accepts_and_no_two_models_share_one():
@@ -46,6 +48,13 @@ def test_each_model_has_queues_dramatiq_accepts_and_no_two_models_share_one():
     assert Queue.LLM.for_model("llama3") != Queue.LLM_AUX.for_model("llama3")
     job = Job.create(JobKind.CHAT, {"messages": []}, model="qwen2.5:7b", deadline_s=1, timeout_s=1)
     assert job.queue == Queue.LLM.for_model("qwen2.5:7b")
+
+
+def test_image_jobs_share_the_image_pipeline_queue_and_llms_have_no_image_queue():
+    job = Job.create(JobKind.TXT2IMG, {"prompt": "x"}, model=IMAGE_MODEL, deadline_s=1, timeout_s=1)
+    assert job.queue == Queue.SD.for_model(IMAGE_MODEL)
+    assert Queue.of_model(IMAGE_MODEL) == (Queue.SD,)
+    assert Queue.SD not in Queue.of_model("llama3")
 
 
 def test_a_job_knows_when_it_expired():

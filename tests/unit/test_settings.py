@@ -46,6 +46,10 @@ def test_ollama_alone_is_not_a_contradiction():
         ({"REDIS_URL": "redis://:bad-port:x"}, "REDIS_URL"),
         ({"MODEL_URL": "ftp://example.com/m.gguf"}, "MODEL_URL"),
         ({"LLAMA_SERVER_ARGS": '--chat-template "unclosed'}, "LLAMA_SERVER_ARGS"),
+        ({"SD_MODEL_URL": "ftp://h/x"}, "SD_MODEL_URL"),
+        ({"LORA_SHA256": "abc"}, "LORA_SHA256"),
+        ({"SD_DEVICE": "tpu"}, "SD_DEVICE"),
+        ({"SD_PORT": "0"}, "SD_PORT"),
     ],
 )
 def test_a_bad_setting_names_itself_and_the_fix(env, variable):
@@ -65,3 +69,13 @@ def test_a_password_never_appears_in_a_settings_error():
     with pytest.raises(SettingsError) as raised:
         Settings.from_env({"REDIS_URL": "http://user:hunter2@localhost"})
     assert "hunter2" not in str(raised.value)
+
+
+def test_image_settings_follow_a1111s_layout_and_the_seeds_names():
+    settings = Settings.from_env({"MODELS_DIR": "/m", "SD_MODEL_URL": "https://h/x.safetensors", "LORA_URL": "http://h/l",
+                                  "VAE_SHA256": "A" * 64, "HF_TOKEN": "hf-secret"})  # fmt: skip
+    assert str(settings.sd_checkpoints_dir) == "/m/image/models/Stable-diffusion"
+    assert str(settings.sd_lora_dir) == "/m/image/models/Lora" and str(settings.sd_vae_dir) == "/m/image/models/VAE"
+    assert settings.standalone_sd_port == 7860 and settings.sd_device == "auto"
+    assert settings.vae_sha256 == "a" * 64 and settings.download_token == "hf-secret"
+    assert "hf-secret" not in repr(settings)
