@@ -84,9 +84,10 @@ def _has_text(line: bytes) -> bool:
     return bool((value.get("message") or {}).get("content"))  # Ollama's line
 
 
-def paired(measure_direct, measure_gateway, samples: int) -> tuple[list[float], list[float]]:
-    """Alternate the two sides request by request, so drift on a shared machine hits both alike."""
-    for _ in range(30):
+def paired(measure_direct, measure_gateway, samples: int, *, warmup: int = 30) -> tuple[list[float], list[float]]:
+    """Alternate the two sides request by request, so drift on a shared machine hits both alike
+    (after ``warmup`` unmeasured rounds)."""
+    for _ in range(warmup):
         measure_direct()
         measure_gateway()
     direct, gateway = [], []

@@ -67,3 +67,21 @@ def markdown(sections: list[Section], *, when: str, setup: list[str]) -> str:
         if section.notes:
             lines.append("")
     return "\n".join(lines)
+
+
+def replace_sections(existing: str, sections: list[Section], *, when: str) -> str:
+    """``existing`` (a RESULTS.md) with each of ``sections`` put in place of the one of the same
+    title, or appended; each replaced section says when and at which commit it was measured."""
+    for section in sections:
+        section.notes.append(
+            f"(This section was measured on its own, {when} at commit `{revision()}`, on {machine()}.)"
+        )
+        rendered = markdown([section], when=when, setup=[]).split(f"## {section.title}", 1)[1]
+        block = f"## {section.title}{rendered}".rstrip("\n") + "\n"
+        start = existing.find(f"## {section.title}")
+        if start == -1:
+            existing = existing.rstrip("\n") + "\n\n" + block
+            continue
+        end = existing.find("\n## ", start + 1)
+        existing = existing[:start] + block + (existing[end:] if end != -1 else "")
+    return existing

