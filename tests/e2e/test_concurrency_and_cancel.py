@@ -29,7 +29,7 @@ def test_eight_streams_run_at_once_and_each_gets_its_own_tokens(stack):
     done = threading.Event()
 
     def client(index: int) -> None:
-        body = {"prompt": f"client {index}", "n_predict": 400, "stream": True, "ignore_eos": True,
+        body = {"prompt": f"client {index}", "n_predict": 1200, "stream": True, "ignore_eos": True,
                 "grammar": marker_grammar(f"k{index}z")}  # fmt: skip
         try:
             status, _, chunks = post_chunks(stack.url("/completion"), orjson.dumps(body), stack.auth)
