@@ -67,10 +67,11 @@ def required(binary: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def watched(redis_server, tiny_model, logs_dir):
+def watched(redis_server, tiny_model, sd_models, logs_dir):
     redis_server.client(9).flushdb()
     running = start_stack(redis_server.url(9), tiny_model, logs_dir, name="watched", API_WORKERS="2",
-                          LLAMA_SLOTS="1", QUEUE_CAP="1", JOB_DEADLINE="1", LLAMA_EMBEDDINGS="false")  # fmt: skip
+                          LLAMA_SLOTS="1", QUEUE_CAP="1", JOB_DEADLINE="1", LLAMA_EMBEDDINGS="false",
+                          **sd_models.env())  # fmt: skip
     yield running
     running.stop()
 
@@ -125,10 +126,13 @@ def query(url: str, expr: str) -> list[dict]:
 
 
 def workload(stack) -> None:
-    """A bit of everything a dashboard shows: three dialects, whole and streamed answers, client
-    mistakes, a wrong token, a client that leaves, a job that expires and one that is refused."""
+    """A bit of everything a dashboard shows: four dialects, whole and streamed answers, images,
+    client mistakes, a wrong token, a client that leaves, a job that expires and one refused."""
     auth, url = stack.auth, stack.url
     assert requests.post(url("/completion"), json={"prompt": "hi", "n_predict": 8}, headers=auth, timeout=30).ok
+    picture = {"prompt": "a red barn", "steps": 3, "width": 64, "height": 64, "batch_size": 2}
+    images = requests.post(url("/sdapi/v1/txt2img"), json=picture, auth=stack.basic, timeout=120).json()["images"]
+    assert len(images) == 2
     with openai.OpenAI(base_url=url("/v1"), api_key=stack.token, max_retries=0) as sdk:
         chunks = sdk.chat.completions.create(model="tiny", messages=[{"role": "user", "content": "hi"}],
                                              max_tokens=8, stream=True)  # fmt: skip
@@ -207,4 +211,5 @@ def test_the_workload_is_what_prometheus_counted(after_workload):
     assert total('sum(velesio_queue_cancelled_jobs_total{model="tiny"})') == 2
     assert total("sum(velesio_api_auth_failures_total)") == 2
     assert total('sum(velesio_api_requests_total{dialect="ollama",route="/api/generate",status="200"})') == 2
+    assert total('sum(velesio_worker_images_total{kind="txt2img"})') == 4
     assert total("count(up == 1)") == 5

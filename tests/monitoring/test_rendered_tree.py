@@ -85,11 +85,6 @@ def test_every_variable_a_query_uses_is_defined():
                 assert used <= defined, f"{uid}/{query.panel} uses undefined variables {used - defined}"
 
 
-#: The image metrics (issue 5), whose panels the monitoring's owner adds next: each name leaves
-#: this set in the change that puts it on a board (the test below says when).
-AWAITING_PANELS = {"velesio_worker_images", "velesio_worker_diffusion_steps_per_second"}
-
-
 def test_the_overview_shows_every_velesio_metric():
     # A metric nobody can see on a board is a metric nobody looks at.
     shown = " ".join(query.expr for query in panel_queries(COMMITTED_TREE))
@@ -97,10 +92,7 @@ def test_the_overview_shows_every_velesio_metric():
         for metric in vars(module).values():
             name = getattr(metric, "_name", None)
             if isinstance(name, str) and name.startswith("velesio_"):
-                if name in AWAITING_PANELS:
-                    assert name not in shown, f"{name} is on a dashboard now: take it out of AWAITING_PANELS"
-                else:
-                    assert name in shown, f"{name} is on no dashboard"
+                assert name in shown, f"{name} is on no dashboard"
 
 
 def test_the_provider_loads_the_directory_compose_mounts():

@@ -61,6 +61,17 @@ def overview() -> Dashboard:
         graph("Job run time", "s", *percentiles(f"velesio_job_run_seconds_bucket{{{MODEL}}}", by="kind",
                                                 quantiles=(0.5, 0.95))),
     ]  # fmt: skip
+    images = [
+        graph("Images per minute", "short",
+              (f"60 * sum by (kind) (rate(velesio_worker_images_total[{RATE}]))", "{{kind}}"),
+              description="Images the workers answered with (a batch of four is four).", stacked=True),
+        graph("Diffusion speed", "short",
+              *percentiles("velesio_worker_diffusion_steps_per_second_bucket", by="checkpoint", quantiles=(0.05, 0.5)),
+              description="Denoising steps per second of each image job, by checkpoint (p5 is the slowest 5%)."),
+        graph("Image job run time", "s",
+              *percentiles('velesio_job_run_seconds_bucket{kind=~"txt2img|img2img"}', by="kind", quantiles=(0.5, 0.95)),
+              description="From a worker starting an image job to its answer: every step, batch and PNG."),
+    ]  # fmt: skip
     workers = [
         single("Live workers", "short", (f"sum by (model) (velesio_workers{{{MODEL}}})", "{{model}}")),
         single("Busy slots", "short", ("sum(velesio_worker_busy_slots)", "busy"), ("sum(velesio_worker_slots)", "of")),
@@ -78,12 +89,13 @@ def overview() -> Dashboard:
     return dashboard(
         "velesio-overview",
         "velesio",
-        "velesio at a glance: traffic, latency, the queue, generation speed and the workers.",
+        "velesio at a glance: traffic, latency, the queue, generation speed, images and the workers.",
         [
             ("Traffic", traffic),
             ("Latency", latency),
             ("Queue", queue),
             ("Generation", generation),
+            ("Images", images),
             ("Workers", workers),
         ],
         variables=[label_variable("model", "model", "velesio_workers")],
