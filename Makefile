@@ -41,6 +41,7 @@ bazel-test: install
 	@bazel test //...
 
 images: install
+	@scripts/build-tools.sh images
 	@images/build.sh
 
 check-builds: install
