@@ -27,13 +27,14 @@ def console_script(name, entry_point, deps, **kwargs):
         **kwargs
     )
 
-def pytest_files(name, srcs, deps = [], servers = False, **kwargs):
+def pytest_files(name, srcs, deps = [], data = [], servers = False, **kwargs):
     """One py_test per pytest file, and a test_suite `name` of them all.
 
     Args:
       name: the test_suite's name.
       srcs: the test files (test_*.py).
       deps: what the tests import (pytest and //tests:support are added).
+      data: files the tests read (pyproject.toml, pytest's configuration, is added).
       servers: the tests start servers (Redis, llama-server, the API) on 127.0.0.1 and spawn
         Python subprocesses, so they run outside Bazel's sandbox, and one at a time: several
         also measure concurrency inside one stack, which two stacks at once on two cores starve.
@@ -48,7 +49,7 @@ def pytest_files(name, srcs, deps = [], servers = False, **kwargs):
             srcs = [src, "//tools/bazel_python:pytest_main.py"] + native.glob(["__init__.py"]),
             main = "//tools/bazel_python:pytest_main.py",
             args = ["$(location %s)" % src],
-            data = ["//:pyproject.toml"],
+            data = data + ["//:pyproject.toml"],
             deps = deps + ["//tests:support", requirement("pytest")],
             tags = tags,
             **kwargs
