@@ -124,7 +124,7 @@ def text_sections(work, logs, redis, quick, samples, wrk_seconds, rounds, pickup
         unmeasured = start_stack(redis.url(2), model, logs, name="bench-nometrics", LLAMA_SLOTS=str(SLOTS),
                                  LLAMA_CTX="4096", API_WORKERS="1", METRICS="false")  # fmt: skip
         try:
-            metrics_cost(metrics_section, stack.base_url, stack.auth, unmeasured.base_url, unmeasured.auth, samples)
+            metrics_cost(metrics_section, stack, unmeasured, samples)
         finally:
             unmeasured.stop()
 
