@@ -55,8 +55,9 @@ def alert_rules(tree: Path) -> list[dict]:
     return [rule for group in rules["groups"] for rule in group["rules"]]
 
 
-def promtool() -> str:
-    path = shutil.which("promtool")
+def required(binary: str) -> str:
+    """The path of a tool the monitoring tests run (Prometheus's, the exporters)."""
+    path = shutil.which(binary)
     if path is None:
-        pytest.fail("promtool is missing: `make test` installs Debian's prometheus package")
+        pytest.fail(f"{binary} is missing: `make test` installs it from Debian's packages")
     return path

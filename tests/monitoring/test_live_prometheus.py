@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import math
 import os
-import shutil
 import signal
 import threading
 import time
@@ -25,7 +24,7 @@ import pytest
 import requests
 
 from tests.monitoring.support import COMMITTED_TREE as COMMITTED
-from tests.monitoring.support import alert_rules, dashboards, panel_queries
+from tests.monitoring.support import alert_rules, dashboards, panel_queries, required
 from tests.support.llmunity import post_chunks
 from tests.support.processes import Process, free_port, http_ok, spawn, start_stack, wait_until
 from velesio_core.monitoring.alerts import ALERT_RULES
@@ -57,13 +56,6 @@ class FakeDcgmExporter(BaseHTTPRequestHandler):
 
     def log_message(self, *args) -> None:
         pass
-
-
-def required(binary: str) -> str:
-    path = shutil.which(binary)
-    if path is None:
-        pytest.fail(f"{binary} is missing: `make test` installs it from Debian's packages")
-    return path
 
 
 @pytest.fixture(scope="module")

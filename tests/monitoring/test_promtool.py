@@ -9,13 +9,13 @@ from pathlib import Path
 
 import yaml
 
-from tests.monitoring.support import COMMITTED_TREE, alert_rules, panel_queries, promtool
+from tests.monitoring.support import COMMITTED_TREE, alert_rules, panel_queries, required
 
 HERE = Path(__file__).parent
 
 
 def run(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([promtool(), *args], capture_output=True, text=True, timeout=120)
+    return subprocess.run([required("promtool"), *args], capture_output=True, text=True, timeout=120)
 
 
 def test_prometheus_accepts_the_configuration(tmp_path: Path):
