@@ -9,6 +9,7 @@ import os
 import signal
 import socket
 import threading
+import time
 import uuid
 
 import dramatiq
@@ -78,8 +79,9 @@ def run_queue_worker(settings: Settings) -> None:
         stopper.start()
     runtime.executor.drain(SHUTDOWN_GRACE_S)
     # Dramatiq retries acks until Redis answers; without Redis the stop would wait for ever.
+    acks_due = time.monotonic() + ACK_GRACE_S  # one grace for all: not one per Dramatiq worker
     for stopper in stoppers:
-        stopper.join(timeout=ACK_GRACE_S)
+        stopper.join(timeout=max(0.0, acks_due - time.monotonic()))
     if any(stopper.is_alive() for stopper in stoppers):
         log.warning("Redis did not take the last acknowledgements; those jobs go back on the queue when it returns")
     runtime.close()
