@@ -53,9 +53,15 @@ def test_every_header_form_is_accepted(stack, headers):
     assert response.status_code == 200, response.text
 
 
-@pytest.mark.parametrize("path", ["/health", "/v1/health"])
+@pytest.mark.parametrize("path", ["/health", "/v1/health", "/v1/models", "/api/tags", "/"])
 def test_public_paths_need_no_token(stack, path):
     assert requests.get(stack.url(path), timeout=10).status_code == 200
+
+
+def test_a_models_own_path_needs_a_token(stack):
+    # llama.cpp makes the list public, not each model's path; neither does velesio.
+    assert requests.get(stack.url("/v1/models/tiny"), timeout=10).status_code == 401
+    assert requests.get(stack.url("/v1/models/tiny"), headers=stack.auth, timeout=10).status_code == 200
 
 
 def test_cors_preflight_needs_no_token(stack):
