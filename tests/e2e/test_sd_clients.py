@@ -1,5 +1,5 @@
 """Real AUTOMATIC1111 clients against velesio: the Unity Stable Diffusion integration's calls
-(CONTRACTS.md 3.1, reproduced request for request), and the ``webuiapi`` library."""
+(docs/clients.md, Stable Diffusion for Unity; reproduced request for request), and the ``webuiapi`` library."""
 
 from __future__ import annotations
 

@@ -2,7 +2,7 @@
 
 v2 (C#, LLMCaller.ConvertContent / LLMCharacter.MultiChatContent): on every download progress it
 re-parses the *whole cumulative body*; v3 (LlamaLib's C++ ResponseConcatenator::process_chunk)
-parses every HTTP chunk on its own as exactly one JSON object. See CONTRACTS.md 1.3 and 1.4.
+parses every HTTP chunk on its own as exactly one JSON object. See docs/clients.md, LLM for Unity: Streams.
 A gateway that breaks either rule breaks that client; these functions raise where the clients do.
 """
 

@@ -19,7 +19,8 @@ from collections.abc import Iterable
 #: Paths llama.cpp's server answers without a key; the model lists are public there too.
 PUBLIC_PATHS = frozenset({"/", "/health", "/v1/health", "/models", "/v1/models", "/api/tags"})
 #: The Unity Stable Diffusion client polls AUTOMATIC1111's progress without credentials, even when
-#: it sends them for generations (CONTRACTS.md 3.1). It shows step counts only, never an image.
+#: it sends them for generations (docs/clients.md, Stable Diffusion for Unity). It shows step counts
+#: only, never an image.
 PUBLIC_IMAGE_PATHS = frozenset({"/sdapi/v1/progress"})
 
 

@@ -1,5 +1,5 @@
 """AUTOMATIC1111's API, as Unity Stable Diffusion integrations and A1111 clients call it
-(CONTRACTS.md section 3 and 6 item 9)."""
+(docs/clients.md, Stable Diffusion for Unity and AUTOMATIC1111 clients)."""
 
 from __future__ import annotations
 

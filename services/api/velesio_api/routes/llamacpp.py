@@ -1,4 +1,4 @@
-"""llama.cpp's native API, as LLM for Unity v2 and v3 call it (CONTRACTS.md sections 1, 2 and 6)."""
+"""llama.cpp's native API, as LLM for Unity v2 and v3 call it (docs/clients.md, LLM for Unity and llama.cpp)."""
 
 from __future__ import annotations
 

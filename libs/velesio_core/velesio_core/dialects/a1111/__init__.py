@@ -1,2 +1,2 @@
 """AUTOMATIC1111's web UI API (``/sdapi/v1``), as Unity Stable Diffusion integrations and
-A1111 client libraries use it (CONTRACTS.md section 3)."""
+A1111 client libraries use it (docs/clients.md, Stable Diffusion for Unity and webuiapi)."""

@@ -1,4 +1,5 @@
-"""Encode velesio's image answers and state the way AUTOMATIC1111 answers (CONTRACTS.md 3.2).
+"""Encode velesio's image answers and state the way AUTOMATIC1111 answers (docs/clients.md,
+AUTOMATIC1111 clients).
 
 ``images`` are raw base64 PNGs (no ``data:`` prefix: the Unity client decodes them as they
 are), and ``info`` is a JSON *string*, which the Unity client parses again to read ``seed``.

@@ -1,6 +1,6 @@
 """Encode velesio's events and answers the way llama.cpp's server writes them.
 
-Streams follow what LLM for Unity parses (CONTRACTS.md 1.3 and 1.4): every event is exactly
+Streams follow what LLM for Unity parses (docs/clients.md, LLM for Unity: Streams): every event is exactly
 ``data: <json>\\n\\n`` and is sent as one write of its own; there are no comments, no keep-alives
 and no ``data: [DONE]`` (which breaks LLM for Unity v2's parser); the final chunk has
 ``"content": ""`` because the partial chunks already carried the text.
