@@ -1,9 +1,9 @@
 """A Dramatiq Redis broker whose idle consumers wake on a Redis notification instead of sleeping.
 
 Dramatiq's stock Redis consumer polls: when a fetch comes back empty it sleeps with an
-exponential backoff of up to ``worker_timeout``. Measured on our machines, a message sent to a
-worker idle for half a second waited 348 ms (p50) before its actor started, and up to 672 ms
-after three idle seconds: the whole latency budget of an interactive gateway.
+exponential backoff of up to ``worker_timeout``, so a message sent to an idle worker waits
+hundreds of milliseconds before its actor starts: the whole latency budget of an interactive
+gateway. ``make bench`` measures both consumers side by side (bench/RESULTS.md, rows d).
 
 Here every enqueue also pushes a token on a per-queue *wake list*, and a consumer with nothing to
 fetch blocks on that list with ``BLPOP`` (up to ``worker_timeout``, after which it simply fetches
