@@ -2,31 +2,21 @@
 
     queued             the API queued the job (the stream's  {}
                        first entry; readers start after it)
-    started            a worker took the job, and has not    {"worker": str, "started_at": float}
+    started            a worker took the job, and has not    results.StartedData
                        said anything else for 50 ms
-    token ...          a piece of generated text (streaming) llama.cpp's partial chunk:
-                                                             {"content": str, "tokens": [int], ...}
-    progress ...       a step of a long job (images)         {"step": int, "steps": int, ...}
+    token ...          a piece of generated text (streaming) results.TokenPiece (llama.cpp's
+                                                             partial chunk)
+    progress ...       a step of a long job (images)         results.ImageProgressData
     result | error     the end, exactly one of them          result: the kind's final answer;
                                                              error: {"code", "message", "type"}
 
-Generation results (completion and chat) use llama.cpp's final-chunk vocabulary, whichever
-backend ran them, so that every dialect can encode them:
-
-    content            the whole text ("" when it was streamed as tokens)
-    stop_type          "eos" | "word" | "limit" | "tool_calls" (why it stopped)
-    tokens_predicted   generated tokens;   tokens_evaluated   prompt tokens
-    timings            {"prompt_n", "prompt_ms", "predicted_n", "predicted_ms", ...}
-    reasoning_content, tool_calls (OpenAI's shape), when the model produced them
-
-An embeddings result is ``{"embeddings": [[float], ...], "prompt_tokens": int}``: one pooled
-vector per input, in order.
-
-An image result (txt2img, img2img) is ``{"images": [base64 PNG], "seeds": [int], "infotexts": [str],
-"sd_model_name": str, ..., "timings": {"steps": int, "diffusion_ms": float}}`` (see
-backends/sd/backend.py): ``steps`` counts the denoising steps run over every batch.
-
-A chat token event may carry ``reasoning_content`` and ``tool_calls`` deltas (OpenAI's shape)
+results.py holds the vocabulary of the data. Generation results (completion and chat) use
+llama.cpp's final-chunk vocabulary, whichever backend ran them, so that every dialect can encode
+them (results.GenerationResult: content, stop_type, tokens_predicted, tokens_evaluated, timings,
+and reasoning_content and tool_calls when the model produced them). An embeddings result is a
+results.EmbeddingsResult, one pooled vector per input; an image result (txt2img, img2img) a
+results.ImageResult, whose ``timings.steps`` counts the denoising steps run over every batch. A
+chat token event may carry ``reasoning_content`` and ``tool_calls`` deltas (OpenAI's shape)
 instead of, or beside, ``content``.
 
 Event data stays as the JSON bytes the worker wrote. The llama.cpp dialect forwards a token
