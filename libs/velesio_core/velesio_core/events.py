@@ -28,11 +28,12 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any
+from typing import Any, Literal, overload
 
 import orjson
 
 from .errors import ErrorKind, GatewayError
+from .results import ImageProgressData, JobResult, StartedData, TokenPiece
 
 
 class EventType(StrEnum):
@@ -53,8 +54,25 @@ class Event:
     type: EventType
     data: bytes
 
+    # Each type of event carries its own data (see the module's docstring), and every producer
+    # names the type where it makes the event, so the checker can hold it to that data.
+    @overload
     @classmethod
-    def of(cls, type: EventType, value: Any) -> Event:
+    def of(cls, type: Literal[EventType.STARTED], value: StartedData) -> Event: ...
+    @overload
+    @classmethod
+    def of(cls, type: Literal[EventType.TOKEN], value: TokenPiece) -> Event: ...
+    @overload
+    @classmethod
+    def of(cls, type: Literal[EventType.PROGRESS], value: ImageProgressData) -> Event: ...
+    @overload
+    @classmethod
+    def of(cls, type: Literal[EventType.RESULT], value: JobResult) -> Event: ...
+    @overload
+    @classmethod
+    def of(cls, type: Literal[EventType.ERROR], value: dict[str, Any]) -> Event: ...
+    @classmethod
+    def of(cls, type: EventType, value: object) -> Event:
         return cls(type, orjson.dumps(value))
 
     @classmethod

@@ -18,6 +18,7 @@ import socket
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
+from functools import partial
 from urllib.parse import urlsplit
 
 from .cancellation import Cancellation
@@ -90,7 +91,7 @@ class HttpPool:
         for attempt in (1, 2):
             connection, reused = self._checkout()
             unregister = (
-                cancellation.on_cancel(lambda c=connection: _abort(c)) if cancellation is not None else lambda: None
+                cancellation.on_cancel(partial(_abort, connection)) if cancellation is not None else lambda: None
             )
             try:
                 connection.request(method, path, body=body, headers=all_headers)

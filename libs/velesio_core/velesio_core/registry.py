@@ -24,6 +24,7 @@ from .backends.base import ModelInfo
 from .errors import ErrorKind, GatewayError, unavailable
 from .queue.keys import WORKERS_KEY
 from .queue.redis_queue import queue_error
+from .results import ImageState
 
 HEARTBEAT_S = 5.0
 STALE_AFTER_S = 3 * HEARTBEAT_S
@@ -34,8 +35,8 @@ class WorkerCard:
     worker_id: str
     queues: list[str]
     models: list[ModelInfo]
-    #: The image pipeline's state (backends.sd.backend.SdStatus as a dict), when the worker runs one.
-    images: dict[str, Any] | None = None
+    #: The image pipeline's state, when the worker runs one.
+    images: ImageState | None = None
     host: str = field(default_factory=socket.gethostname)
     pid: int = field(default_factory=os.getpid)
     started_at: float = field(default_factory=time.time)
@@ -45,7 +46,7 @@ class WorkerCard:
         return orjson.dumps(dataclasses.asdict(self))
 
     @classmethod
-    def from_json(cls, data: bytes) -> WorkerCard:
+    def from_json(cls, data: bytes | str) -> WorkerCard:
         raw: dict[str, Any] = orjson.loads(data)
         raw["models"] = [ModelInfo(**model) for model in raw.get("models", [])]
         return cls(**raw)
@@ -58,12 +59,12 @@ class ModelDirectory(Protocol):
         """The models workers serve, the default one first. ``fresh`` skips any cache."""
         ...
 
-    async def images(self) -> list[dict[str, Any]]:
+    async def images(self) -> list[ImageState]:
         """The state of every image pipeline (checkpoints, the loaded one, LoRAs, VAEs)."""
         ...
 
 
-async def image_pipelines(directory: ModelDirectory) -> list[dict[str, Any]]:
+async def image_pipelines(directory: ModelDirectory) -> list[ImageState]:
     pipelines = await directory.images()
     if not pipelines:
         raise unavailable("no worker is running Stable Diffusion (RUN_SD=true) yet; retry shortly", retry_after_s=2)
@@ -141,7 +142,7 @@ class WorkerRegistry:
                 seen.setdefault(model.id, model)
         return list(seen.values())
 
-    async def images(self) -> list[dict[str, Any]]:
+    async def images(self) -> list[ImageState]:
         return [card.images for card in await self.workers() if card.images is not None]
 
 
@@ -161,6 +162,6 @@ class CachedModelDirectory:
             self._fetched_at = time.monotonic()
         return self._models
 
-    async def images(self) -> list[dict[str, Any]]:
+    async def images(self) -> list[ImageState]:
         # Not cached: a checkpoint switch shows at once, and image jobs are few and slow.
         return await self._source.images()

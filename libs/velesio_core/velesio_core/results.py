@@ -210,3 +210,11 @@ class ModelDetails(TypedDict, total=False):
     parameters: int
     context_length: int
     embedding_length: int
+
+
+# -- what a result event carries -------------------------------------------------------------------
+
+#: The data of a ``result`` event: the answer of its job's kind. Tokenize, detokenize,
+#: apply_template and slots jobs answer with llama-server's own JSON, passed through unparsed
+#: (typed ``Any`` by the backends), which fits here too.
+JobResult = GenerationResult | EmbeddingsResult | ImageResult | SdOptionsResult

@@ -1,9 +1,10 @@
 """A worker's metrics: its jobs as the executor ends them, and its state read when scraped.
 
 Token counts and speeds come from the final result of each generation, in the neutral result
-vocabulary every backend speaks (tokens_evaluated, tokens_predicted, timings; see events.py), so
-a llama.cpp worker and an Ollama worker are measured alike. Images and diffusion speed come from
-the final result of each image job the same way (its images and its ``timings``).
+vocabulary every backend speaks (results.GenerationResult: tokens_evaluated, tokens_predicted,
+timings), so a llama.cpp worker and an Ollama worker are measured alike. Images and diffusion
+speed come from the final result of each image job the same way (results.ImageResult: its images
+and its ``timings``). Both are read defensively: a metric must never fail a job.
 """
 
 from __future__ import annotations

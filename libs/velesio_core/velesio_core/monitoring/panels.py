@@ -7,11 +7,11 @@ to :func:`dashboard`: rows stack in order, panels flow left to right within them
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TypeVar
 
 from grafana_foundation_sdk.builders import common as common_builders
 from grafana_foundation_sdk.builders import dashboard as dashboard_builders
 from grafana_foundation_sdk.builders import prometheus, stat, timeseries
-from grafana_foundation_sdk.cog.builder import Builder
 from grafana_foundation_sdk.models import common
 from grafana_foundation_sdk.models import dashboard as dashboard_models
 
@@ -25,10 +25,12 @@ GRID_WIDTH = 24
 
 #: A query: (PromQL, legend).
 Query = tuple[str, str]
-Panel = Builder[dashboard_models.Panel]
+#: The panel builders velesio uses; each can take queries, an id and a place on the grid.
+Panel = timeseries.Panel | stat.Panel
+_P = TypeVar("_P", timeseries.Panel, stat.Panel)
 
 
-def _targets(panel, queries: Sequence[Query]):
+def _targets(panel: _P, queries: Sequence[Query]) -> _P:
     for index, (expr, legend) in enumerate(queries):
         panel = panel.with_target(
             prometheus.Dataquery().expr(expr).legend_format(legend or "__auto").ref_id(chr(ord("A") + index))
@@ -129,6 +131,7 @@ def dashboard(
         for panel in panels:
             # The SDK's own placement lets a wide panel run off the grid; flow them here instead.
             size = panel._internal.grid_pos
+            assert size is not None, "graph() and single() size every panel"
             if x + size.w > GRID_WIDTH:
                 x, y, line_height = 0, y + line_height, 0
             board = board.with_panel(panel.id(next_id).grid_pos(dashboard_models.GridPos(h=size.h, w=size.w, x=x, y=y)))

@@ -7,7 +7,6 @@ is checked against it by the tests; to change a dashboard or a rule, change the 
 from __future__ import annotations
 
 import argparse
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -113,4 +112,4 @@ def main(argv: list[str] | None = None, *, out: Callable[[str], None] = print) -
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

@@ -16,6 +16,8 @@ for an ack or nack of its own instead of polling.
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterable
+from typing import Any
 
 import redis
 from dramatiq.broker import MessageProxy
@@ -29,14 +31,14 @@ from .keys import WAKE_TOKENS_MAX, QueueKeys, lua_script
 class WakingRedisBroker(RedisBroker):
     """Dramatiq's RedisBroker with wake-on-enqueue consumers. Same constructor arguments."""
 
-    def __init__(self, **kwargs) -> None:
+    def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self._enqueue_script = self.client.register_script(lua_script("enqueue"))
         # Messages whose job acknowledged them itself, with its final event (finish.lua).
         self._acked_by_job: set[str] = set()
 
     @property
-    def consumer_class(self):
+    def consumer_class(self) -> type[_WakingConsumer]:
         return _WakingConsumer
 
     def queue_keys(self, queue_name: str) -> QueueKeys:
@@ -95,11 +97,11 @@ class _WakingConsumer(_RedisConsumer):
         finally:
             self._capacity_freed.set()
 
-    def requeue(self, messages) -> None:
-        messages = list(messages)
-        super().requeue(messages)
-        if messages:
-            self.broker.wake(self.queue_name, len(messages))
+    def requeue(self, messages: Iterable[MessageProxy]) -> None:
+        requeued = list(messages)
+        super().requeue(requeued)
+        if requeued:
+            self.broker.wake(self.queue_name, len(requeued))
 
     def __next__(self) -> MessageProxy | None:
         try:

@@ -9,6 +9,7 @@ from typing import Protocol
 
 from redis import Redis
 from redis.commands.core import Script
+from redis.typing import EncodableT
 
 from ..events import Event
 from ..jobs import Job
@@ -63,7 +64,7 @@ class RedisEventSink:
             self._redis.xadd(self._key, {"t": event.type.value, "d": event.data})
             return
         keys = [self._key]
-        args: list[object] = [event.type.value, event.data, FINISHED_STREAM_TTL_S]
+        args: list[EncodableT] = [event.type.value, event.data, FINISHED_STREAM_TTL_S]
         if self._ack is not None:
             keys += [self._ack.unacked_set, self._ack.messages_hash]
             args.append(self._ack.message_id)

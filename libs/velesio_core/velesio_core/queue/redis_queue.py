@@ -11,6 +11,7 @@ import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator
+from typing import cast
 
 import orjson
 import redis.asyncio as aioredis
@@ -35,6 +36,12 @@ _GRACE_S = 1.0
 SOCKET_TIMEOUT_S = 5.0
 #: ...so no single XREAD blocks that long: a job may wait minutes for its first event in bounded steps.
 XREAD_BLOCK_MAX_MS = 2_000
+
+
+#: XREAD's answer as the API's client gets it (RESP2, responses not decoded): per stream, its
+#: entries as (id, {field: value}), all bytes; None when the block timed out. redis-py's own
+#: type is the union of every protocol and decoding it supports.
+_XReadReply = list[tuple[bytes, list[tuple[bytes, dict[bytes, bytes]]]]] | None
 
 
 def queue_error(error: RedisError) -> GatewayError:
@@ -127,7 +134,9 @@ class RedisJobHandle:
                     if not started:
                         EXPIRED.labels(job.queue, job.model).inc()
                     raise self._timed_out(started)
-                reply = await self._queue.redis.xread({key: last_id}, block=min(block_ms, XREAD_BLOCK_MAX_MS))
+                reply = cast(
+                    _XReadReply, await self._queue.redis.xread({key: last_id}, block=min(block_ms, XREAD_BLOCK_MAX_MS))
+                )
                 for _stream, entries in reply or ():
                     for entry_id, fields in entries:
                         last_id = entry_id
