@@ -22,12 +22,14 @@ bench:
 monitoring: install
 	@$(VENV)/velesio-monitoring monitoring
 
+# Style, then types: mypy --strict over the three packages (pyproject.toml lists the exceptions).
 lint: install
 	@$(VENV)/ruff check libs services tests bench images tools
 	@$(VENV)/ruff format --check libs services tests bench images tools
+	@$(VENV)/mypy
 
 clean:
-	rm -rf .venv .pytest_cache .hypothesis
+	rm -rf .venv .pytest_cache .hypothesis .mypy_cache
 
 # Reproducible builds (docs/builds.md): the hash lock, the Bazel graph, the OCI images, and the
 # checks of all of them (with the Nix flake's) that this machine can run.
