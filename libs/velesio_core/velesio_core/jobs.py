@@ -25,6 +25,10 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 
+# What each kind's result event carries (results.py): a GenerationResult for a completion or a
+# chat, an EmbeddingsResult, an ImageResult for txt2img and img2img, an SdOptionsResult; tokenize,
+# detokenize, apply_template and slots answer with llama-server's own JSON. (A comment, not the
+# docstring: pydantic would publish a docstring in the job's JSON Schema.)
 class JobKind(StrEnum):
     COMPLETION = "completion"
     CHAT = "chat"
