@@ -13,6 +13,7 @@ import shlex
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
+from ipaddress import IPv4Network, IPv6Network, ip_network
 from pathlib import Path
 from typing import NoReturn
 from urllib.parse import quote, urlsplit
@@ -73,6 +74,8 @@ class Settings:
     api_host: str
     api_port: int
     api_workers: int
+    #: Peers (addresses or networks) whose X-Forwarded-For names the client: the reverse proxies.
+    forwarded_allow_ips: tuple[IPv4Network | IPv6Network, ...]
     standalone_llm_port: int
     #: Measure and export velesio's metrics (the API's /metrics, the worker's METRICS_PORT).
     metrics: bool
@@ -148,6 +151,8 @@ class Settings:
             api_host=read.text("API_HOST", "0.0.0.0"),
             api_port=read.integer("API_PORT", 8000, minimum=1, maximum=65535),
             api_workers=read.integer("API_WORKERS", 2, minimum=1, maximum=64),
+            # gunicorn's own default and variable, which it reads too (for X-Forwarded-Proto).
+            forwarded_allow_ips=read.networks("FORWARDED_ALLOW_IPS", "127.0.0.1,::1"),
             standalone_llm_port=read.integer("LLM_PORT", 1337, minimum=1, maximum=65535),
             metrics=read.flag("METRICS", True),
             metrics_host=read.text("METRICS_HOST", "0.0.0.0"),
@@ -275,6 +280,16 @@ class _Reader:
         if value not in choices:
             raise SettingsError(name, f"{value!r} is not one of {', '.join(choices)}", f"set {name}={default}")
         return value
+
+    def networks(self, name: str, default: str) -> tuple[IPv4Network | IPv6Network, ...]:
+        entries = [entry.strip() for entry in self.text(name, default).split(",") if entry.strip()]
+        if "*" in entries:
+            return (ip_network("0.0.0.0/0"), ip_network("::/0"))
+        try:
+            return tuple(ip_network(entry, strict=False) for entry in entries)
+        except ValueError as error:
+            fix = f"set {name} to addresses or networks, e.g. 127.0.0.1,10.0.0.0/8, or * for any"
+            raise SettingsError(name, str(error), fix) from None
 
     def sha256(self, name: str) -> str | None:
         value = self._raw(name)

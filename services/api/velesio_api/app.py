@@ -17,6 +17,7 @@ from velesio_core.settings import Settings, load_or_exit
 
 from . import errors
 from .disconnect import DisconnectAware
+from .forwarded import ForwardedClient
 from .metrics import MetricsResource, RequestMetrics, ScrapeState
 from .middleware import Auth, CloseQueue, Cors
 from .relay import Relay
@@ -35,7 +36,7 @@ def create_app(
     *,
     scrape_state: ScrapeState = _nothing_more,
     extra_middleware: Sequence[object] = (),
-) -> DisconnectAware:
+) -> ForwardedClient:
     """The API over ``queue``. With METRICS on, every request is measured and ``GET /metrics``
     serves the measurements, plus what ``scrape_state`` reads at each scrape."""
     middleware = [Cors(), Auth(TokenSet(settings.api_tokens)), CloseQueue(queue), *extra_middleware]
@@ -49,10 +50,10 @@ def create_app(
     a1111.add_routes(app, relay, board)
     if settings.metrics:
         app.add_route("/metrics", MetricsResource(scrape_state))
-    return DisconnectAware(app)
+    return ForwardedClient(DisconnectAware(app), settings.forwarded_allow_ips)
 
 
-def create() -> DisconnectAware:
+def create() -> ForwardedClient:
     """The API over Redis, configured from the environment (what gunicorn's workers load)."""
     configure_logging()
     settings = load_or_exit(require_tokens=True)
