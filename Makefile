@@ -1,5 +1,5 @@
 # velesio's entry points. Every target installs what it needs first (scripts/bootstrap.sh).
-.PHONY: up test bench lint install clean monitoring
+.PHONY: up test test-deploy bench lint install clean monitoring
 
 VENV := .venv/bin
 
@@ -10,9 +10,16 @@ up: install
 	@$(VENV)/velesio-stack
 
 # The monitoring tests run a real Prometheus against the real services and exporters.
+# tests/deploy needs tools of its own: make test-deploy.
 test:
 	@VELESIO_APT="prometheus prometheus-redis-exporter prometheus-node-exporter" scripts/bootstrap.sh
-	@$(VENV)/pytest
+	@$(VENV)/pytest --ignore=tests/deploy
+
+# deploy/ for real (docs/deploy.md): Debian's nginx and Caddy with TLS in front of the stack,
+# the compose file against the Compose schema, the systemd units through systemd-analyze.
+test-deploy:
+	@VELESIO_APT="nginx caddy curl openssl systemd" scripts/bootstrap.sh
+	@$(VENV)/pytest tests/deploy
 
 bench:
 	@VELESIO_APT=wrk scripts/bootstrap.sh
