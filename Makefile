@@ -18,7 +18,7 @@ test:
 # deploy/ for real (docs/deploy.md): Debian's nginx and Caddy with TLS in front of the stack,
 # the compose file against the Compose schema, the systemd units through systemd-analyze.
 test-deploy:
-	@VELESIO_APT="nginx caddy curl openssl systemd" scripts/bootstrap.sh
+	@VELESIO_APT="nginx libnginx-mod-stream caddy curl openssl systemd" scripts/bootstrap.sh
 	@$(VENV)/pytest tests/deploy
 
 bench:
