@@ -11,11 +11,19 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Awaitable, Callable, MutableMapping
 from ipaddress import IPv4Network, IPv6Network, ip_address
+from typing import Any
 
 access_log = logging.getLogger("velesio.access")
 
 Networks = tuple[IPv4Network | IPv6Network, ...]
+# ASGI's callables, as the ASGI specification defines them.
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+App = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 
 def client_address(peer: str | None, forwarded_for: list[str], trusted: Networks) -> str | None:
@@ -54,11 +62,11 @@ class ForwardedClient:
     """ASGI wrapper: resolve the client, then log ``client method path status seconds`` when the
     response (a stream included) has ended. The query string is left out: it may carry a key."""
 
-    def __init__(self, app, trusted: Networks) -> None:
+    def __init__(self, app: App, trusted: Networks) -> None:
         self.app = app
         self.trusted = trusted
 
-    async def __call__(self, scope, receive, send) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
@@ -69,7 +77,7 @@ class ForwardedClient:
             scope["client"] = (host, 0)
         status = 0
 
-        async def send_noting_status(message) -> None:
+        async def send_noting_status(message: Message) -> None:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
