@@ -39,15 +39,15 @@ def api_alive() -> bool:
 
 
 def worker_alive() -> bool:
-    from redis import Redis
     from redis.exceptions import RedisError
 
     from velesio_core.queue.keys import WORKERS_KEY
+    from velesio_core.redis_clients import sync_client
     from velesio_core.registry import STALE_AFTER_S, WorkerCard
     from velesio_core.settings import Settings
 
     try:
-        cards = Redis.from_url(Settings.from_env().redis_url, socket_timeout=3).hvals(WORKERS_KEY)
+        cards = sync_client(Settings.from_env(), socket_timeout=3).hvals(WORKERS_KEY)
     except RedisError:
         return False
     host, now = socket.gethostname(), time.time()

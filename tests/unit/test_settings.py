@@ -50,6 +50,15 @@ def test_ollama_alone_is_not_a_contradiction():
         ({"LORA_SHA256": "abc"}, "LORA_SHA256"),
         ({"SD_DEVICE": "tpu"}, "SD_DEVICE"),
         ({"SD_PORT": "0"}, "SD_PORT"),
+        ({"REDIS_SENTINELS": "sentinel-1,sentinel-2:26379"}, "REDIS_SENTINELS"),
+        ({"REDIS_SENTINELS": "s:99999"}, "REDIS_SENTINELS"),
+        ({"REDIS_SENTINELS": "s:26379", "REDIS_URL": "redis://r:6379/0"}, "REDIS_SENTINELS"),
+        ({"REDIS_TLS": "true", "REDIS_TLS_CA": "/no/such/ca.pem"}, "REDIS_TLS_CA"),
+        ({"REDIS_TLS_CA": __file__}, "REDIS_TLS_CA"),
+        ({"HEADER_TIMEOUT": "0"}, "HEADER_TIMEOUT"),
+        ({"API_MAX_CONNECTIONS": "0"}, "API_MAX_CONNECTIONS"),
+        ({"CORS_ORIGINS": "null"}, "CORS_ORIGINS"),
+        ({"CORS_ORIGINS": "https://game.example/path"}, "CORS_ORIGINS"),
     ],
 )
 def test_a_bad_setting_names_itself_and_the_fix(env, variable):
@@ -58,6 +67,20 @@ def test_a_bad_setting_names_itself_and_the_fix(env, variable):
     message = str(raised.value)
     assert raised.value.variable == variable
     assert message.startswith(f"{variable}: ") and "; " in message and "\n" not in message
+
+
+def test_sentinels_are_host_port_pairs_and_the_master_has_a_default_name():
+    settings = Settings.from_env({"REDIS_SENTINELS": "s1:26379, [::1]:26380", "REDIS_PASS": "pw"})
+    assert settings.redis_sentinels == (("s1", 26379), ("::1", 26380))
+    assert settings.redis_sentinel_master == "mymaster" and settings.redis_password == "pw"
+    assert "pw" not in repr(settings)
+
+
+def test_cors_origins_default_to_any_origin_and_list_exact_origins():
+    assert Settings.from_env({}).cors_origins == ()
+    assert Settings.from_env({"CORS_ORIGINS": "*"}).cors_origins == ()
+    listed = Settings.from_env({"CORS_ORIGINS": "https://game.example/, http://localhost:8080"}).cors_origins
+    assert listed == ("https://game.example", "http://localhost:8080")
 
 
 def test_the_api_needs_a_token():

@@ -241,8 +241,11 @@ def listen_for_cancellations(client: redis.Redis, executor: JobExecutor, ready: 
             with client.pubsub(ignore_subscribe_messages=True) as pubsub:
                 pubsub.subscribe(CANCEL_CHANNEL)
                 ready.set()
-                for message in pubsub.listen():
-                    if message["type"] == "message":
+                while True:
+                    # Polled, not listen(): a blocking read would trip the client's socket timeout
+                    # whenever nobody cancels anything for a while.
+                    message = pubsub.get_message(timeout=1.0)
+                    if message is not None and message["type"] == "message":
                         executor.control(message["data"].decode())
         except (redis.ConnectionError, redis.TimeoutError, OSError) as error:
             log.warning("lost the cancel channel (%s); subscribing again in 1 s", error)

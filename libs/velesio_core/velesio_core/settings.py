@@ -33,7 +33,18 @@ class SettingsError(ValueError):
 @dataclass(frozen=True)
 class Settings:
     api_tokens: tuple[str, ...]
+    #: A single Redis (REDIS_URL, or REDIS_HOST/REDIS_PORT/REDIS_PASS); unused with REDIS_SENTINELS.
     redis_url: str
+    #: Redis Sentinel: the sentinels (host, port) that name the current master, see redis_clients.py.
+    redis_sentinels: tuple[tuple[str, int], ...]
+    #: The master's name as the sentinels know it (their ``sentinel monitor <name> ...``).
+    redis_sentinel_master: str
+    #: The master's password under Sentinel (REDIS_PASS); the sentinels' own is separate.
+    redis_password: str | None
+    redis_sentinel_password: str | None
+    #: TLS to Redis and the sentinels, checked against REDIS_TLS_CA when set (else the system's CAs).
+    redis_tls: bool
+    redis_tls_ca: Path | None
     run_llamacpp: bool
     run_ollama: bool
     run_sd: bool
@@ -69,8 +80,15 @@ class Settings:
     job_deadline_s: float
     job_timeout_s: float
     max_body_bytes: int
-    #: Seconds a client may take to send its request body before the connection is dropped.
+    #: Seconds a client may take to send its request body: then a 408, and the connection closes.
     body_timeout_s: float
+    #: Seconds a client may take to send a request's headers (or its first byte, once connected).
+    header_timeout_s: float
+    #: Open connections per API process; more are answered 503 and closed at once.
+    max_connections: int
+    #: Origins whose browser pages may call the API with credentials; () lets any origin call it
+    #: without them (tokens travel in headers, so a browser page sends them when it means to).
+    cors_origins: tuple[str, ...]
     api_host: str
     api_port: int
     api_workers: int
@@ -123,6 +141,12 @@ class Settings:
         settings = cls(
             api_tokens=read.tokens("API_TOKENS"),
             redis_url=read.redis_url(),
+            redis_sentinels=read.sentinels("REDIS_SENTINELS"),
+            redis_sentinel_master=read.text("REDIS_SENTINEL_MASTER", "mymaster"),
+            redis_password=read.text("REDIS_PASS", "") or None,
+            redis_sentinel_password=read.text("REDIS_SENTINEL_PASSWORD", "") or None,
+            redis_tls=read.flag("REDIS_TLS", False),
+            redis_tls_ca=read.existing_file("REDIS_TLS_CA"),
             run_llamacpp=read.flag("RUN_LLAMACPP", True),
             run_ollama=read.flag("RUN_OLLAMA", False),
             run_sd=read.flag("RUN_SD", False),
@@ -148,6 +172,9 @@ class Settings:
             job_timeout_s=read.seconds("JOB_TIMEOUT", 600.0),
             max_body_bytes=read.integer("MAX_BODY_BYTES", 16 * 1024 * 1024, minimum=1024),
             body_timeout_s=read.seconds("BODY_TIMEOUT", 30.0),
+            header_timeout_s=read.seconds("HEADER_TIMEOUT", 10.0),
+            max_connections=read.integer("API_MAX_CONNECTIONS", 1000, minimum=1, maximum=1_000_000),
+            cors_origins=read.origins("CORS_ORIGINS"),
             api_host=read.text("API_HOST", "0.0.0.0"),
             api_port=read.integer("API_PORT", 8000, minimum=1, maximum=65535),
             api_workers=read.integer("API_WORKERS", 2, minimum=1, maximum=64),
@@ -175,9 +202,18 @@ class Settings:
 
     def __repr__(self) -> str:
         # Never print a secret: the tokens, the download token, a Redis password.
-        return f"Settings(redis={urlsplit(self.redis_url).hostname}, api={self.api}, sd={self.run_sd}, ...)"
+        redis = "sentinel" if self.redis_sentinels else urlsplit(self.redis_url).hostname
+        return f"Settings(redis={redis}, api={self.api}, sd={self.run_sd}, ...)"
 
     def _check_consistency(self, env: Mapping[str, str]) -> None:
+        if self.redis_sentinels and (env.get("REDIS_URL") or "").strip():
+            raise SettingsError(
+                "REDIS_SENTINELS",
+                "REDIS_URL and REDIS_SENTINELS are both set, but the sentinels name the Redis to use",
+                "unset REDIS_URL (REDIS_PASS is the master's password, REDIS_SENTINEL_MASTER its name)",
+            )
+        if self.redis_tls_ca is not None and not self.redis_tls:
+            raise SettingsError("REDIS_TLS_CA", "is set but REDIS_TLS is not", "set REDIS_TLS=true")
         # RUN_LLAMACPP defaults to true: only an explicit "true" next to RUN_OLLAMA contradicts it.
         if self.run_llamacpp and self.run_ollama and "RUN_LLAMACPP" in env:
             raise SettingsError(
@@ -315,6 +351,41 @@ class _Reader:
             return None
         _check_url(name, value, schemes)
         return value
+
+    def sentinels(self, name: str) -> tuple[tuple[str, int], ...]:
+        value = self._raw(name)
+        if value is None:
+            return ()
+        found = []
+        for entry in (part.strip() for part in value.split(",")):
+            host, _, port = entry.rpartition(":")
+            if not host or not port.isdigit() or not 0 < int(port) < 65536:
+                fix = f"set {name} to host:port pairs, e.g. sentinel-1:26379,sentinel-2:26379"
+                raise SettingsError(name, f"{entry!r} is not host:port", fix)
+            found.append((host.strip("[]"), int(port)))
+        return tuple(found)
+
+    def origins(self, name: str) -> tuple[str, ...]:
+        value = self._raw(name)
+        if value is None or value == "*":
+            return ()
+        found = []
+        for origin in (part.strip().rstrip("/") for part in value.split(",") if part.strip()):
+            parts = urlsplit(origin)
+            # "null" is what sandboxed frames and file:// pages send: any of them could claim it.
+            if parts.scheme not in ("http", "https") or not parts.netloc or parts.path or parts.query:
+                fix = f"set {name} to * or to origins like https://game.example,http://localhost:8080"
+                raise SettingsError(name, f"{origin!r} is not an origin (scheme://host[:port])", fix)
+            found.append(origin)
+        return tuple(found)
+
+    def existing_file(self, name: str) -> Path | None:
+        value = self._raw(name)
+        if value is None:
+            return None
+        if not Path(value).is_file():
+            raise SettingsError(name, f"{value} is not a file", f"set {name} to the path of a PEM file")
+        return Path(value)
 
     def redis_url(self) -> str:
         url = self._raw("REDIS_URL")

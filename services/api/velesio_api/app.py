@@ -57,7 +57,7 @@ def create() -> ForwardedClient:
     """The API over Redis, configured from the environment (what gunicorn's workers load)."""
     configure_logging()
     settings = load_or_exit(require_tokens=True)
-    queue = RedisJobQueue.from_url(settings.redis_url, queue_cap=settings.queue_cap)
+    queue = RedisJobQueue.from_settings(settings)
     models = CachedModelDirectory(WorkerRegistry(queue.redis))
     board = RedisImageBoard(queue.redis)
     return create_app(settings, queue, models, board, scrape_state=lambda: queue_families(queue.redis))

@@ -17,6 +17,7 @@ import dramatiq
 from velesio_core.download import DownloadError, fetch_missing
 from velesio_core.logs import configure_logging
 from velesio_core.queue.broker import WakingRedisBroker
+from velesio_core.redis_clients import sync_client
 from velesio_core.settings import Settings, SettingsError, exit_with, load_or_exit
 
 from .actors import register_actors
@@ -38,7 +39,7 @@ def worker_id() -> str:
 
 
 def run_queue_worker(settings: Settings) -> None:
-    broker = WakingRedisBroker(url=settings.redis_url, middleware=[])
+    broker = WakingRedisBroker(client=sync_client(settings), middleware=[])
     try:
         runtime = WorkerRuntime.start(settings, worker_id(), broker)
     except SettingsError as error:

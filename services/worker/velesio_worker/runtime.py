@@ -28,6 +28,7 @@ from velesio_core.metrics.worker import (
 )
 from velesio_core.queue.broker import WakingRedisBroker
 from velesio_core.queue.event_sink import RedisEventSinks
+from velesio_core.redis_clients import sync_client
 from velesio_core.registry import HEARTBEAT_S, CardPublisher, WorkerCard
 from velesio_core.runner import JobRunner
 from velesio_core.sd_activity import ImageActivity, RedisImageActivity
@@ -144,7 +145,7 @@ class WorkerRuntime:
         holder: list[WorkerRuntime] = []
         backends = Backends.start(settings, on_image_change=lambda: holder and holder[0].refresh_images())
         try:
-            client = redis.Redis.from_url(settings.redis_url)
+            client = sync_client(settings)
             sinks = RedisEventSinks(
                 client, broker_id=broker.broker_id, namespace=broker.namespace, on_acked=broker.acked_by_job
             )

@@ -23,6 +23,8 @@ from ..errors import ErrorKind, GatewayError, unavailable
 from ..events import Event, EventType
 from ..jobs import Job
 from ..metrics.queue import CANCELLED, EXPIRED, REJECTED
+from ..redis_clients import async_client, async_client_for_url, log_unreachable
+from ..settings import Settings
 from .event_sink import FINISHED_EVENTS_TTL_S
 from .keys import CANCEL_CHANNEL, WAKE_TOKENS_MAX, QueueKeys, events_key, lua_script
 
@@ -32,9 +34,8 @@ log = logging.getLogger(__name__)
 RETRY_AFTER_S = 1
 #: Slack on top of a job's deadline and timeout for the last event to travel back.
 _GRACE_S = 1.0
-#: A Redis that stops answering is noticed within this many seconds...
-SOCKET_TIMEOUT_S = 5.0
-#: ...so no single XREAD blocks that long: a job may wait minutes for its first event in bounded steps.
+#: No single XREAD blocks as long as the clients' socket timeout (redis_clients.SOCKET_TIMEOUT_S):
+#: a job may wait minutes for its first event, in bounded steps.
 XREAD_BLOCK_MAX_MS = 2_000
 
 
@@ -47,7 +48,8 @@ _XReadReply = list[tuple[bytes, list[tuple[bytes, dict[bytes, bytes]]]]] | None
 def queue_error(error: RedisError) -> GatewayError:
     """What a client is told when Redis fails under a request."""
     if isinstance(error, RedisConnectionError | RedisTimeoutError):
-        return unavailable("the job queue (Redis) is unreachable", retry_after_s=RETRY_AFTER_S)
+        reason = log_unreachable(error, "serving a request")
+        return unavailable(f"the job queue (Redis) is unreachable: {reason}", retry_after_s=RETRY_AFTER_S)
     log.error("Redis refused a queue command: %s", error)
     return GatewayError(ErrorKind.SERVER, "the job queue failed; the server log has the details")
 
@@ -79,9 +81,12 @@ class RedisJobQueue:
         self._cancel = redis.register_script(lua_script("cancel"))
 
     @classmethod
+    def from_settings(cls, settings: Settings) -> RedisJobQueue:
+        return cls(async_client(settings), queue_cap=settings.queue_cap)
+
+    @classmethod
     def from_url(cls, url: str, *, queue_cap: int) -> RedisJobQueue:
-        client = aioredis.Redis.from_url(url, socket_timeout=SOCKET_TIMEOUT_S, socket_keepalive=True)
-        return cls(client, queue_cap=queue_cap)
+        return cls(async_client_for_url(url), queue_cap=queue_cap)
 
     async def submit(self, job: Job) -> RedisJobHandle:
         keys = QueueKeys(job.queue)

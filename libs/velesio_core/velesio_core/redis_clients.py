@@ -1,0 +1,145 @@
+"""The one place velesio connects to Redis: a single server (REDIS_URL) or the master that Redis
+Sentinel names (REDIS_SENTINELS, REDIS_SENTINEL_MASTER).
+
+Under Sentinel every client asks the sentinels for the master when it connects, and again when
+the master it had stops answering or turns out to be a replica after a failover (redis-py's
+SentinelConnectionPool), so the API, Dramatiq's broker and the workers follow a failover without
+a restart. Redis Cluster is not supported: Dramatiq's Lua scripts build key names at run time,
+which Cluster cannot route (see the README).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import Any
+
+import redis
+import redis.asyncio as aioredis
+from redis.asyncio.sentinel import MasterNotFoundError as AsyncMasterNotFoundError
+from redis.asyncio.sentinel import Sentinel as AsyncSentinel
+from redis.exceptions import AuthenticationError, RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+from redis.sentinel import MasterNotFoundError, Sentinel
+
+from .settings import Settings
+
+log = logging.getLogger(__name__)
+
+#: A Redis (or sentinel) that stops answering is noticed within this many seconds.
+SOCKET_TIMEOUT_S = 5.0
+#: Connecting is quicker to give up: an unreachable master is retried through the sentinels.
+CONNECT_TIMEOUT_S = 2.0
+#: "Redis is unreachable" is logged at most once per this many seconds per process, not per request.
+_UNREACHABLE_LOG_EVERY_S = 10.0
+
+
+def sync_client(settings: Settings, **options: Any) -> redis.Redis:
+    """A client for worker threads and Dramatiq's broker. ``options`` override the timeouts."""
+    options = _common_options(settings) | options
+    if not settings.redis_sentinels:
+        return sync_client_for_url(settings.redis_url, **options)
+    sentinel = Sentinel(list(settings.redis_sentinels), sentinel_kwargs=_sentinel_options(settings), **options)
+    return sentinel.master_for(settings.redis_sentinel_master)
+
+
+def async_client(settings: Settings, **options: Any) -> aioredis.Redis:
+    """A client for the API's event loop."""
+    options = _common_options(settings) | options
+    if not settings.redis_sentinels:
+        return async_client_for_url(settings.redis_url, **options)
+    sentinels = list(settings.redis_sentinels)
+    sentinel = AsyncSentinel(sentinels, sentinel_kwargs=_sentinel_options(settings), **options)
+    return sentinel.master_for(settings.redis_sentinel_master)
+
+
+def sync_client_for_url(url: str, **options: Any) -> redis.Redis:
+    """A client of one Redis named by URL (tests, benchmarks), with the same timeouts."""
+    return redis.Redis.from_url(url, **(_URL_OPTIONS | options))
+
+
+def async_client_for_url(url: str, **options: Any) -> aioredis.Redis:
+    return aioredis.Redis.from_url(url, **(_URL_OPTIONS | options))
+
+
+_URL_OPTIONS: dict[str, Any] = {
+    "socket_timeout": SOCKET_TIMEOUT_S,
+    "socket_connect_timeout": CONNECT_TIMEOUT_S,
+    "socket_keepalive": True,
+    "health_check_interval": 10,
+}
+
+
+def _common_options(settings: Settings) -> dict[str, Any]:
+    options = dict(_URL_OPTIONS)
+    if settings.redis_sentinels:
+        # From REDIS_URL otherwise; under Sentinel there is no URL to carry them.
+        if settings.redis_password:
+            options["password"] = settings.redis_password
+        options |= _tls_options(settings)
+    elif settings.redis_tls_ca is not None:
+        options["ssl_ca_certs"] = str(settings.redis_tls_ca)
+    return options
+
+
+def _sentinel_options(settings: Settings) -> dict[str, Any]:
+    options: dict[str, Any] = {"socket_timeout": CONNECT_TIMEOUT_S, "socket_connect_timeout": CONNECT_TIMEOUT_S}
+    if settings.redis_sentinel_password:
+        options["password"] = settings.redis_sentinel_password
+    return options | _tls_options(settings)
+
+
+def _tls_options(settings: Settings) -> dict[str, Any]:
+    if not settings.redis_tls:
+        return {}
+    options: dict[str, Any] = {"ssl": True}
+    if settings.redis_tls_ca is not None:
+        options["ssl_ca_certs"] = str(settings.redis_tls_ca)
+    return options
+
+
+def unreachable_reason(error: RedisError) -> str:
+    """Why Redis could not be used, in words safe to show a client (no address, no password)."""
+    # redis-py has one for each of its sync and asyncio clients.
+    if isinstance(error, MasterNotFoundError | AsyncMasterNotFoundError):
+        return "the sentinels know no master for REDIS_SENTINEL_MASTER (failover under way, or none reachable)"
+    if isinstance(error, AuthenticationError):
+        return "it refused the password (REDIS_PASS)"
+    if isinstance(error, RedisTimeoutError):
+        return "it did not answer in time"
+    text = str(error).lower()
+    if "refused" in text:
+        return "connection refused"
+    if "name or service not known" in text or "nodename nor servname" in text:
+        return "its host name does not resolve"
+    if "readonly" in text or "slave" in text or "replica" in text:
+        return "it is a replica now (failover under way)"
+    return "the connection was lost"
+
+
+class _Throttle:
+    def __init__(self, every_s: float) -> None:
+        self._every_s = every_s
+        self._last = float("-inf")
+        self._lock = threading.Lock()
+
+    def due(self) -> bool:
+        with self._lock:
+            now = time.monotonic()
+            if now - self._last < self._every_s:
+                return False
+            self._last = now
+            return True
+
+
+_unreachable_log = _Throttle(_UNREACHABLE_LOG_EVERY_S)
+
+
+def log_unreachable(error: RedisError, doing: str) -> str:
+    """Log (at most every few seconds) that Redis is unreachable and why; returns the reason."""
+    reason = unreachable_reason(error)
+    if _unreachable_log.due():
+        # The full error names the address tried, which the operator needs and a client does not.
+        log.warning("Redis is unreachable while %s: %s (%s)", doing, reason, error)
+    return reason
