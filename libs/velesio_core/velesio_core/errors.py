@@ -21,6 +21,7 @@ class ErrorKind(Enum):
     PERMISSION = (403, "permission_error")
     NOT_FOUND = (404, "not_found_error")
     METHOD_NOT_ALLOWED = (405, "invalid_request_error")
+    REQUEST_TIMEOUT = (408, "timeout_error")
     CONFLICT = (409, "invalid_request_error")
     PAYLOAD_TOO_LARGE = (413, "invalid_request_error")
     UNSUPPORTED_MEDIA_TYPE = (415, "invalid_request_error")

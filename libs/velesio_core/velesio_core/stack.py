@@ -174,10 +174,15 @@ class Stack:
             f"velesio is up at {base}",
             f"  token:  {token}",
             "  try:    curl -N " + base + "/completion -H 'Authorization: Bearer " + token + "' \\",
+            "            -H 'Content-Type: application/json' \\",
             '            -d \'{"prompt": "Hello", "n_predict": 32, "stream": true}\'',
             "  LLM for Unity: host " + base + ", API key as above",
             "  Stable Diffusion (AUTOMATIC1111 API): server URL " + base + ", any user name, the token as password",
-            "          curl " + base + "/sdapi/v1/txt2img -u unity:" + token + " \\",
+            "          curl "
+            + base
+            + "/sdapi/v1/txt2img -u unity:"
+            + token
+            + " -H 'Content-Type: application/json' \\",
             '            -d \'{"prompt": "a stone wall", "steps": 4, "width": 64, "height": 64}\'',
             *self._metrics_lines(settings, base),
             *(f"  note:   {note}" for note in self.notes),

@@ -39,7 +39,12 @@ def create_app(
 ) -> ForwardedClient:
     """The API over ``queue``. With METRICS on, every request is measured and ``GET /metrics``
     serves the measurements, plus what ``scrape_state`` reads at each scrape."""
-    middleware = [Cors(), Auth(TokenSet(settings.api_tokens)), CloseQueue(queue), *extra_middleware]
+    middleware = [
+        Cors(settings.cors_origins),
+        Auth(TokenSet(settings.api_tokens)),
+        CloseQueue(queue),
+        *extra_middleware,
+    ]
     if settings.metrics:
         middleware.insert(0, RequestMetrics())
     app = falcon.asgi.App(middleware=middleware)

@@ -51,6 +51,9 @@ def render(req: falcon.asgi.Request, resp: falcon.asgi.Response, error: GatewayE
     resp.stream = None
     if error.retry_after_s is not None:
         resp.set_header("Retry-After", str(error.retry_after_s))
+    if error.kind is ErrorKind.REQUEST_TIMEOUT:
+        # The rest of the body may still arrive: it must not be read as the next request.
+        resp.set_header("Connection", "close")
     if error.kind is ErrorKind.AUTHENTICATION:
         challenge = AUTH_CHALLENGES.get(dialect)
         if challenge is not None:

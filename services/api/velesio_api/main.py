@@ -9,15 +9,22 @@ from gunicorn.app.base import BaseApplication
 from velesio_core.metrics.multiprocess import MultiprocessDir
 from velesio_core.settings import Settings, load_or_exit
 
+from .edge import edge_worker
+
 
 def gunicorn_options(settings: Settings) -> dict[str, object]:
     return {
         "bind": f"{settings.api_host}:{settings.api_port}",
-        "worker_class": "asgi",
+        # gunicorn's asgi worker plus a header deadline and a connection cap (see edge.py).
+        "worker_class": edge_worker(
+            header_timeout_s=settings.header_timeout_s, max_connections=settings.max_connections
+        ),
         "workers": settings.api_workers,
         # The asgi worker sends its heartbeat every second whatever requests do, so this bounds
-        # only how long a client may take to send a request body (a slow or stalled sender).
-        "timeout": max(2, round(settings.body_timeout_s)),
+        # only how long gunicorn waits for the next piece of a request body. The app's own
+        # BODY_TIMEOUT deadline (relay.read_json) comes first and answers 408 in the client's
+        # dialect; this later one only catches bodies that no route reads.
+        "timeout": max(2, round(settings.body_timeout_s)) + 5,
         # On SIGTERM, requests in flight get this long; idle keep-alive connections hold it too.
         "graceful_timeout": 10,
         "keepalive": 75,

@@ -1,4 +1,4 @@
-"""Request middleware: CORS as llama.cpp answers it, token auth, and shutdown."""
+"""Request middleware: CORS from an allowlist, token auth, and shutdown."""
 
 from __future__ import annotations
 
@@ -13,21 +13,45 @@ from .dialect import dialect_of
 
 
 class Cors:
-    """Any origin may call (browser games, web UIs); preflights are answered without auth."""
+    """Which browser pages may call the API (CORS_ORIGINS); preflights are answered without auth.
+
+    By default any origin may call, without credentials: velesio's tokens travel in headers a
+    page sets itself, so a page sends one only when it means to. Only the origins listed in
+    CORS_ORIGINS are echoed with ``Access-Control-Allow-Credentials``, which lets their pages use
+    HTTP Basic credentials the browser holds. ``null`` (sandboxed frames, file:// pages) is
+    never echoed: any page can claim it.
+    """
+
+    def __init__(self, origins: tuple[str, ...] = ()) -> None:
+        self._origins = frozenset(origins)
+
+    def _allow(self, origin: str | None, resp: falcon.asgi.Response) -> bool:
+        if not origin or origin == "null":
+            return False
+        if not self._origins:
+            resp.set_header("Access-Control-Allow-Origin", "*")
+            return True
+        resp.append_header("Vary", "Origin")
+        if origin not in self._origins:
+            return False
+        resp.set_header("Access-Control-Allow-Origin", origin)
+        resp.set_header("Access-Control-Allow-Credentials", "true")
+        return True
 
     async def process_request(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
         if req.method == "OPTIONS":
             resp.status = 200
-            resp.set_header("Access-Control-Allow-Credentials", "true")
-            resp.set_header("Access-Control-Allow-Methods", "GET, POST")
-            resp.set_header("Access-Control-Allow-Headers", "*")
             resp.complete = True
+            if self._allow(req.get_header("Origin"), resp):
+                resp.set_header("Access-Control-Allow-Methods", "GET, POST")
+                # Named, not "*": a wildcard does not cover Authorization.
+                asked = req.get_header("Access-Control-Request-Headers")
+                resp.set_header("Access-Control-Allow-Headers", asked or "Authorization, Content-Type, X-Api-Key")
+                resp.set_header("Access-Control-Max-Age", "600")
 
     async def process_response(self, req, resp, resource, req_succeeded) -> None:
-        origin = req.get_header("Origin")
-        if origin:
-            resp.set_header("Access-Control-Allow-Origin", origin)
-            resp.append_header("Vary", "Origin")
+        if req.method != "OPTIONS":
+            self._allow(req.get_header("Origin"), resp)
 
 
 class Auth:

@@ -55,11 +55,19 @@ class Relay:
         )
 
     async def read_json(self, req: falcon.asgi.Request) -> Any:
+        check_json_type(req.content_type)
         limit = self.settings.max_body_bytes
         too_large = GatewayError(ErrorKind.PAYLOAD_TOO_LARGE, f"the request body is larger than {limit} bytes")
         if req.content_length is not None and req.content_length > limit:
             raise too_large
-        body = await req.stream.read(limit + 1)
+        timeout_s = self.settings.body_timeout_s
+        try:
+            # One deadline for the whole body: a sender dripping a byte a second never resets it.
+            body = await asyncio.wait_for(req.stream.read(limit + 1), timeout=timeout_s)
+        except TimeoutError:
+            raise GatewayError(
+                ErrorKind.REQUEST_TIMEOUT, f"the request body did not arrive within {timeout_s:g} s (BODY_TIMEOUT)"
+            ) from None
         if len(body) > limit:
             raise too_large
         return parse_json(body)
@@ -185,6 +193,24 @@ class DisconnectGuard:
         cancelling.add_done_callback(self._cancelling.discard)
         if request_task is not None:
             request_task.cancel()
+
+
+def check_json_type(content_type: str | None) -> None:
+    """A JSON body comes labelled as JSON, or unlabelled (some scripts send none).
+
+    Any other label is refused, above all text/plain and the form encodings: a browser page may
+    send those to another origin without asking it first, so accepting them would let any site
+    spend a user's tokens with the credentials their browser holds for the API.
+    """
+    if not content_type:
+        return
+    media = content_type.split(";", 1)[0].strip().lower()
+    if media and media != "application/json" and not media.endswith("+json"):
+        raise GatewayError(
+            ErrorKind.UNSUPPORTED_MEDIA_TYPE,
+            f"the request body must be JSON sent as Content-Type: application/json, not {media} "
+            "(with curl, add -H 'Content-Type: application/json')",
+        )
 
 
 def send_json(resp: falcon.asgi.Response, value: Any, status: int = 200) -> None:
