@@ -50,6 +50,7 @@ def sd_models(tmp_path_factory) -> SdModels:
 @pytest.fixture(scope="session")
 def sd_stack(redis_server, tiny_model, sd_models, logs_dir) -> Iterator[Stack]:
     """The API and one worker running both llama-server and Stable Diffusion, on Redis database 10."""
-    running = start_stack(redis_server.url(10), tiny_model, logs_dir, name="sd", LLAMA_SLOTS="2", **sd_models.env())
+    running = start_stack(redis_server.url(10), tiny_model, logs_dir, name="sd", LLAMA_SLOTS="2",
+                          API_TOKENS="test-token-sd,second-token-sd", **sd_models.env())  # fmt: skip
     yield running
     running.stop()

@@ -32,7 +32,7 @@ from redis.exceptions import RedisError
 
 from .events import Event, EventType
 from .jobs import IMAGE_MODEL, Job, Queue
-from .queue.keys import CANCEL_CHANNEL, SD_OPTIONS_KEY, SD_RUNNING_KEY, JobControl, QueueKeys, events_key
+from .queue.keys import CANCEL_CHANNEL, SD_OPTIONS_KEY, SD_RUNNING_KEY, JobControl, QueueKeys, events_key, task_key
 from .queue.redis_queue import queue_error
 
 #: How many of a stream's last entries are searched for its latest progress event.
@@ -92,6 +92,15 @@ class ImageBoard(Protocol):
 
     async def position(self, job_id: str) -> int | None:
         """How many image jobs wait before ``job_id`` (0: next), or None when it is not waiting."""
+        ...
+
+    async def name_task(self, name: str, job_id: str, ttl_s: int) -> None:
+        """Remember that a client's task name (its token's and its ``force_task_id``'s digest)
+        stands for ``job_id``, for ``ttl_s`` seconds."""
+        ...
+
+    async def task_job(self, name: str) -> str | None:
+        """The job a client's task name stands for, if any."""
         ...
 
     async def control(self, action: JobControl) -> str | None:
@@ -157,6 +166,19 @@ class RedisImageBoard:
         except RedisError as error:
             raise queue_error(error) from None
 
+    async def name_task(self, name: str, job_id: str, ttl_s: int) -> None:
+        try:
+            await self._redis.set(task_key(name), job_id, ex=ttl_s)
+        except RedisError as error:
+            raise queue_error(error) from None
+
+    async def task_job(self, name: str) -> str | None:
+        try:
+            job_id = await self._redis.get(task_key(name))
+        except RedisError as error:
+            raise queue_error(error) from None
+        return job_id.decode() if job_id is not None else None
+
     async def control(self, action: JobControl) -> str | None:
         current = await self.current()
         if current.job_id is None:
@@ -190,6 +212,8 @@ class LocalImageState:
         self._running: dict[str, tuple[float, dict[str, Any] | None]] = {}
         self._options: dict[str, str] = {}
         self._waiting: list[str] = []
+        #: Task name -> (job id, when the name expires), see ImageBoard.name_task.
+        self._tasks: dict[str, tuple[str, float]] = {}
         #: Where interrupts and skips go: the executor's ``control`` (set once it exists).
         self.control_job: Callable[[str], None] | None = None
 
@@ -225,6 +249,17 @@ class LocalImageState:
     async def position(self, job_id: str) -> int | None:
         with self._lock:
             return self._waiting.index(job_id) if job_id in self._waiting else None
+
+    async def name_task(self, name: str, job_id: str, ttl_s: int) -> None:
+        now = time.time()
+        with self._lock:
+            self._tasks = {key: value for key, value in self._tasks.items() if value[1] > now}
+            self._tasks[name] = (job_id, now + ttl_s)
+
+    async def task_job(self, name: str) -> str | None:
+        with self._lock:
+            job_id, expires_at = self._tasks.get(name, (None, 0.0))
+        return job_id if expires_at > time.time() else None
 
     async def control(self, action: JobControl) -> str | None:
         current = await self.current()

@@ -39,6 +39,12 @@ WORKERS_KEY = "velesio:workers"
 WAKE_TOKENS_MAX = 64
 
 
+def task_key(name: str) -> str:
+    """Which job an AUTOMATIC1111 client's ``force_task_id`` names, for the token that sent it
+    (``name`` is their digest, see routes/a1111.py); it expires with the job."""
+    return f"velesio:task:{name}"
+
+
 def events_key(job_id: str) -> str:
     """The Redis Stream a job's events are written to."""
     return f"velesio:job:{job_id}:events"

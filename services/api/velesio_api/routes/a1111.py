@@ -9,6 +9,7 @@ from typing import Any
 import falcon
 import falcon.asgi
 
+from velesio_core.auth import credential_from_headers
 from velesio_core.backends.sd.checkpoints import resolve
 from velesio_core.backends.sd.images import decode_image
 from velesio_core.dialects.a1111 import encode
@@ -23,9 +24,14 @@ from velesio_core.validation import parse
 from ..relay import Relay, send_json
 
 
-def task_job_id(task_id: str) -> str:
-    """The job id for A1111's ``force_task_id``, so /internal/progress can find the job by it."""
-    return "task-" + hashlib.sha256(task_id.encode()).hexdigest()[:40]
+def task_name(req: falcon.asgi.Request, task_id: str) -> str:
+    """A1111's ``force_task_id`` as the name of a job for the token that sent it.
+
+    The id is the client's choice, so it never becomes a job id: two clients (or one guessing
+    another's ids) that send the same one each get their own job, and each reads only its own.
+    """
+    credential = credential_from_headers(req.get_header("Authorization"), req.get_header("X-Api-Key")) or ""
+    return hashlib.sha256(f"{credential}\0{task_id}".encode()).hexdigest()
 
 
 class _Images:
@@ -67,7 +73,8 @@ class Generate(_Images):
             payload["clip_skip"] = int(chosen["CLIP_stop_at_last_layers"])
         job = self._relay.job(self._kind, payload, IMAGE_MODEL)
         if request.force_task_id:
-            job = job.model_copy(update={"id": task_job_id(request.force_task_id)})
+            ttl_s = int(job.deadline - job.enqueued_at + job.timeout_s) + 60
+            await self._board.name_task(task_name(req, request.force_task_id), job.id, ttl_s)
         result = await self._relay.result(req, job)
         if not request.override_settings_restore_afterwards:
             kept = {key: request.override(key) for key in ("sd_model_checkpoint", "sd_vae") if request.override(key)}
@@ -167,10 +174,10 @@ class TaskProgress(_Images):
         task = body.get("id_task") if isinstance(body, dict) else None
         if not isinstance(task, str) or not task:
             raise invalid_request("id_task: send the task id given as force_task_id")
-        job_id = task_job_id(task)
-        position = await self._board.position(job_id)
+        job_id = await self._board.task_job(task_name(req, task))
+        position = await self._board.position(job_id) if job_id is not None else None
         current = await self._board.current()
-        send_json(resp, encode.task_progress(job_id, position, current))
+        send_json(resp, encode.task_progress(job_id or "", position, current))
 
 
 class Control(_Images):
