@@ -241,9 +241,10 @@ def listen_for_cancellations(client: redis.Redis, executor: JobExecutor, ready: 
             with client.pubsub(ignore_subscribe_messages=True) as pubsub:
                 pubsub.subscribe(CANCEL_CHANNEL)
                 ready.set()
-                while True:
-                    # Polled, not listen(): a blocking read would trip the client's socket timeout
-                    # whenever nobody cancels anything for a while.
+                # Polled, not listen(): a blocking read would trip the client's socket timeout
+                # whenever nobody cancels anything for a while. A pool that no longer owns the
+                # connection has moved to a new Redis master (redis_clients): subscribe there.
+                while client.connection_pool.owns_connection(pubsub.connection):
                     message = pubsub.get_message(timeout=1.0)
                     if message is not None and message["type"] == "message":
                         executor.control(message["data"].decode())

@@ -2,14 +2,20 @@
 Sentinel names (REDIS_SENTINELS, REDIS_SENTINEL_MASTER).
 
 Under Sentinel every client asks the sentinels for the master when it connects, and again when
-the master it had stops answering or turns out to be a replica after a failover (redis-py's
-SentinelConnectionPool), so the API, Dramatiq's broker and the workers follow a failover without
-a restart. Redis Cluster is not supported: Dramatiq's Lua scripts build key names at run time,
-which Cluster cannot route (see the README).
+the master it had stops answering or turns out to be a replica (redis-py's SentinelConnectionPool).
+That alone is not enough: after a failover the old master, if it still runs, keeps taking
+writes for up to ten seconds, until the sentinels' next look at it turns it into a replica, and
+whatever is written there then is lost. So every process also asks the sentinels every
+:data:`FOLLOW_EVERY_S` and drops its connections to a master they no longer name
+(:func:`follow_master` for the API's event loop, a thread for the sync clients).
+
+Redis Cluster is not supported: Dramatiq's Lua scripts build key names at run time, which
+Cluster cannot route (see the README).
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
 import time
@@ -19,9 +25,10 @@ import redis
 import redis.asyncio as aioredis
 from redis.asyncio.sentinel import MasterNotFoundError as AsyncMasterNotFoundError
 from redis.asyncio.sentinel import Sentinel as AsyncSentinel
+from redis.asyncio.sentinel import SentinelConnectionPool as AsyncSentinelConnectionPool
 from redis.exceptions import AuthenticationError, RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
-from redis.sentinel import MasterNotFoundError, Sentinel
+from redis.sentinel import MasterNotFoundError, Sentinel, SentinelConnectionPool
 
 from .settings import Settings
 
@@ -31,6 +38,8 @@ log = logging.getLogger(__name__)
 SOCKET_TIMEOUT_S = 5.0
 #: Connecting is quicker to give up: an unreachable master is retried through the sentinels.
 CONNECT_TIMEOUT_S = 2.0
+#: How often a process asks the sentinels which node is master now.
+FOLLOW_EVERY_S = 0.2
 #: "Redis is unreachable" is logged at most once per this many seconds per process, not per request.
 _UNREACHABLE_LOG_EVERY_S = 10.0
 
@@ -41,7 +50,21 @@ def sync_client(settings: Settings, **options: Any) -> redis.Redis:
     if not settings.redis_sentinels:
         return sync_client_for_url(settings.redis_url, **options)
     sentinel = Sentinel(list(settings.redis_sentinels), sentinel_kwargs=_sentinel_options(settings), **options)
-    return sentinel.master_for(settings.redis_sentinel_master)
+    client = sentinel.master_for(settings.redis_sentinel_master)
+    follow = threading.Thread(target=_follow_master_sync, args=(client.connection_pool,), daemon=True)
+    follow.start()
+    return client
+
+
+def _follow_master_sync(pool: SentinelConnectionPool) -> None:
+    # get_master_address() closes idle connections when the master changed; connections in use
+    # are closed when released, as the pool no longer owns them (their node is not the master).
+    while True:
+        time.sleep(FOLLOW_EVERY_S)
+        try:
+            pool.get_master_address()
+        except RedisError:
+            continue  # no master known right now: commands fail (and say why) until there is one
 
 
 def async_client(settings: Settings, **options: Any) -> aioredis.Redis:
@@ -69,6 +92,26 @@ _URL_OPTIONS: dict[str, Any] = {
     "socket_keepalive": True,
     "health_check_interval": 10,
 }
+
+
+async def follow_master(client: aioredis.Redis) -> None:
+    """Keep an asyncio client on the master the sentinels name; run it as a task for as long as
+    the client lives (a client of one Redis needs none: it returns at once)."""
+    pool = client.connection_pool
+    if not isinstance(pool, AsyncSentinelConnectionPool):
+        return
+    while True:
+        await asyncio.sleep(FOLLOW_EVERY_S)
+        before = pool.master_address
+        try:
+            now = await pool.get_master_address()
+        except RedisError:
+            continue
+        if before is not None and now != before:
+            log.warning("Redis Sentinel names a new master; moving every connection to it")
+            # Commands under way on the old master fail with a connection error and are retried
+            # by redis-py on the new one: a write the old master took would be lost with it.
+            await pool.disconnect(inuse_connections=True)
 
 
 def _common_options(settings: Settings) -> dict[str, Any]:

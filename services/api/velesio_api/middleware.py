@@ -68,8 +68,15 @@ class Auth:
 
 
 class CloseQueue:
+    """Starts the queue's background work on the serving event loop, and closes the queue."""
+
     def __init__(self, queue: JobQueue) -> None:
         self._queue = queue
+
+    async def process_startup(self, scope, event) -> None:
+        start = getattr(self._queue, "start", None)  # only the Redis queue has any
+        if start is not None:
+            await start()
 
     async def process_shutdown(self, scope, event) -> None:
         await self._queue.close()

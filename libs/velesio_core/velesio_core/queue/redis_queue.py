@@ -7,6 +7,7 @@ event the moment a worker writes it, and nothing in the request path sleeps or p
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import time
@@ -23,7 +24,7 @@ from ..errors import ErrorKind, GatewayError, unavailable
 from ..events import Event, EventType
 from ..jobs import Job
 from ..metrics.queue import CANCELLED, EXPIRED, REJECTED
-from ..redis_clients import async_client, async_client_for_url, log_unreachable
+from ..redis_clients import async_client, async_client_for_url, follow_master, log_unreachable
 from ..settings import Settings
 from .event_sink import FINISHED_EVENTS_TTL_S
 from .keys import CANCEL_CHANNEL, WAKE_TOKENS_MAX, QueueKeys, events_key, lua_script
@@ -79,6 +80,11 @@ class RedisJobQueue:
         self._queue_cap = queue_cap
         self._enqueue = redis.register_script(lua_script("enqueue"))
         self._cancel = redis.register_script(lua_script("cancel"))
+        self._following: asyncio.Task | None = None
+
+    async def start(self) -> None:
+        """On the event loop that serves requests: follow a Sentinel failover (redis_clients)."""
+        self._following = asyncio.get_running_loop().create_task(follow_master(self.redis))
 
     @classmethod
     def from_settings(cls, settings: Settings) -> RedisJobQueue:
@@ -111,6 +117,8 @@ class RedisJobQueue:
         return await self.redis.llen(QueueKeys(queue).messages_list)
 
     async def close(self) -> None:
+        if self._following is not None:
+            self._following.cancel()
         await self.redis.aclose()
 
     async def _cancel_job(self, job: Job) -> None:
