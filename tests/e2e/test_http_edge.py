@@ -189,3 +189,10 @@ def test_json_labelled_as_json_or_unlabelled_is_read(edge, content_type):
     response = requests.post(edge.url("/completion"), data=b'{"prompt": "hi"}', headers=headers, timeout=10)
     assert response.status_code == 503, response.text
     assert "model" in response.json()["error"]["message"]
+
+
+def test_a_token_id_past_the_vocabulary_is_a_400_not_llama_servers_500(stack):
+    # Found by the chaos suite's fuzzing: llama-server answers it with a 500 from a range check.
+    response = requests.post(stack.url("/detokenize"), json={"tokens": [10**6]}, headers=stack.auth, timeout=30)
+    assert response.status_code == 400, response.text
+    assert "vocabulary" in response.json()["error"]["message"]

@@ -91,7 +91,16 @@ class LlamaServerBackend:
         return self._post(self._http, "/tokenize", request, cancellation)
 
     def detokenize(self, request: dict[str, Any], *, model: str, cancellation: Cancellation) -> Any:
-        return self._post(self._http, "/detokenize", request, cancellation)
+        try:
+            return self._post(self._http, "/detokenize", request, cancellation)
+        except GatewayError as error:
+            # llama-server answers a token id past its vocabulary with a 500 from a C++ range
+            # check (found by the chaos suite's fuzzing): it is the client's mistake, a 400.
+            if error.kind is ErrorKind.SERVER and "range_check" in error.message:
+                raise GatewayError(
+                    ErrorKind.INVALID_REQUEST, "tokens: an id is outside the model's vocabulary"
+                ) from None
+            raise
 
     def apply_template(self, request: dict[str, Any], *, model: str, cancellation: Cancellation) -> Any:
         return self._post(self._http, "/apply-template", request, cancellation)
