@@ -1,5 +1,5 @@
 # velesio's entry points. Every target installs what it needs first (scripts/bootstrap.sh).
-.PHONY: up test test-deploy bench lint install clean monitoring
+.PHONY: up test test-deploy bench lint install clean monitoring chaos
 
 VENV := .venv/bin
 
@@ -24,6 +24,13 @@ test-deploy:
 bench:
 	@VELESIO_APT=wrk scripts/bootstrap.sh
 	@$(VENV)/python bench/run.py
+
+# Faults under load (Redis failover and restart, dropped clients, slow-socket floods, fuzzing):
+# a few minutes, bounded by CHAOS_TIMEOUT; the figures go to bench/RESULTS.md.
+CHAOS_TIMEOUT ?= 900
+chaos:
+	@VELESIO_APT=iproute2 scripts/bootstrap.sh
+	@VELESIO_CHAOS=1 timeout --kill-after=30 $(CHAOS_TIMEOUT) $(VENV)/pytest -p no:cacheprovider tests/chaos
 
 # Render Prometheus, alert rules and Grafana provisioning from velesio_core.monitoring.
 monitoring: install

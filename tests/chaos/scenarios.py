@@ -1,0 +1,184 @@
+"""The faults the chaos suite injects under load, one :class:`Scenario` each, in a registry.
+
+A scenario is a function that breaks something in a running :class:`~tests.chaos.cluster.Cluster`
+while :mod:`~tests.chaos.load` keeps clients busy, and returns the moment recovery is measured
+from (the fault itself, or when the broken part is back), or None when there is nothing to
+recover from. It must leave the cluster whole again (restart what it killed) before it returns
+or in its ``repair``. test_faults.py runs every registered scenario, counts the outcomes, checks
+for leaks and writes the figures to bench/RESULTS.md.
+
+Adding one (SIGKILL a worker mid-job, SIGSTOP a llama-server, cut a worker off from Redis)::
+
+    @scenario("worker-sigkill-mid-job", "SIGKILL a worker while it streams", needs_isolation=False)
+    def worker_sigkill(cluster: Cluster, load: Load) -> float:
+        worker = cluster.workers[0]
+        os.kill(worker.pid, signal.SIGKILL)
+        ...  # start a replacement: cluster.add_worker("w0-again")
+        return time.time()
+
+``cluster.workers[i].host.cut_off()`` / ``reconnect()`` unplug a worker's host from the network
+(with network namespaces only: ``needs_isolation=True``); ``worker.llama_server_pid()`` finds its
+llama-server. A target a scenario cannot meet yet goes in ``known_gaps`` with the reason: the
+figure is still measured and written, and the check is an expected failure until it is met.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import orjson
+
+from .cluster import HEADER_TIMEOUT_S, MAX_CONNECTIONS, SLOTS_PER_WORKER, Cluster
+from .load import Load
+
+#: Figures a scenario is judged on, with their targets (issue 11 item 7).
+RECOVERY_TARGET_S = 3.0
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    description: str
+    inject: Callable[[Cluster, Load], float | None]
+    #: Seconds of load before the fault and after it.
+    before_s: float = 3.0
+    after_s: float = 8.0
+    needs_isolation: bool = False
+    recovery_target_s: float | None = RECOVERY_TARGET_S
+    #: Figure name ("lost", "leaked_gauges", "recovery", ...) -> why it is not met yet.
+    known_gaps: dict[str, str] = field(default_factory=dict)
+    #: Extra figures the fault itself measured (e.g. sockets left open), name -> value; 0 is the target.
+    extra: dict[str, float] = field(default_factory=dict)
+
+
+SCENARIOS: dict[str, Scenario] = {}
+
+
+def scenario(name: str, description: str, **options) -> Callable:
+    def register(inject: Callable[[Cluster, Load], float | None]) -> Callable:
+        SCENARIOS[name] = Scenario(name, description, inject, **options)
+        return inject
+
+    return register
+
+
+@scenario("redis-restart", "SIGKILL the Redis master and start it again at once (its data kept on disk)")
+def redis_restart(cluster: Cluster, load: Load) -> float:
+    cluster.redis.restart_master()
+    return time.time()
+
+
+@scenario("sentinel-failover", "SENTINEL FAILOVER: the sentinels promote the replica under load")
+def sentinel_failover(cluster: Cluster, load: Load) -> float:
+    started = time.time()
+    cluster.redis.failover()
+    return started
+
+
+@scenario("redis-master-killed", "SIGKILL the Redis master for good: the sentinels fail over to the replica")
+def redis_master_killed(cluster: Cluster, load: Load) -> float:
+    killed_at = time.time()
+    cluster.redis.kill_master()
+    # The old master comes back as a replica, so the next scenario has one to fail over to.
+    cluster.redis.revive()
+    return killed_at
+
+
+_STREAM_BODY = orjson.dumps({"prompt": "a long story", "n_predict": 400, "stream": True})
+
+
+def _stream_until_first_token(base_url: str, token: str) -> socket.socket | None:
+    host, port = base_url.removeprefix("http://").split(":")
+    sock = socket.create_connection((host, int(port)), timeout=30)
+    sock.sendall(
+        f"POST /completion HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {len(_STREAM_BODY)}\r\n\r\n".encode()
+        + _STREAM_BODY
+    )
+    received = b""
+    while b"data: " not in received:
+        chunk = sock.recv(4096)
+        if not chunk:
+            sock.close()
+            return None
+        received += chunk
+    return sock
+
+
+@scenario(
+    "clients-drop-mid-stream",
+    "as many clients as there are slots open long streams and vanish after their first token (RST)",
+    recovery_target_s=None,
+)
+def clients_drop_mid_stream(cluster: Cluster, load: Load) -> None:
+    from .cluster import TOKEN
+
+    sockets: list[socket.socket] = []
+    lock = threading.Lock()
+
+    def open_one(index: int) -> None:
+        try:
+            sock = _stream_until_first_token(cluster.apis[index % len(cluster.apis)].base_url, TOKEN)
+        except OSError:
+            return  # this client never got a token to leave after; the others still test it
+        if sock is not None:
+            with lock:
+                sockets.append(sock)
+
+    # One per generation slot: more would queue behind the long streams until their clients left.
+    slots = len(cluster.workers) * SLOTS_PER_WORKER
+    threads = [threading.Thread(target=open_one, args=(index,)) for index in range(slots)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    for sock in sockets:
+        # SO_LINGER 0: the close is a reset, as a phone that loses its signal looks to a server
+        # only once it answers; the API must notice and cancel the job.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+        sock.close()
+    return None
+
+
+@scenario(
+    "slow-socket-flood",
+    f"{MAX_CONNECTIONS + 100} sockets per API that send their headers a byte a second, and as many idle",
+    recovery_target_s=None,
+)
+def slow_socket_flood(cluster: Cluster, load: Load) -> float:
+    per_api = MAX_CONNECTIONS + 100
+    opened: list[socket.socket] = []
+    for api in cluster.apis:
+        host, port = api.base_url.removeprefix("http://").split(":")
+        for _ in range(per_api):
+            try:
+                opened.append(socket.create_connection((host, int(port)), timeout=5))
+            except OSError:
+                break
+    flood_started = time.time()
+    # Drip: one header byte per socket per second, until the header timeout has long passed.
+    still_open = list(opened)
+    for second in range(HEADER_TIMEOUT_S + 3):
+        for sock in list(still_open):
+            try:
+                sock.send(b"POST /completion HTTP/1.1\r\n"[second % 10 : second % 10 + 1])
+            except OSError:
+                still_open.remove(sock)
+        time.sleep(1)
+    alive = 0
+    for sock in still_open:
+        sock.setblocking(False)
+        try:
+            alive += sock.recv(1) != b""
+        except BlockingIOError:
+            alive += 1  # nothing to read and not closed: the server still holds it
+        except OSError:
+            pass
+    for sock in opened:
+        sock.close()
+    SCENARIOS["slow-socket-flood"].extra["sockets still open after the header timeout"] = alive
+    return flood_started
