@@ -50,7 +50,7 @@ def sync_client(settings: Settings, **options: Any) -> redis.Redis:
     if not settings.redis_sentinels:
         return sync_client_for_url(settings.redis_url, **options)
     sentinel = Sentinel(list(settings.redis_sentinels), sentinel_kwargs=_sentinel_options(settings), **options)
-    client = sentinel.master_for(settings.redis_sentinel_master)
+    client: redis.Redis = sentinel.master_for(settings.redis_sentinel_master)
     follow = threading.Thread(target=_follow_master_sync, args=(client.connection_pool,), daemon=True)
     follow.start()
     return client
@@ -74,7 +74,8 @@ def async_client(settings: Settings, **options: Any) -> aioredis.Redis:
         return async_client_for_url(settings.redis_url, **options)
     sentinels = list(settings.redis_sentinels)
     sentinel = AsyncSentinel(sentinels, sentinel_kwargs=_sentinel_options(settings), **options)
-    return sentinel.master_for(settings.redis_sentinel_master)
+    client: aioredis.Redis = sentinel.master_for(settings.redis_sentinel_master)
+    return client
 
 
 def sync_client_for_url(url: str, **options: Any) -> redis.Redis:

@@ -12,12 +12,14 @@ answer can be a 408 in the client's dialect.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
+from typing import Any
 
+import gunicorn.asgi.protocol
+import gunicorn.workers.gasgi
 import orjson
-from gunicorn.asgi.protocol import ASGIProtocol
-from gunicorn.workers.gasgi import ASGIWorker
 
 log = logging.getLogger("velesio.api.edge")
 
@@ -33,14 +35,20 @@ BUSY_RESPONSE = (
 _WARN_EVERY_S = 10.0
 
 
-class EdgeProtocol(ASGIProtocol):
+#: gunicorn's protocol and worker, as the Any they are to the type checker: what we extend of them
+#: (the connection's state, its request loop) is internal to gunicorn and typed nowhere.
+_Protocol: Any = gunicorn.asgi.protocol.ASGIProtocol
+_Worker: Any = gunicorn.workers.gasgi.ASGIWorker
+
+
+class EdgeProtocol(_Protocol):  # type: ignore[misc]
     worker: EdgeWorker
 
     def __init__(self, worker: EdgeWorker) -> None:
         super().__init__(worker)
-        self._header_deadline = None
+        self._header_deadline: asyncio.TimerHandle | None = None
 
-    def connection_made(self, transport) -> None:
+    def connection_made(self, transport: asyncio.Transport) -> None:
         super().connection_made(transport)
         if self.worker.nr_conns > self.worker.max_connections:
             self.worker.warn(f"refused a connection: {self.worker.max_connections} are open (API_MAX_CONNECTIONS)")
@@ -57,11 +65,11 @@ class EdgeProtocol(ASGIProtocol):
             self._arm_header_deadline()
         super().data_received(data)
 
-    async def _serve_http_request(self, request, sockname, peername):
+    async def _serve_http_request(self, request: Any, sockname: Any, peername: Any) -> Any:
         self._cancel_header_deadline()
         return await super()._serve_http_request(request, sockname, peername)
 
-    def connection_lost(self, exc) -> None:
+    def connection_lost(self, exc: Exception | None) -> None:
         self._cancel_header_deadline()
         super().connection_lost(exc)
 
@@ -83,19 +91,19 @@ class EdgeProtocol(ASGIProtocol):
             self._request_ready.set()
 
 
-class EdgeWorker(ASGIWorker):
+class EdgeWorker(_Worker):  # type: ignore[misc]
     """Configured by :func:`edge_worker` before gunicorn forks its workers."""
 
     header_timeout_s = 10.0
     max_connections = 1000
     _warned_at = float("-inf")
 
-    def _serve(self):
-        # gunicorn builds its protocol by name in _serve(); ours replaces it for this worker.
-        import gunicorn.workers.gasgi as gasgi
+    loop: asyncio.AbstractEventLoop
 
-        gasgi.ASGIProtocol = EdgeProtocol
-        return super()._serve()
+    async def _serve(self) -> None:
+        # gunicorn builds its protocol by name in _serve(); ours replaces it in this worker process.
+        gunicorn.workers.gasgi.ASGIProtocol = EdgeProtocol  # type: ignore[attr-defined]
+        await super()._serve()
 
     def warn(self, message: str) -> None:
         now = time.monotonic()

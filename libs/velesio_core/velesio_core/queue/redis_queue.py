@@ -80,7 +80,7 @@ class RedisJobQueue:
         self._queue_cap = queue_cap
         self._enqueue = redis.register_script(lua_script("enqueue"))
         self._cancel = redis.register_script(lua_script("cancel"))
-        self._following: asyncio.Task | None = None
+        self._following: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         """On the event loop that serves requests: follow a Sentinel failover (redis_clients)."""
