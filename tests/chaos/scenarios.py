@@ -146,11 +146,12 @@ def clients_drop_mid_stream(cluster: Cluster, load: Load) -> None:
 
 @scenario(
     "slow-socket-flood",
-    f"{MAX_CONNECTIONS + 100} sockets per API that send their headers a byte a second, and as many idle",
+    f"{MAX_CONNECTIONS + 100} sockets per API ({MAX_CONNECTIONS} allowed) that send their headers a byte a second",
     recovery_target_s=None,
 )
 def slow_socket_flood(cluster: Cluster, load: Load) -> float:
     per_api = MAX_CONNECTIONS + 100
+    flood_started = time.time()
     opened: list[socket.socket] = []
     for api in cluster.apis:
         host, port = api.base_url.removeprefix("http://").split(":")
@@ -159,7 +160,6 @@ def slow_socket_flood(cluster: Cluster, load: Load) -> float:
                 opened.append(socket.create_connection((host, int(port)), timeout=5))
             except OSError:
                 break
-    flood_started = time.time()
     # Drip: one header byte per socket per second, until the header timeout has long passed.
     still_open = list(opened)
     for second in range(HEADER_TIMEOUT_S + 3):
