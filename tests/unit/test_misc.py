@@ -9,7 +9,7 @@ from gguf import GGUFReader
 from velesio_core import schema_export
 from velesio_core.cancellation import Cancellation, JobCancelled, Reason
 from velesio_core.jobs import IMAGE_MODEL, Job, JobKind, Queue
-from velesio_core.tiny_model import CHATML_TEMPLATE, MODEL_NAME, write_tiny_model
+from velesio_core.tiny_model import CHAT_TEMPLATE, MODEL_NAME, write_tiny_model
 
 
 def test_the_tiny_model_is_reproducible_and_says_what_it_is(tmp_path):
@@ -19,7 +19,7 @@ def test_the_tiny_model_is_reproducible_and_says_what_it_is(tmp_path):
     reader = GGUFReader(str(first))
     assert reader.get_field("general.architecture").contents() == "llama"
     assert reader.get_field("general.name").contents() == MODEL_NAME
-    assert reader.get_field("tokenizer.chat_template").contents() == CHATML_TEMPLATE
+    assert reader.get_field("tokenizer.chat_template").contents() == CHAT_TEMPLATE
     tokens = reader.get_field("tokenizer.ggml.tokens").contents()
     assert "<0x00>" in tokens and "<0xFF>" in tokens and "<|im_end|>" in tokens
 

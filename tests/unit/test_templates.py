@@ -5,8 +5,13 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from velesio_core.dialects.llamacpp.templates import NAMES, template_name
-from velesio_core.tiny_model import CHATML_TEMPLATE
+from velesio_core.tiny_model import CHAT_TEMPLATE
 
+CHATML = (
+    "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\\n' + message['content']"
+    " + '<|im_end|>' + '\\n'}}{% endfor %}{% if add_generation_prompt %}"
+    "{{ '<|im_start|>assistant\\n' }}{% endif %}"
+)
 LLAMA3 = (
     "{% set loop_messages = messages %}{% for message in loop_messages %}{% set content = '<|start_header_id|>' + "
     "message['role'] + '<|end_header_id|>\\n\\n'+ message['content'] | trim + '<|eot_id|>' %}{% if loop.index0 == 0 "
@@ -16,8 +21,12 @@ LLAMA3 = (
 
 
 def test_exact_templates_llm_for_unity_knows():
-    assert template_name(CHATML_TEMPLATE) == "chatml"
+    assert template_name(CHATML) == "chatml"
     assert template_name(LLAMA3) == "llama3 chat"
+
+
+def test_the_tiny_models_tool_calling_template_is_chatml_to_llm_for_unity():
+    assert template_name(CHAT_TEMPLATE) == "chatml"
 
 
 @pytest.mark.parametrize(
