@@ -21,7 +21,7 @@ from .forwarded import ForwardedClient
 from .metrics import MetricsResource, RequestMetrics, ScrapeState
 from .middleware import Auth, CloseQueue, Cors
 from .relay import Relay
-from .routes import a1111, llamacpp, ollama, openai
+from .routes import a1111, anthropic, llamacpp, ollama, openai
 
 
 async def _nothing_more() -> list:
@@ -50,7 +50,7 @@ def create_app(
     app = falcon.asgi.App(middleware=middleware)
     errors.install(app)
     relay = Relay(queue, models, settings)
-    for dialect in (llamacpp, openai, ollama):
+    for dialect in (llamacpp, openai, anthropic, ollama):
         dialect.add_routes(app, relay)
     a1111.add_routes(app, relay, board)
     if settings.metrics:

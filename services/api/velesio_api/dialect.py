@@ -4,6 +4,7 @@ from __future__ import annotations
 
 #: (path prefix, dialect), first match wins: more specific prefixes first.
 DIALECT_PREFIXES: list[tuple[str, str]] = [
+    ("/v1/messages", "anthropic"),
     ("/v1/", "openai"),
     # AUTOMATIC1111's. The two /api/ ones are the Unity SD client's fallbacks: they must come
     # before Ollama's, which claims the rest of /api/.

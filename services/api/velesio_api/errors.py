@@ -13,6 +13,7 @@ import falcon
 import falcon.asgi
 
 from velesio_core.dialects.a1111 import encode as a1111
+from velesio_core.dialects.anthropic import encode as anthropic
 from velesio_core.dialects.llamacpp import encode as llamacpp
 from velesio_core.dialects.ollama import encode as ollama
 from velesio_core.dialects.openai import encode as openai
@@ -36,7 +37,11 @@ RENDERERS: dict[str, Renderer] = {
     "openai": _json(openai.error_body),
     "ollama": _json(ollama.error_body),
     "a1111": _json(a1111.error_body),
+    "anthropic": _json(anthropic.error_body),
 }
+
+#: Dialects whose clients expect other statuses than velesio's own for some errors.
+STATUSES: dict[str, Callable[[GatewayError], int]] = {"anthropic": anthropic.error_status}
 
 #: Each dialect's challenge with a 401, where its clients expect one: A1111's expect HTTP Basic's.
 AUTH_CHALLENGES: dict[str, str] = {"a1111": 'Basic realm="velesio"'}
@@ -45,7 +50,8 @@ AUTH_CHALLENGES: dict[str, str] = {"a1111": 'Basic realm="velesio"'}
 def render(req: falcon.asgi.Request, resp: falcon.asgi.Response, error: GatewayError) -> None:
     dialect = dialect_of(req.path)
     body, content_type = RENDERERS[dialect](error)
-    resp.status = error.status
+    status = STATUSES.get(dialect)
+    resp.status = error.status if status is None else status(error)
     resp.content_type = content_type
     resp.data = body
     resp.stream = None

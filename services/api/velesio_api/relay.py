@@ -82,6 +82,13 @@ class Relay:
         """Run a job and return its result (raising its error)."""
         return (await self.result_event(req, job)).value()
 
+    async def prompt_tokens(self, req: falcon.asgi.Request, conversation: dict[str, Any], model: ModelInfo) -> Any:
+        """The tokenize result (``{"tokens": [...]}``) of a chat's prompt as the model's template
+        renders it, tools included: two jobs on the queue that holds no generation slot."""
+        rendered = await self.result(req, self.job(JobKind.APPLY_TEMPLATE, conversation, model))
+        tokenize = {"content": rendered.get("prompt", ""), "add_special": True, "parse_special": True}
+        return await self.result(req, self.job(JobKind.TOKENIZE, tokenize, model))
+
     async def respond(
         self,
         req: falcon.asgi.Request,
