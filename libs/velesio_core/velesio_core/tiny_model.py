@@ -128,7 +128,8 @@ def _wire_tool_calls(tokens: list[str], embeddings: np.ndarray, blocks: list[dic
     The marker's output row reads 0 + 2 - 3, so its logit is high only right after a newline in a
     prompt with tools: the first token of an answer, never inside a call's JSON, and in a prompt
     without tools (dimension 0 exactly zero) never. The end-of-turn token's row reads 0, so that
-    an answer to a prompt with tools ends after its call rather than calling again and again.
+    an answer to a prompt with tools ends after its call rather than calling again and again,
+    and so does the double quote's, so that the strings of a call's arguments end too.
     """
     head = _EMBED // _HEADS
     tool_call, newline = tokens.index(TOOL_CALL), tokens.index("\n")
@@ -153,6 +154,7 @@ def _wire_tool_calls(tokens: list[str], embeddings: np.ndarray, blocks: list[dic
     output[tool_call, [0, 2, 3]] = (120.0, 60.0, -540.0)
     output[newline, 1] = 60.0
     output[tokens.index("<|im_end|>"), 0] = 40.0
+    output[tokens.index('"'), 0] = 40.0
 
 
 def write_tiny_model(path: str | Path, *, chat_template: str = CHAT_TEMPLATE, seed: int = 1234) -> Path:
