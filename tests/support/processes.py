@@ -118,6 +118,11 @@ class Stack:
     processes: list[Process] = field(default_factory=list)
 
     @property
+    def other_token(self) -> str:
+        """Another key the API accepts."""
+        return self.token + "-other"
+
+    @property
     def auth(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.token}"}
 
@@ -165,7 +170,8 @@ def start_stack(
     token = "test-token-" + name
     defaults = {
         "REDIS_URL": redis_url,
-        "API_TOKENS": token,
+        # A second key, so tests can tell what one key may see of another's (stored responses).
+        "API_TOKENS": f"{token},{token}-other",
         "MODEL_PATH": str(model) if model else "",
         "RUN_LLAMACPP": "true" if model else "false",
         "API_PORT": str(api_port),

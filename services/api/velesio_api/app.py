@@ -14,6 +14,7 @@ from velesio_core.queue.redis_queue import RedisJobQueue
 from velesio_core.registry import CachedModelDirectory, ModelDirectory, WorkerRegistry
 from velesio_core.sd_activity import ImageBoard, RedisImageBoard
 from velesio_core.settings import Settings, load_or_exit
+from velesio_core.stored_responses import MemoryResponseStore, RedisResponseStore, ResponseStore
 
 from . import errors
 from .disconnect import DisconnectAware
@@ -21,7 +22,7 @@ from .forwarded import ForwardedClient
 from .metrics import MetricsResource, RequestMetrics, ScrapeState
 from .middleware import Auth, CloseQueue, Cors
 from .relay import Relay
-from .routes import a1111, anthropic, llamacpp, ollama, openai
+from .routes import a1111, anthropic, llamacpp, ollama, openai, responses
 
 
 async def _nothing_more() -> list:
@@ -36,9 +37,11 @@ def create_app(
     *,
     scrape_state: ScrapeState = _nothing_more,
     extra_middleware: Sequence[object] = (),
+    stored_responses: ResponseStore | None = None,
 ) -> ForwardedClient:
     """The API over ``queue``. With METRICS on, every request is measured and ``GET /metrics``
-    serves the measurements, plus what ``scrape_state`` reads at each scrape."""
+    serves the measurements, plus what ``scrape_state`` reads at each scrape. Responses API
+    responses are kept in ``stored_responses``, else in this process's memory."""
     middleware = [
         Cors(settings.cors_origins),
         Auth(TokenSet(settings.api_tokens)),
@@ -53,6 +56,7 @@ def create_app(
     for dialect in (llamacpp, openai, anthropic, ollama):
         dialect.add_routes(app, relay)
     a1111.add_routes(app, relay, board)
+    responses.add_routes(app, relay, stored_responses or MemoryResponseStore())
     if settings.metrics:
         app.add_route("/metrics", MetricsResource(scrape_state))
     return ForwardedClient(DisconnectAware(app), settings.forwarded_allow_ips)
@@ -65,4 +69,7 @@ def create() -> ForwardedClient:
     queue = RedisJobQueue.from_settings(settings)
     models = CachedModelDirectory(WorkerRegistry(queue.redis))
     board = RedisImageBoard(queue.redis)
-    return create_app(settings, queue, models, board, scrape_state=lambda: queue_families(queue.redis))
+    return create_app(
+        settings, queue, models, board,
+        scrape_state=lambda: queue_families(queue.redis), stored_responses=RedisResponseStore(queue.redis),
+    )  # fmt: skip

@@ -45,6 +45,11 @@ def task_key(name: str) -> str:
     return f"velesio:task:{name}"
 
 
+def response_key(response_id: str) -> str:
+    """A stored Responses API response (see stored_responses.py)."""
+    return f"velesio:response:{response_id}"
+
+
 def events_key(job_id: str) -> str:
     """The Redis Stream a job's events are written to."""
     return f"velesio:job:{job_id}:events"
