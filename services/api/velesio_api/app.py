@@ -22,7 +22,7 @@ from .forwarded import ForwardedClient
 from .metrics import MetricsResource, RequestMetrics, ScrapeState
 from .middleware import Auth, CloseQueue, Cors
 from .relay import Relay
-from .routes import a1111, anthropic, llamacpp, ollama, openai, responses
+from .routes import a1111, anthropic, images, llamacpp, ollama, openai, responses
 
 
 async def _nothing_more() -> list:
@@ -56,6 +56,7 @@ def create_app(
     for dialect in (llamacpp, openai, anthropic, ollama):
         dialect.add_routes(app, relay)
     a1111.add_routes(app, relay, board)
+    images.add_routes(app, relay, board)
     responses.add_routes(app, relay, stored_responses or MemoryResponseStore())
     if settings.metrics:
         app.add_route("/metrics", MetricsResource(scrape_state))

@@ -1,0 +1,84 @@
+"""OpenAI's Images API (/v1/images/*), on the image workers, through the same queue and
+pipelines as AUTOMATIC1111's API (and its checkpoint choice)."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import falcon
+import falcon.asgi
+
+from velesio_core.backends.sd.images import decode_image
+from velesio_core.dialects.openai_images import encode
+from velesio_core.dialects.openai_images.decode import img2img_payload, txt2img_payload
+from velesio_core.dialects.openai_images.schemas import ImageEditRequest, ImageGenerationRequest
+from velesio_core.errors import ErrorKind, GatewayError, invalid_request
+from velesio_core.jobs import IMAGE_MODEL, JobKind
+from velesio_core.registry import image_pipelines
+from velesio_core.sd_activity import ImageBoard
+from velesio_core.validation import parse
+
+from ..relay import Relay, send_json
+
+
+class _Images:
+    def __init__(self, relay: Relay, board: ImageBoard) -> None:
+        self._relay = relay
+        self._board = board
+
+    async def _generate(self, req: falcon.asgi.Request, resp: falcon.asgi.Response, kind: JobKind,
+                        payload: dict[str, Any]) -> None:  # fmt: skip
+        await image_pipelines(self._relay.models)  # no image worker at all: 503 now, not after JOB_DEADLINE
+        chosen = await self._board.options()
+        for key in ("sd_model_checkpoint", "sd_vae"):
+            if chosen.get(key):
+                payload[key] = chosen[key]
+        result = await self._relay.result(req, self._relay.job(kind, payload, IMAGE_MODEL))
+        send_json(resp, encode.images(result, created=int(time.time()), width=payload["width"],
+                                      height=payload["height"]))  # fmt: skip
+
+
+class Generations(_Images):
+    async def on_post(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
+        request = parse(ImageGenerationRequest, await self._relay.read_json(req))
+        payload = txt2img_payload(request, max_side=self._relay.settings.sd_max_side)
+        await self._generate(req, resp, JobKind.TXT2IMG, payload)
+
+
+class Edits(_Images):
+    async def on_post(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
+        fields, files = await self._form(req)
+        request = parse(ImageEditRequest, fields)
+        image = files.get("image") or files.get("image[]")
+        if image is None:
+            raise invalid_request("image: Field required (a file)")
+        max_side = self._relay.settings.sd_max_side
+        payload = img2img_payload(request, image, files.get("mask"), max_side=max_side)
+        # Checked here, so that a bad image is a 400 before anything is queued.
+        decode_image(payload["init_images"][0], field="image", max_side=max_side)
+        await self._generate(req, resp, JobKind.IMG2IMG, payload)
+
+    async def _form(self, req: falcon.asgi.Request) -> tuple[dict[str, str], dict[str, bytes]]:
+        limit = self._relay.settings.max_body_bytes
+        if req.content_length is not None and req.content_length > limit:
+            raise GatewayError(ErrorKind.PAYLOAD_TOO_LARGE, f"the request body is larger than {limit} bytes")
+        if not (req.content_type or "").startswith(falcon.MEDIA_MULTIPART):
+            raise invalid_request("send the edit as multipart/form-data (image, mask, prompt, ...)")
+        fields: dict[str, str] = {}
+        files: dict[str, bytes] = {}
+        async for part in await req.get_media():
+            if part.filename is not None:
+                # The first of several images is edited; Stable Diffusion takes one init image.
+                files.setdefault(part.name, await part.get_data())
+            else:
+                fields[part.name] = await part.get_text()
+        return fields, files
+
+
+def add_routes(app: falcon.asgi.App, relay: Relay, board: ImageBoard) -> None:
+    # A whole picture is one form part; Falcon's default part limit (1 MiB) is too small for one.
+    handler = app.req_options.media_handlers[falcon.MEDIA_MULTIPART]
+    handler.parse_options.max_body_part_buffer_size = relay.settings.max_body_bytes
+    app.add_route("/v1/images/generations", Generations(relay, board))
+    app.add_route("/v1/images/edits", Edits(relay, board))
