@@ -77,6 +77,10 @@ def _has_text(line: bytes) -> bool:
     if not line.startswith(b"{"):
         return False
     value = json.loads(line)
+    if value.get("type") == "response.output_text.delta":  # OpenAI Responses' event
+        return bool(value["delta"])
+    if value.get("type") == "content_block_delta":  # Anthropic's event
+        return bool(value["delta"].get("text"))
     if "content" in value:  # llama.cpp's chunk
         return bool(value["content"])
     if value.get("choices"):  # OpenAI's chunk
@@ -122,12 +126,17 @@ OLLAMA_CHAT = {"messages": CHAT["messages"], "options": {"num_predict": 8, "seed
 
 
 def chat_latency(section: Section, direct_url: str, api_url: str, auth: dict[str, str], model: str, samples: int):
-    """OpenAI's and Ollama's chat through velesio against llama-server's own chat endpoint."""
+    """OpenAI's, Ollama's, OpenAI Responses' and Anthropic's chat through velesio against
+    llama-server's own chat endpoint (the same chat: one user message, 8 tokens)."""
     direct, gateway = Client(direct_url), Client(api_url, auth)
     openai_body, ollama_body = {**CHAT, "model": model}, {**OLLAMA_CHAT, "model": model}
+    responses_body = {"model": model, "input": CHAT["messages"], "max_output_tokens": 8, "store": False}
+    anthropic_body = {"model": model, "messages": CHAT["messages"], "max_tokens": 8}
     base = lambda: direct.whole("/v1/chat/completions", CHAT)  # noqa: E731
     for name, path, body in (("/v1/chat/completions", "/v1/chat/completions", openai_body),
-                             ("/api/chat", "/api/chat", {**ollama_body, "stream": False})):  # fmt: skip
+                             ("/api/chat", "/api/chat", {**ollama_body, "stream": False}),
+                             ("/v1/responses", "/v1/responses", responses_body),
+                             ("/v1/messages", "/v1/messages", anthropic_body)):  # fmt: skip
         d, g = paired(base, lambda path=path, body=body: gateway.whole(path, body), samples)
         added = percentile(g, 0.5) - percentile(d, 0.5)
         section.add(f"f. whole chat (8 tokens) via {name}, added p50 / p99 over llama-server's chat",
@@ -135,7 +144,9 @@ def chat_latency(section: Section, direct_url: str, api_url: str, auth: dict[str
 
     base_first = lambda: direct.first_content("/v1/chat/completions", {**CHAT, "stream": True}, _has_text)  # noqa: E731
     for name, path, body in (("/v1/chat/completions", "/v1/chat/completions", {**openai_body, "stream": True}),
-                             ("/api/chat", "/api/chat", ollama_body)):  # fmt: skip
+                             ("/api/chat", "/api/chat", ollama_body),
+                             ("/v1/responses", "/v1/responses", {**responses_body, "stream": True}),
+                             ("/v1/messages", "/v1/messages", {**anthropic_body, "stream": True})):  # fmt: skip
         d, g = paired(base_first, lambda path=path, body=body: gateway.first_content(path, body, _has_text), samples)
         section.add(f"g. time to first chat token via {name}, added p50", ms(percentile(g, 0.5) - percentile(d, 0.5)))
 

@@ -69,5 +69,32 @@ def txt2img_ratio(section: Section, api_url: str, auth: tuple[str, str], checkpo
         else:
             section.add(f"ratio, {label} {added}", f"{ratio:.3f}")
         headline = ratio
+    openai_images(section, session, api_url, pipeline, samples)
     loaded.release()
     return headline
+
+
+def openai_images(section: Section, session: requests.Session, api_url: str, pipeline, samples: int) -> None:
+    """The same small picture through OpenAI's /v1/images/generations (quality low: 15 steps)."""
+    import torch
+
+    body = {"prompt": "a mossy stone wall", "size": "64x64", "quality": "low", "response_format": "b64_json"}
+
+    def direct() -> float:
+        started = time.perf_counter()
+        pipeline(body["prompt"], num_inference_steps=15, width=64, height=64, guidance_scale=7.0,
+                 generator=[torch.Generator("cpu").manual_seed(1)])  # fmt: skip
+        return time.perf_counter() - started
+
+    def gateway() -> float:
+        started = time.perf_counter()
+        response = session.post(api_url + "/v1/images/generations", json=body, timeout=600)
+        elapsed = time.perf_counter() - started
+        if response.status_code != 200:
+            raise RuntimeError(f"/v1/images/generations: {response.status_code} {response.text[:200]}")
+        return elapsed
+
+    directs, gateways = paired(direct, gateway, samples, warmup=3)
+    d50, g50 = percentile(directs, 0.5), percentile(gateways, 0.5)
+    section.add(f"/v1/images/generations 64x64, 15 steps, direct p50 / through velesio p50 ({samples} each)",
+                f"{d50 * 1000:.1f} ms / {g50 * 1000:.1f} ms (added: {(g50 - d50) * 1000:.1f} ms)")  # fmt: skip
