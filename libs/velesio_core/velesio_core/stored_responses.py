@@ -54,7 +54,7 @@ def _decode(owner: str, data: bytes | None) -> dict[str, Any] | None:
 
 
 class RedisResponseStore:
-    def __init__(self, client: aioredis.Redis) -> None:
+    def __init__(self, client: aioredis.Redis) -> None:  # a client that answers bytes (not decoded)
         self._redis = client
 
     async def put(self, owner: str, response_id: str, record: dict[str, Any]) -> bool:
@@ -65,7 +65,8 @@ class RedisResponseStore:
         return True
 
     async def get(self, owner: str, response_id: str) -> dict[str, Any] | None:
-        return _decode(owner, await self._redis.get(response_key(response_id)))
+        data = await self._redis.get(response_key(response_id))
+        return _decode(owner, data.encode() if isinstance(data, str) else data)
 
     async def delete(self, owner: str, response_id: str) -> bool:
         if await self.get(owner, response_id) is None:

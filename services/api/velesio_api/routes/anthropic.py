@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import falcon
 import falcon.asgi
 
@@ -44,6 +46,6 @@ class CountTokens:
         send_json(resp, encode.token_count(await self._relay.prompt_tokens(req, conversation_payload(request), model)))
 
 
-def add_routes(app: falcon.asgi.App, relay: Relay) -> None:
+def add_routes(app: falcon.asgi.App[Any, Any], relay: Relay) -> None:
     app.add_route("/v1/messages", Messages(relay))
     app.add_route("/v1/messages/count_tokens", CountTokens(relay))

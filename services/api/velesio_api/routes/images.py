@@ -76,9 +76,10 @@ class Edits(_Images):
         return fields, files
 
 
-def add_routes(app: falcon.asgi.App, relay: Relay, board: ImageBoard) -> None:
+def add_routes(app: falcon.asgi.App[Any, Any], relay: Relay, board: ImageBoard) -> None:
     # A whole picture is one form part; Falcon's default part limit (1 MiB) is too small for one.
     handler = app.req_options.media_handlers[falcon.MEDIA_MULTIPART]
+    assert isinstance(handler, falcon.media.MultipartFormHandler)
     handler.parse_options.max_body_part_buffer_size = relay.settings.max_body_bytes
     app.add_route("/v1/images/generations", Generations(relay, board))
     app.add_route("/v1/images/edits", Edits(relay, board))

@@ -7,7 +7,7 @@ before the new input; what a request stores, and who may read it, is stored_resp
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import falcon
@@ -44,7 +44,8 @@ async def _history(store: ResponseStore, owner: str, previous: str | None) -> li
     if record is None:
         raise GatewayError(ErrorKind.NOT_FOUND, f"Previous response with id '{previous}' not found.",
                            extra={"param": "previous_response_id"})  # fmt: skip
-    return record["messages"]
+    messages: list[dict[str, Any]] = record["messages"]
+    return messages
 
 
 class Responses:
@@ -76,10 +77,14 @@ class Responses:
             return
         events = encode.ResponseEvents(head)
         await self._relay.stream(req, resp, job, events, SSE)
-        resp.stream = _then(resp.stream, events, keep)
+        chunks = resp.stream
+        assert isinstance(chunks, AsyncIterator)  # what Relay.stream sets
+        resp.stream = _then(chunks, events, keep)
 
 
-async def _then(chunks: AsyncIterator[bytes], events: encode.ResponseEvents, keep) -> AsyncIterator[bytes]:
+async def _then(
+    chunks: AsyncIterator[bytes], events: encode.ResponseEvents, keep: Callable[[dict[str, Any]], Awaitable[None]]
+) -> AsyncIterator[bytes]:
     """The stream, then the finished response stored (once the client has it all)."""
     async for chunk in chunks:
         yield chunk
@@ -118,7 +123,7 @@ class InputTokens:
         send_json(resp, encode.input_tokens(await self._relay.prompt_tokens(req, conversation, model)))
 
 
-def add_routes(app: falcon.asgi.App, relay: Relay, store: ResponseStore) -> None:
+def add_routes(app: falcon.asgi.App[Any, Any], relay: Relay, store: ResponseStore) -> None:
     app.add_route("/v1/responses", Responses(relay, store))
     app.add_route("/v1/responses/input_tokens", InputTokens(relay, store))
     app.add_route("/v1/responses/{response_id}", StoredResponse(store))

@@ -108,8 +108,9 @@ def _image_url(source: Any, where: str) -> str:
         raise invalid_request(f"{where}.source: Field required")
     if source.get("type") == "base64":
         return f"data:{source.get('media_type', 'image/png')};base64,{source.get('data', '')}"
-    if source.get("type") == "url" and isinstance(source.get("url"), str):
-        return source["url"]
+    url = source.get("url")
+    if source.get("type") == "url" and isinstance(url, str):
+        return url
     raise not_supported(f"{where}.source: images must be base64 or url sources")
 
 

@@ -126,8 +126,8 @@ class MessageEvents:
         if self._started:
             return []
         self._started = True
-        head = {"id": self._id, "type": "message", "role": "assistant", "model": self._model, "content": [],
-                "stop_reason": None, "stop_sequence": None, "usage": usage({})}  # fmt: skip
+        head: dict[str, Any] = {"id": self._id, "type": "message", "role": "assistant", "model": self._model}
+        head |= {"content": [], "stop_reason": None, "stop_sequence": None, "usage": usage({})}
         return [_event("message_start", {"type": "message_start", "message": head}), _event("ping", {"type": "ping"})]
 
     def _open_block(self, key: str, block: dict[str, Any]) -> list[bytes]:
