@@ -43,7 +43,7 @@ def agent_stack(redis_server, tiny_model, logs_dir, *, database: int, end_of_tur
 
 @pytest.fixture(scope="module")
 def codex_stack(redis_server, tiny_model, logs_dir):
-    running = agent_stack(redis_server, tiny_model, logs_dir, database=14, end_of_turn_bias=6)
+    running = agent_stack(redis_server, tiny_model, logs_dir, database=14, end_of_turn_bias=12)
     yield running
     running.stop()
 
