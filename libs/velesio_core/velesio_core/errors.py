@@ -75,8 +75,9 @@ class GatewayError(Exception):
         return self.kind.status
 
     def to_event_data(self) -> dict[str, Any]:
-        """The body of an ``error`` event: llama.cpp's error object."""
-        return {"code": self.status, "message": self.message, "type": self.kind.type_name, **self.extra}
+        """The body of an ``error`` event: llama.cpp's error object. Its own fields win over the
+        extras: LlamaLib reads ``code`` as the int status, whatever code another dialect shows."""
+        return {**self.extra, "code": self.status, "message": self.message, "type": self.kind.type_name}
 
     @classmethod
     def from_event_data(cls, data: dict[str, Any]) -> GatewayError:
