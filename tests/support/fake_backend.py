@@ -229,13 +229,16 @@ class FakeLlm:
                 extra={"n_prompt_tokens": prompt_tokens, "n_ctx": N_CTX},
             )
 
-    def _generating_steps(self, pieces: list[Any], cancellation: Cancellation) -> Iterator[tuple[int, Any]]:
+    def _generating_steps(
+        self, pieces: list[Any], cancellation: Cancellation, clock: _Clock
+    ) -> Iterator[tuple[int, Any]]:
         """The pieces, as the job may go on: held, stalled or cancelled as the test asked."""
         with self._lock:
             self._generating += 1
         try:
             if self.hold is not None:
                 self.hold.wait(cancellation)
+            clock.prompt_done()
             for index, piece in enumerate(pieces):
                 if self.stall_after is not None and index >= self.stall_after:
                     while not cancellation.cancelled:
@@ -255,13 +258,14 @@ class FakeLlm:
     def _completion_events(
         self, request: dict[str, Any], pieces: list[str], prompt_tokens: int, stream: bool, cancellation: Cancellation
     ) -> Iterator[Event]:
+        clock = _Clock()
         stop_type, stopping_word, content = "eos", "", ""
         n_predict = request.get("n_predict")
         if n_predict is not None and n_predict >= 0 and len(pieces) == n_predict:
             stop_type = "limit"
         stops = request.get("stop") or []
         predicted = 0
-        for index, generated in self._generating_steps(pieces, cancellation):
+        for index, generated in self._generating_steps(pieces, cancellation, clock):
             text = content + generated
             stop = next((stop for stop in stops if stop in text), None)
             # Like llama-server, the text from a stop string on is never sent.
@@ -284,12 +288,13 @@ class FakeLlm:
                                     "seed": request.get("seed", 4294967295), "stream": stream, **settings},
             "prompt": request["prompt"] if isinstance(request["prompt"], str) else "",
             "has_new_line": False, "truncated": False, "stop_type": stop_type, "stopping_word": stopping_word,
-            "tokens_cached": prompt_tokens + predicted, "timings": _timings(prompt_tokens, predicted),
+            "tokens_cached": prompt_tokens + predicted, "timings": clock.timings(prompt_tokens, predicted),
         })  # fmt: skip
 
     def _chat_events(
         self, request: dict[str, Any], prompt_tokens: int, stream: bool, cancellation: Cancellation
     ) -> Iterator[Event]:
+        clock = _Clock()
         thinking = self.thinking and (request.get("chat_template_kwargs") or {}).get("enable_thinking") is not False
         calls_tool = bool(request.get("tools")) and request.get("tool_choice") != "none"
         steps: list[dict[str, Any]] = [{"reasoning_content": piece} for piece in THOUGHT] if thinking else []
@@ -306,7 +311,7 @@ class FakeLlm:
         stop_type = "tool_calls" if calls_tool else "eos"
         if limit is not None and len(steps) >= limit:
             steps, stop_type = steps[:limit], "limit"
-        for _, piece in self._generating_steps(steps, cancellation):
+        for _, piece in self._generating_steps(steps, cancellation, clock):
             if stream:
                 yield Event.of(EventType.TOKEN, piece)
         content = "".join(step.get("content", "") for step in steps)
@@ -315,7 +320,7 @@ class FakeLlm:
         result: dict[str, Any] = {
             "content": "" if stream else content, "stop": True, "stop_type": stop_type,
             "tokens_predicted": predicted, "tokens_evaluated": prompt_tokens,
-            "timings": _timings(prompt_tokens, predicted),
+            "timings": clock.timings(prompt_tokens, predicted),
         }  # fmt: skip
         if not stream and reasoning:
             result["reasoning_content"] = reasoning
@@ -327,14 +332,28 @@ class FakeLlm:
         yield Event.of(EventType.RESULT, result)
 
 
-def _timings(prompt_n: int, predicted_n: int) -> dict[str, Any]:
-    prompt_ms, predicted_ms = 0.5 * prompt_n + 1.0, 2.0 * predicted_n + 1.0
-    return {
-        "cache_n": 0, "prompt_n": prompt_n, "prompt_ms": prompt_ms, "prompt_per_token_ms": prompt_ms / max(1, prompt_n),
-        "prompt_per_second": 1000 * prompt_n / prompt_ms, "predicted_n": predicted_n, "predicted_ms": predicted_ms,
-        "predicted_per_token_ms": predicted_ms / max(1, predicted_n),
-        "predicted_per_second": 1000 * predicted_n / predicted_ms,
-    }  # fmt: skip
+class _Clock:
+    """llama-server's timings, measured: the prompt's from the call to the first token, the
+    generation's from there to the end (so that no duration claims more than the wall clock)."""
+
+    def __init__(self) -> None:
+        self._started = self._prompt_done = time.perf_counter()
+
+    def prompt_done(self) -> None:
+        self._prompt_done = time.perf_counter()
+
+    def timings(self, prompt_n: int, predicted_n: int) -> dict[str, Any]:
+        now = time.perf_counter()
+        prompt_ms = (self._prompt_done - self._started) * 1000
+        predicted_ms = (now - self._prompt_done) * 1000
+        return {
+            "cache_n": 0, "prompt_n": prompt_n, "prompt_ms": prompt_ms,
+            "prompt_per_token_ms": prompt_ms / max(1, prompt_n),
+            "prompt_per_second": 1000 * prompt_n / prompt_ms if prompt_ms else 0.0,
+            "predicted_n": predicted_n, "predicted_ms": predicted_ms,
+            "predicted_per_token_ms": predicted_ms / max(1, predicted_n),
+            "predicted_per_second": 1000 * predicted_n / predicted_ms if predicted_ms else 0.0,
+        }  # fmt: skip
 
 
 # -- images -----------------------------------------------------------------------------------

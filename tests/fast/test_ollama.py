@@ -1,0 +1,232 @@
+"""Ollama's API (/api/*, GET /), route by route, as its clients read it (CONTRACTS.md 4 and 6.10).
+
+The fast layer: the real API and queue over a fake model (see tests/support/fake_backend.py).
+tests/e2e/test_ollama.py runs the official `ollama` client against a real llama-server.
+"""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from tests.fast.conftest import ndjson
+from tests.support.fake_backend import MODEL, N_CTX, STORY, THOUGHT, TOOL_ARGUMENTS, embedding, render_chat, tokenize
+
+TAGGED = f"{MODEL}:latest"
+MESSAGES = [{"role": "system", "content": "You are a knight."}, {"role": "user", "content": "Greet the king"}]
+TOOLS = [{"type": "function", "function": {"name": "weather", "parameters": {"type": "object"}}}]
+RFC3339 = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?(Z|[+-]\d\d:\d\d)$")
+
+
+def ollama_error(response, status: int) -> str:
+    assert response.status_code == status, response.text
+    assert set(response.json) == {"error"} and isinstance(response.json["error"], str) and response.json["error"]
+    return response.json["error"]
+
+
+def assert_final(line: dict, *, done_reason: str, eval_count: int, prompt_eval_count: int) -> None:
+    """Ollama's final object: done, its reason, counts, and durations as integer nanoseconds."""
+    assert line["done"] is True and line["done_reason"] == done_reason
+    assert line["eval_count"] == eval_count and line["prompt_eval_count"] == prompt_eval_count
+    for key in ("total_duration", "prompt_eval_duration", "eval_duration"):
+        assert isinstance(line[key], int) and line[key] > 0, key
+    assert RFC3339.match(line["created_at"]), line["created_at"]
+
+
+def test_the_liveness_probe_answers_get_and_head_without_a_token(stack):
+    response = stack.get("/", auth=None)
+    assert response.status_code == 200 and response.text == "Ollama is running"
+    assert stack.request("HEAD", "/", auth=None).status_code == 200
+
+
+@pytest.mark.parametrize("method", ["GET", "HEAD"])
+def test_version(stack, method):
+    response = stack.request(method, "/api/version")
+    assert response.status_code == 200
+    if method == "GET":
+        assert [int(part) for part in response.json["version"].split(".")] >= [0, 6, 0]
+
+
+def test_tags_list_models_with_the_latest_tag_and_are_public(stack):
+    response = stack.get("/api/tags", auth=None)
+    assert response.status_code == 200
+    (model,) = response.json["models"]
+    assert model["name"] == model["model"] == TAGGED and model["size"] > 0
+    assert model["details"]["format"] == "gguf" and model["details"]["family"] == "llama"
+    assert model["details"]["families"] == ["llama"] and model["details"]["parameter_size"] == "2.5M"
+    assert stack.request("HEAD", "/api/tags", auth=None).status_code == 200
+
+
+def test_ps_lists_the_loaded_models_with_their_context(stack):
+    (model,) = stack.get("/api/ps").json["models"]
+    assert model["model"] == TAGGED and model["context_length"] == N_CTX
+
+
+@pytest.mark.parametrize("key", ["model", "name"])  # older clients send "name"
+def test_show_tells_the_template_and_capabilities(stack, key):
+    shown = stack.post("/api/show", {key: TAGGED}).json
+    assert "<|im_start|>" in shown["template"] and shown["capabilities"] == ["completion", "embedding"]
+    assert shown["model_info"]["general.architecture"] == "llama"
+    assert shown["model_info"]["llama.context_length"] == 2048 and shown["details"]["format"] == "gguf"
+
+
+def test_chat_whole(stack):
+    response = stack.post("/api/chat", {"model": MODEL, "messages": MESSAGES, "stream": False,
+                                        "options": {"num_predict": 4}})  # fmt: skip
+    assert response.status_code == 200 and response.headers["content-type"].startswith("application/json")
+    answer = response.json
+    assert answer["model"] == MODEL and answer["message"] == {"role": "assistant", "content": "".join(STORY[:4])}
+    assert_final(answer, done_reason="length", eval_count=4, prompt_eval_count=len(tokenize(render_chat(MESSAGES))))
+    assert answer["total_duration"] >= answer["eval_duration"]
+
+
+def test_chat_streams_ndjson_by_default_and_adds_up(stack):
+    written = stack.writes("POST", "/api/chat", {"model": TAGGED, "messages": MESSAGES})
+    assert written.status == 200 and written.headers["content-type"].startswith("application/x-ndjson")
+    lines = ndjson(written.body)
+    assert all(line["model"] == TAGGED and RFC3339.match(line["created_at"]) for line in lines)
+    assert [line["done"] for line in lines] == [False] * (len(lines) - 1) + [True]
+    assert "".join(line["message"]["content"] for line in lines) == "".join(STORY)
+    assert lines[-1]["message"] == {"role": "assistant", "content": ""}
+    assert_final(lines[-1], done_reason="stop", eval_count=len(STORY),
+                 prompt_eval_count=len(tokenize(render_chat(MESSAGES))))  # fmt: skip
+    # One JSON object per line, each line written on its own.
+    assert all(chunk.count(b"\n") == 1 and chunk.endswith(b"\n") for chunk in written.chunks)
+
+
+def test_chat_options_become_llama_cpps_sampling(stack):
+    options = {"num_predict": 2, "temperature": 0.1, "top_k": 7, "seed": 3, "num_keep": 5, "num_ctx": 8192}
+    stack.post("/api/chat", {"model": MODEL, "messages": MESSAGES, "stream": False, "options": options})
+    kind, payload = stack.llm.received[-1]
+    assert kind == "chat" and payload["max_tokens"] == 2 and payload["n_keep"] == 5
+    assert (payload["temperature"], payload["top_k"], payload["seed"]) == (0.1, 7, 3)
+    assert "num_ctx" not in payload and "n_ctx" not in payload  # the worker's to decide
+
+
+def test_thinking_is_ollamas_thinking_field_and_think_false_turns_it_off(stack):
+    stack.llm.thinking = True
+    answer = stack.post("/api/chat", {"model": MODEL, "messages": MESSAGES, "stream": False}).json
+    assert answer["message"]["thinking"] == "".join(THOUGHT) and answer["message"]["content"] == "".join(STORY)
+    lines = ndjson(stack.writes("POST", "/api/chat", {"model": MODEL, "messages": MESSAGES}).body)
+    assert "".join(line["message"].get("thinking", "") for line in lines) == "".join(THOUGHT)
+    off = stack.post("/api/chat", {"model": MODEL, "messages": MESSAGES, "stream": False, "think": False}).json
+    assert "thinking" not in off["message"] and off["message"]["content"] == "".join(STORY)
+
+
+def test_tool_calls_have_object_arguments_whole_and_streamed(stack):
+    expected = [{"function": {"name": "weather", "arguments": {"city": "Paris"}}}]
+    body = {"model": MODEL, "messages": MESSAGES, "tools": TOOLS}
+    answer = stack.post("/api/chat", {**body, "stream": False}).json
+    assert answer["message"]["tool_calls"] == expected
+    lines = ndjson(stack.writes("POST", "/api/chat", body).body)
+    # The fragments are merged: the calls leave whole, in the final line.
+    assert lines[-1]["done"] is True and lines[-1]["message"]["tool_calls"] == expected
+    assert "".join(TOOL_ARGUMENTS) not in b"".join(str(line).encode() for line in lines[:-1]).decode()
+
+
+def test_a_tool_call_in_the_history_goes_to_the_model_with_json_string_arguments(stack):
+    history = [*MESSAGES, {"role": "assistant", "content": "", "tool_calls": [
+        {"function": {"name": "weather", "arguments": {"city": "Paris"}}}]},
+        {"role": "tool", "content": "sunny", "tool_name": "weather"}]  # fmt: skip
+    assert stack.post("/api/chat", {"model": MODEL, "messages": history, "stream": False}).status_code == 200
+    sent = stack.llm.received[-1][1]["messages"]
+    assert sent[2]["tool_calls"][0]["function"] == {"name": "weather", "arguments": '{"city":"Paris"}'}
+    assert sent[3] == {"role": "tool", "content": "sunny", "name": "weather"}
+
+
+def test_generate_is_a_one_message_chat_with_its_system_prompt(stack):
+    generated = stack.post("/api/generate", {"model": MODEL, "prompt": "Greet the king", "system": "You are a knight.",
+                                             "stream": False, "options": {"num_predict": 3}}).json  # fmt: skip
+    assert generated["response"] == "".join(STORY[:3])
+    assert_final(generated, done_reason="length", eval_count=3,
+                 prompt_eval_count=len(tokenize(render_chat(MESSAGES))))  # fmt: skip
+
+
+def test_raw_generate_is_a_completion_of_the_prompt_as_it_is(stack):
+    body = {"model": MODEL, "prompt": "Once", "raw": True, "stream": False, "options": {"num_predict": 2}}
+    answer = stack.post("/api/generate", body).json
+    assert answer["response"] == "".join(STORY[:2]) and answer["prompt_eval_count"] == len(tokenize("Once"))
+    assert stack.llm.received[-1] == ("completion", {"prompt": "Once", "n_predict": 2})
+
+
+def test_generate_streams_ndjson(stack):
+    written = stack.writes("POST", "/api/generate", {"model": MODEL, "prompt": "hi", "options": {"num_predict": 5}})
+    assert written.headers["content-type"].startswith("application/x-ndjson")
+    lines = ndjson(written.body)
+    assert "".join(line["response"] for line in lines) == "".join(STORY[:5])
+    assert lines[-1]["response"] == "" and lines[-1]["done_reason"] == "length" and lines[-1]["eval_count"] == 5
+
+
+@pytest.mark.parametrize(("format", "sent"), [
+    ("json", {"response_format": {"type": "json_object"}}),
+    ({"type": "object"}, {"response_format": {"type": "json_schema",
+                                              "json_schema": {"name": "format", "schema": {"type": "object"}}}}),
+])  # fmt: skip
+def test_format_becomes_a_response_format(stack, format, sent):
+    stack.post("/api/chat", {"model": MODEL, "messages": MESSAGES, "stream": False, "format": format})
+    assert stack.llm.received[-1][1]["response_format"] == sent["response_format"]
+
+
+def test_an_empty_prompt_loads_and_keep_alive_zero_unloads(stack):
+    assert stack.post("/api/generate", {"model": MODEL, "prompt": ""}).json["done_reason"] == "load"
+    assert stack.post("/api/generate", {"model": MODEL, "keep_alive": 0}).json["done_reason"] == "unload"
+    chat = stack.post("/api/chat", {"model": MODEL, "messages": []}).json
+    assert chat["done_reason"] == "load" and chat["message"] == {"role": "assistant", "content": ""}
+    assert stack.llm.received == []  # nothing to generate
+
+
+def test_embed_and_the_legacy_embeddings(stack):
+    embedded = stack.post("/api/embed", {"model": MODEL, "input": ["a castle", "a dragon"]}).json
+    assert embedded["model"] == MODEL
+    assert embedded["embeddings"] == [embedding("a castle"), embedding("a dragon")]
+    assert embedded["prompt_eval_count"] == len(tokenize("a castlea dragon"))
+    assert isinstance(embedded["total_duration"], int) and embedded["total_duration"] > 0
+    legacy = stack.post("/api/embeddings", {"model": MODEL, "prompt": "a castle"}).json
+    assert legacy == {"embedding": embedding("a castle")}
+
+
+def test_an_unknown_model_is_404_naming_it(stack):
+    assert "llama3.2" in ollama_error(stack.post("/api/chat", {"model": "llama3.2", "messages": MESSAGES}), 404)
+    ollama_error(stack.post("/api/generate", {"model": "nope", "prompt": "x"}), 404)
+    ollama_error(stack.post("/api/show", {"model": "nope"}), 404)
+
+
+def test_a_stream_that_fails_midway_ends_with_an_error_line_and_status_200(make_stack):
+    stack = make_stack(JOB_TIMEOUT="0.3")
+    stack.llm.stall_after = 2
+    written = stack.writes("POST", "/api/chat", {"model": MODEL, "messages": MESSAGES})
+    lines = ndjson(written.body)
+    assert written.status == 200 and len(lines) == 3
+    assert lines[-1] == {"error": "the job did not finish within 0.3 s"}
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "status"),
+    [
+        ("/api/chat", {"model": MODEL, "messages": [{"role": "user", "content": 5}]}, 400),
+        ("/api/chat", {"model": MODEL, "messages": MESSAGES, "options": {"num_predict": "many"}}, 400),
+        ("/api/chat", {"model": MODEL, "messages": MESSAGES, "options": {"top_p": 7}}, 400),
+        ("/api/chat", {"messages": MESSAGES}, 400),
+        ("/api/chat", {"model": MODEL, "messages": [{"role": "user", "content": "x", "images": ["aGk="]}]}, 501),
+        ("/api/generate", {"model": MODEL, "prompt": "x", "images": ["aGk="]}, 501),
+        ("/api/generate", {"model": MODEL, "prompt": "x", "suffix": "y"}, 501),
+        ("/api/generate", {"model": MODEL, "prompt": "x", "template": "{{ .Prompt }}"}, 501),
+        ("/api/generate", {"model": MODEL, "prompt": "x", "context": [1, 2]}, 501),
+        ("/api/generate", {"model": MODEL, "prompt": "x", "format": "yaml"}, 400),
+        ("/api/embed", {"model": MODEL, "input": 5}, 400),
+        ("/api/embed", {"model": MODEL, "input": "x", "dimensions": 8}, 501),
+        ("/api/embeddings", {"model": MODEL}, 400),
+        ("/api/show", {}, 400),
+        ("/api/generate", [1, 2], 400),
+    ],
+)
+def test_bad_requests_get_ollamas_error_shape(stack, path, body, status):
+    ollama_error(stack.post(path, body), status)
+    assert stack.llm.received == []
+
+
+def test_malformed_json_unknown_routes_and_methods_use_ollamas_shape(stack):
+    assert "JSON" in ollama_error(stack.post("/api/chat", body=b"{"), 400)
+    ollama_error(stack.post("/api/pull", {"model": "x"}), 404)
+    ollama_error(stack.get("/api/chat"), 405)
