@@ -88,7 +88,10 @@ class LocalJobHandle:
         started = False
         while True:
             try:
-                event = await asyncio.wait_for(self._events.get(), timeout=max(0.0, give_up_at - time.time()))
+                # Not asyncio.wait_for: on Python 3.11 it swallows a cancellation (the client left)
+                # that lands as an event arrives, and the request then waits out the job's timeout.
+                async with asyncio.timeout(max(0.0, give_up_at - time.time())):
+                    event = await self._events.get()
             except TimeoutError:
                 self._executor.cancel(self.job.id, Reason.TIMEOUT)
                 if not started:
