@@ -45,7 +45,8 @@ def run(coroutine_function: Callable[..., Any], *args: Any, **kwargs: Any) -> An
 class Written:
     """A response as the ASGI server received it: every body write kept apart."""
 
-    status: int
+    #: None when the client left before the app answered anything.
+    status: int | None
     headers: dict[str, str]
     chunks: list[bytes]
 
@@ -79,6 +80,7 @@ class FastStack:
 
     async def arequest(self, method: str, path: str, **kwargs: Any) -> testing.Result:
         written = await self.aexchange(method, path, **kwargs)
+        assert written.status is not None, "the app sent no response"
         return testing.Result(written.chunks, code_to_http_status(written.status), list(written.headers.items()))
 
     async def aexchange(
@@ -114,7 +116,6 @@ class FastStack:
             emitter.disconnect()
         await task
         emitter.disconnect()
-        assert isinstance(collector.status, int), "the app sent no response"
         return Written(collector.status, dict(collector.headers), [chunk for chunk in collector.body_chunks if chunk])
 
 
