@@ -94,10 +94,12 @@ class FastStack:
         headers: dict[str, str] | None = None,
         auth: dict[str, str] | None = BEARER,
         disconnect_after: int | None = None,
+        declared_length: bool = True,
     ) -> Written:
         """Send a request with a token (unless ``auth`` says otherwise) and keep the connection
         open until the app has answered; ``disconnect_after``: the client leaves once it has
-        received that many body writes.
+        received that many body writes; ``declared_length`` False sends no Content-Length (a
+        chunked upload).
 
         falcon.testing's ``simulate_request`` cannot be used for this: its simulated client hangs
         up as soon as it has sent its body, and velesio, rightly, cancels the job of a client
@@ -105,8 +107,13 @@ class FastStack:
         """
         data = orjson.dumps(json) if json is not None else (body or b"")
         sent = {**(auth or {}), **({"Content-Type": "application/json"} if json is not None else {}), **(headers or {})}
-        scope = testing.create_scope(path=path, method=method, headers=sent, content_length=len(data) if data else None,
-                                     query_string=urlencode(params or {}))  # fmt: skip
+        scope = testing.create_scope(
+            path=path,
+            method=method,
+            headers=sent,
+            content_length=len(data) if data and declared_length else None,
+            query_string=urlencode(params or {}),
+        )
         emitter = testing.ASGIRequestEventEmitter(data)
         collector = testing.ASGIResponseEventCollector()
         task = asyncio.get_running_loop().create_task(self.app(scope, emitter, collector))

@@ -85,14 +85,40 @@ def test_txt2img_answers_raw_base64_pngs_an_echo_and_a_json_info_string(stack):
 def test_the_unity_clients_body_is_taken_as_it_sends_it(stack):
     """SDParamsInTxt2Img serialised by Newtonsoft: every field, always (CONTRACTS.md 3.1)."""
     body = {
-        "enable_hr": False, "denoising_strength": 0, "firstphase_width": 0, "firstphase_height": 0, "hr_scale": 2,
-        "hr_upscaler": "", "hr_second_pass_steps": 0, "hr_resize_x": 0, "hr_resize_y": 0, "prompt": "cobblestones",
-        "styles": [""], "seed": -1, "subseed": -1, "subseed_strength": 0, "seed_resize_from_h": -1,
-        "seed_resize_from_w": -1, "sampler_name": "DPM++ 2M Karras", "batch_size": 1, "n_iter": 1, "steps": 4,
-        "cfg_scale": 7, "width": 64, "height": 64, "restore_faces": False, "tiling": True, "negative_prompt": "",
-        "eta": 0, "s_churn": 0, "s_tmax": 0, "s_tmin": 0, "s_noise": 1, "override_settings_restore_afterwards": True,
+        "enable_hr": False,
+        "denoising_strength": 0,
+        "firstphase_width": 0,
+        "firstphase_height": 0,
+        "hr_scale": 2,
+        "hr_upscaler": "",
+        "hr_second_pass_steps": 0,
+        "hr_resize_x": 0,
+        "hr_resize_y": 0,
+        "prompt": "cobblestones",
+        "styles": [""],
+        "seed": -1,
+        "subseed": -1,
+        "subseed_strength": 0,
+        "seed_resize_from_h": -1,
+        "seed_resize_from_w": -1,
+        "sampler_name": "DPM++ 2M Karras",
+        "batch_size": 1,
+        "n_iter": 1,
+        "steps": 4,
+        "cfg_scale": 7,
+        "width": 64,
+        "height": 64,
+        "restore_faces": False,
+        "tiling": True,
+        "negative_prompt": "",
+        "eta": 0,
+        "s_churn": 0,
+        "s_tmax": 0,
+        "s_tmin": 0,
+        "s_noise": 1,
+        "override_settings_restore_afterwards": True,
         "sampler_index": "Euler",
-    }  # fmt: skip
+    }
     answer = generate(stack, body)
     seed = json.loads(answer["info"])["seed"]
     assert isinstance(seed, int) and seed >= 0  # a random seed, reported
@@ -142,8 +168,10 @@ def test_override_settings_last_one_request_unless_kept(stack):
     once = generate(stack, {**SMALL, "override_settings": {"sd_model_checkpoint": "velesio-tiny-sd"}})
     assert "Model: velesio-tiny-sd" in json.loads(once["info"])["infotexts"][0]
     assert stack.get("/sdapi/v1/options").json["sd_model_checkpoint"] == TITLE
-    generate(stack, {**SMALL, "override_settings": {"sd_model_checkpoint": FOLDER},
-                     "override_settings_restore_afterwards": False})  # fmt: skip
+    generate(
+        stack,
+        {**SMALL, "override_settings": {"sd_model_checkpoint": FOLDER}, "override_settings_restore_afterwards": False},
+    )
     assert stack.get("/sdapi/v1/options").json["sd_model_checkpoint"] == FOLDER
 
 

@@ -21,12 +21,32 @@ WHOLE_STORY = "".join(STORY)
 LLMUNITY_V2_BODY = {
     "prompt": "<|im_start|>system\nYou are a knight.<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n"
     "<|im_start|>assistant\n",
-    "id_slot": -1, "temperature": 0.2, "top_k": 40, "top_p": 0.9, "min_p": 0.05, "n_predict": 8, "n_keep": 9,
-    "stream": True, "stop": ["<|im_start|>", "\n<|im_start|>", "<|im_end|>", "\n<|im_end|>"], "tfs_z": 0.0,
-    "typical_p": 1.0, "repeat_penalty": 1.1, "repeat_last_n": 64, "penalize_nl": True, "presence_penalty": 0.0,
-    "frequency_penalty": 0.0, "penalty_prompt": "", "mirostat": 0, "mirostat_tau": 5.0, "mirostat_eta": 0.1,
-    "seed": 0, "ignore_eos": False, "n_probs": 0, "cache_prompt": True, "messages": [],
-}  # fmt: skip
+    "id_slot": -1,
+    "temperature": 0.2,
+    "top_k": 40,
+    "top_p": 0.9,
+    "min_p": 0.05,
+    "n_predict": 8,
+    "n_keep": 9,
+    "stream": True,
+    "stop": ["<|im_start|>", "\n<|im_start|>", "<|im_end|>", "\n<|im_end|>"],
+    "tfs_z": 0.0,
+    "typical_p": 1.0,
+    "repeat_penalty": 1.1,
+    "repeat_last_n": 64,
+    "penalize_nl": True,
+    "presence_penalty": 0.0,
+    "frequency_penalty": 0.0,
+    "penalty_prompt": "",
+    "mirostat": 0,
+    "mirostat_tau": 5.0,
+    "mirostat_eta": 0.1,
+    "seed": 0,
+    "ignore_eos": False,
+    "n_probs": 0,
+    "cache_prompt": True,
+    "messages": [],
+}
 
 
 def llama_error(response, status: int, type_name: str) -> dict:
@@ -171,8 +191,9 @@ def test_a_stream_that_fails_midway_ends_with_an_error_event(make_stack):
     events = sse_events(written.chunks)
     assert written.status == 200 and len(events) == 4
     assert all("error" not in event for event in events[:-1])
-    assert events[-1] == {"error": {"code": 504, "message": "the job did not finish within 0.3 s",
-                                    "type": "unavailable_error"}}  # fmt: skip
+    assert events[-1] == {
+        "error": {"code": 504, "message": "the job did not finish within 0.3 s", "type": "unavailable_error"}
+    }
 
 
 def test_a_whole_answer_that_times_out_is_a_504(make_stack):

@@ -72,8 +72,9 @@ def test_show_tells_the_template_and_capabilities(stack, key):
 
 
 def test_chat_whole(stack):
-    response = stack.post("/api/chat", {"model": MODEL, "messages": MESSAGES, "stream": False,
-                                        "options": {"num_predict": 4}})  # fmt: skip
+    response = stack.post(
+        "/api/chat", {"model": MODEL, "messages": MESSAGES, "stream": False, "options": {"num_predict": 4}}
+    )
     assert response.status_code == 200 and response.headers["content-type"].startswith("application/json")
     answer = response.json
     assert answer["model"] == MODEL and answer["message"] == {"role": "assistant", "content": "".join(STORY[:4])}
@@ -89,8 +90,9 @@ def test_chat_streams_ndjson_by_default_and_adds_up(stack):
     assert [line["done"] for line in lines] == [False] * (len(lines) - 1) + [True]
     assert "".join(line["message"]["content"] for line in lines) == "".join(STORY)
     assert lines[-1]["message"] == {"role": "assistant", "content": ""}
-    assert_final(lines[-1], done_reason="stop", eval_count=len(STORY),
-                 prompt_eval_count=len(tokenize(render_chat(MESSAGES))))  # fmt: skip
+    assert_final(
+        lines[-1], done_reason="stop", eval_count=len(STORY), prompt_eval_count=len(tokenize(render_chat(MESSAGES)))
+    )
     # One JSON object per line, each line written on its own.
     assert all(chunk.count(b"\n") == 1 and chunk.endswith(b"\n") for chunk in written.chunks)
 
@@ -126,9 +128,15 @@ def test_tool_calls_have_object_arguments_whole_and_streamed(stack):
 
 
 def test_a_tool_call_in_the_history_goes_to_the_model_with_json_string_arguments(stack):
-    history = [*MESSAGES, {"role": "assistant", "content": "", "tool_calls": [
-        {"function": {"name": "weather", "arguments": {"city": "Paris"}}}]},
-        {"role": "tool", "content": "sunny", "tool_name": "weather"}]  # fmt: skip
+    history = [
+        *MESSAGES,
+        {
+            "role": "assistant",
+            "content": "",
+            "tool_calls": [{"function": {"name": "weather", "arguments": {"city": "Paris"}}}],
+        },
+        {"role": "tool", "content": "sunny", "tool_name": "weather"},
+    ]
     assert stack.post("/api/chat", {"model": MODEL, "messages": history, "stream": False}).status_code == 200
     sent = stack.llm.received[-1][1]["messages"]
     assert sent[2]["tool_calls"][0]["function"] == {"name": "weather", "arguments": '{"city":"Paris"}'}
@@ -136,11 +144,18 @@ def test_a_tool_call_in_the_history_goes_to_the_model_with_json_string_arguments
 
 
 def test_generate_is_a_one_message_chat_with_its_system_prompt(stack):
-    generated = stack.post("/api/generate", {"model": MODEL, "prompt": "Greet the king", "system": "You are a knight.",
-                                             "stream": False, "options": {"num_predict": 3}}).json  # fmt: skip
+    generated = stack.post(
+        "/api/generate",
+        {
+            "model": MODEL,
+            "prompt": "Greet the king",
+            "system": "You are a knight.",
+            "stream": False,
+            "options": {"num_predict": 3},
+        },
+    ).json
     assert generated["response"] == "".join(STORY[:3])
-    assert_final(generated, done_reason="length", eval_count=3,
-                 prompt_eval_count=len(tokenize(render_chat(MESSAGES))))  # fmt: skip
+    assert_final(generated, done_reason="length", eval_count=3, prompt_eval_count=len(tokenize(render_chat(MESSAGES))))
 
 
 def test_raw_generate_is_a_completion_of_the_prompt_as_it_is(stack):
@@ -158,11 +173,21 @@ def test_generate_streams_ndjson(stack):
     assert lines[-1]["response"] == "" and lines[-1]["done_reason"] == "length" and lines[-1]["eval_count"] == 5
 
 
-@pytest.mark.parametrize(("format", "sent"), [
-    ("json", {"response_format": {"type": "json_object"}}),
-    ({"type": "object"}, {"response_format": {"type": "json_schema",
-                                              "json_schema": {"name": "format", "schema": {"type": "object"}}}}),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("format", "sent"),
+    [
+        ("json", {"response_format": {"type": "json_object"}}),
+        (
+            {"type": "object"},
+            {
+                "response_format": {
+                    "type": "json_schema",
+                    "json_schema": {"name": "format", "schema": {"type": "object"}},
+                }
+            },
+        ),
+    ],
+)
 def test_format_becomes_a_response_format(stack, format, sent):
     stack.post("/api/chat", {"model": MODEL, "messages": MESSAGES, "stream": False, "format": format})
     assert stack.llm.received[-1][1]["response_format"] == sent["response_format"]

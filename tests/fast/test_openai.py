@@ -97,8 +97,13 @@ def test_a_chat_stream_adds_up_and_ends_with_done(stack):
 
 
 def test_include_usage_adds_a_usage_chunk_before_done(stack):
-    body = {"model": MODEL, "messages": MESSAGES, "max_tokens": 4, "stream": True,
-            "stream_options": {"include_usage": True}}  # fmt: skip
+    body = {
+        "model": MODEL,
+        "messages": MESSAGES,
+        "max_tokens": 4,
+        "stream": True,
+        "stream_options": {"include_usage": True},
+    }
     events = sse_events(stack.writes("POST", "/v1/chat/completions", body).chunks)
     assert events[-1] == "[DONE]"
     usage = events[-2]
@@ -111,8 +116,9 @@ def test_reasoning_comes_as_reasoning_content(stack):
     stack.llm.thinking = True
     message = chat(stack).json["choices"][0]["message"]
     assert message["reasoning_content"] == "".join(THOUGHT) and message["content"] == "".join(STORY)
-    events = sse_events(stack.writes("POST", "/v1/chat/completions", {"model": MODEL, "messages": MESSAGES,
-                                                                     "stream": True}).chunks)  # fmt: skip
+    events = sse_events(
+        stack.writes("POST", "/v1/chat/completions", {"model": MODEL, "messages": MESSAGES, "stream": True}).chunks
+    )
     deltas = [event["choices"][0]["delta"] for event in events[:-1]]
     assert "".join(delta.get("reasoning_content", "") for delta in deltas) == "".join(THOUGHT)
     assert "".join(delta.get("content", "") for delta in deltas) == "".join(STORY)
@@ -185,8 +191,9 @@ def test_a_prompt_too_long_is_llama_servers_400_in_openais_shape(stack):
 def test_a_stream_that_fails_midway_ends_with_an_error_chunk_and_no_done(make_stack):
     stack = make_stack(JOB_TIMEOUT="0.3")
     stack.llm.stall_after = 2
-    events = sse_events(stack.writes("POST", "/v1/chat/completions", {"model": MODEL, "messages": MESSAGES,
-                                                                     "stream": True}).chunks)  # fmt: skip
+    events = sse_events(
+        stack.writes("POST", "/v1/chat/completions", {"model": MODEL, "messages": MESSAGES, "stream": True}).chunks
+    )
     assert len(events) == 3 and "[DONE]" not in events
     assert set(events[-1]) == {"error"} and "0.3 s" in events[-1]["error"]["message"]
     assert set(events[-1]["error"]) == ERROR_KEYS

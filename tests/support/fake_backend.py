@@ -45,9 +45,23 @@ CHATML = (
 )
 #: What the model says, one token per piece; with ignore_eos it starts again.
 STORY = (
-    "Once", " upon", " a", " time", ",", " a", " knight", " rode", " to", " the", " castle",
-    " and", " the", " dragon", " slept", ".",
-)  # fmt: skip
+    "Once",
+    " upon",
+    " a",
+    " time",
+    ",",
+    " a",
+    " knight",
+    " rode",
+    " to",
+    " the",
+    " castle",
+    " and",
+    " the",
+    " dragon",
+    " slept",
+    ".",
+)
 #: What a thinking model thinks first (chat only), one token per piece.
 THOUGHT = ("The", " user", " wants", " a", " story", ".")
 #: The arguments of the tool call the model makes when it is given tools, in the fragments it streams.
@@ -186,30 +200,55 @@ class FakeLlm:
     def slots(self, *, model: str, cancellation: Cancellation) -> Any:
         busy = self._generating
         return [
-            {"id": index, "id_task": -1, "n_ctx": N_CTX, "speculative": False, "is_processing": index < busy,
-             "params": {"n_predict": -1, "seed": 4294967295, "temperature": 0.8},
-             "next_token": {"has_next_token": index < busy, "has_new_line": False, "n_remain": -1, "n_decoded": 0}}
+            {
+                "id": index,
+                "id_task": -1,
+                "n_ctx": N_CTX,
+                "speculative": False,
+                "is_processing": index < busy,
+                "params": {"n_predict": -1, "seed": 4294967295, "temperature": 0.8},
+                "next_token": {"has_next_token": index < busy, "has_new_line": False, "n_remain": -1, "n_decoded": 0},
+            }
             for index in range(SLOTS)
-        ]  # fmt: skip
+        ]
 
     def models(self) -> list[ModelInfo]:
         props = {
-            "default_generation_settings": {"id": 0, "id_task": -1, "n_ctx": N_CTX, "is_processing": False,
-                                            "params": {"n_predict": -1, "seed": 4294967295, "temperature": 0.8}},
+            "default_generation_settings": {
+                "id": 0,
+                "id_task": -1,
+                "n_ctx": N_CTX,
+                "is_processing": False,
+                "params": {"n_predict": -1, "seed": 4294967295, "temperature": 0.8},
+            },
             "total_slots": SLOTS,
             "model_path": f"/models/text/{MODEL}.gguf",
             "chat_template": CHATML,
             "modalities": {"vision": False, "audio": False},
             "build_info": "b0000-fake",
-        }  # fmt: skip
-        details = {"format": "gguf", "architecture": "llama", "quantization": "F32", "size": 1_234_567,
-                   "parameters": 2_500_000, "context_length": 2048, "embedding_length": 64}  # fmt: skip
+        }
+        details = {
+            "format": "gguf",
+            "architecture": "llama",
+            "quantization": "F32",
+            "size": 1_234_567,
+            "parameters": 2_500_000,
+            "context_length": 2048,
+            "embedding_length": 64,
+        }
         return [
             ModelInfo(
-                id=MODEL, n_ctx=N_CTX, slots=SLOTS, chat_template=CHATML, general_name="velesio-fake",
-                path=f"/models/text/{MODEL}.gguf", embeddings=self.embeddings_on, props=props, details=details,
+                id=MODEL,
+                n_ctx=N_CTX,
+                slots=SLOTS,
+                chat_template=CHATML,
+                general_name="velesio-fake",
+                path=f"/models/text/{MODEL}.gguf",
+                embeddings=self.embeddings_on,
+                props=props,
+                details=details,
             )
-        ]  # fmt: skip
+        ]
 
     def healthy(self) -> bool:
         return True
@@ -273,23 +312,48 @@ class FakeLlm:
             content += piece
             predicted = index + 1
             if stream and piece:
-                yield Event.of(EventType.TOKEN, {
-                    "index": 0, "content": piece, "tokens": [token_of(generated)], "stop": False,
-                    "id_slot": 0, "tokens_predicted": predicted, "tokens_evaluated": prompt_tokens,
-                })  # fmt: skip
+                yield Event.of(
+                    EventType.TOKEN,
+                    {
+                        "index": 0,
+                        "content": piece,
+                        "tokens": [token_of(generated)],
+                        "stop": False,
+                        "id_slot": 0,
+                        "tokens_predicted": predicted,
+                        "tokens_evaluated": prompt_tokens,
+                    },
+                )
             if stop is not None:
                 stop_type, stopping_word = "word", stop
                 break
         settings = {key: request[key] for key in ("temperature", "top_k", "top_p", "seed") if key in request}
-        yield Event.of(EventType.RESULT, {
-            "index": 0, "content": "" if stream else content, "tokens": [], "id_slot": 0, "stop": True,
-            "model": MODEL, "tokens_predicted": predicted, "tokens_evaluated": prompt_tokens,
-            "generation_settings": {"n_predict": n_predict if n_predict is not None else -1,
-                                    "seed": request.get("seed", 4294967295), "stream": stream, **settings},
-            "prompt": request["prompt"] if isinstance(request["prompt"], str) else "",
-            "has_new_line": False, "truncated": False, "stop_type": stop_type, "stopping_word": stopping_word,
-            "tokens_cached": prompt_tokens + predicted, "timings": clock.timings(prompt_tokens, predicted),
-        })  # fmt: skip
+        yield Event.of(
+            EventType.RESULT,
+            {
+                "index": 0,
+                "content": "" if stream else content,
+                "tokens": [],
+                "id_slot": 0,
+                "stop": True,
+                "model": MODEL,
+                "tokens_predicted": predicted,
+                "tokens_evaluated": prompt_tokens,
+                "generation_settings": {
+                    "n_predict": n_predict if n_predict is not None else -1,
+                    "seed": request.get("seed", 4294967295),
+                    "stream": stream,
+                    **settings,
+                },
+                "prompt": request["prompt"] if isinstance(request["prompt"], str) else "",
+                "has_new_line": False,
+                "truncated": False,
+                "stop_type": stop_type,
+                "stopping_word": stopping_word,
+                "tokens_cached": prompt_tokens + predicted,
+                "timings": clock.timings(prompt_tokens, predicted),
+            },
+        )
 
     def _chat_events(
         self, request: dict[str, Any], prompt_tokens: int, stream: bool, cancellation: Cancellation
@@ -300,8 +364,13 @@ class FakeLlm:
         steps: list[dict[str, Any]] = [{"reasoning_content": piece} for piece in THOUGHT] if thinking else []
         if calls_tool:
             name = request["tools"][0]["function"]["name"]
-            steps.append({"tool_calls": [{"index": 0, "id": "call_0", "type": "function",
-                                          "function": {"name": name, "arguments": ""}}]})  # fmt: skip
+            steps.append(
+                {
+                    "tool_calls": [
+                        {"index": 0, "id": "call_0", "type": "function", "function": {"name": name, "arguments": ""}}
+                    ]
+                }
+            )
             steps += [{"tool_calls": [{"index": 0, "function": {"arguments": part}}]} for part in TOOL_ARGUMENTS]
         else:
             steps += [{"content": piece} for piece in story(None, ignore_eos=False)]
@@ -318,17 +387,24 @@ class FakeLlm:
         reasoning = "".join(step.get("reasoning_content", "") for step in steps)
         predicted = len(steps)
         result: dict[str, Any] = {
-            "content": "" if stream else content, "stop": True, "stop_type": stop_type,
-            "tokens_predicted": predicted, "tokens_evaluated": prompt_tokens,
+            "content": "" if stream else content,
+            "stop": True,
+            "stop_type": stop_type,
+            "tokens_predicted": predicted,
+            "tokens_evaluated": prompt_tokens,
             "timings": clock.timings(prompt_tokens, predicted),
-        }  # fmt: skip
+        }
         if not stream and reasoning:
             result["reasoning_content"] = reasoning
         if not stream and calls_tool:
             arguments = "".join(TOOL_ARGUMENTS)
-            result["tool_calls"] = [{"id": "call_0", "type": "function",
-                                     "function": {"name": request["tools"][0]["function"]["name"],
-                                                  "arguments": arguments}}]  # fmt: skip
+            result["tool_calls"] = [
+                {
+                    "id": "call_0",
+                    "type": "function",
+                    "function": {"name": request["tools"][0]["function"]["name"], "arguments": arguments},
+                }
+            ]
         yield Event.of(EventType.RESULT, result)
 
 
@@ -347,24 +423,38 @@ class _Clock:
         prompt_ms = (self._prompt_done - self._started) * 1000
         predicted_ms = (now - self._prompt_done) * 1000
         return {
-            "cache_n": 0, "prompt_n": prompt_n, "prompt_ms": prompt_ms,
+            "cache_n": 0,
+            "prompt_n": prompt_n,
+            "prompt_ms": prompt_ms,
             "prompt_per_token_ms": prompt_ms / max(1, prompt_n),
             "prompt_per_second": 1000 * prompt_n / prompt_ms if prompt_ms else 0.0,
-            "predicted_n": predicted_n, "predicted_ms": predicted_ms,
+            "predicted_n": predicted_n,
+            "predicted_ms": predicted_ms,
             "predicted_per_token_ms": predicted_ms / max(1, predicted_n),
             "predicted_per_second": 1000 * predicted_n / predicted_ms if predicted_ms else 0.0,
-        }  # fmt: skip
+        }
 
 
 # -- images -----------------------------------------------------------------------------------
 
 CHECKPOINTS = [
-    {"title": "tiny-ldm.safetensors [5a0c1d2e3f]", "model_name": "tiny-ldm", "hash": "5a0c1d2e3f",
-     "sha256": "5a0c1d2e3f" + "0" * 54, "filename": "/models/image/models/Stable-diffusion/tiny-ldm.safetensors",
-     "config": None},
-    {"title": "velesio-tiny-sd", "model_name": "velesio-tiny-sd", "hash": None, "sha256": None,
-     "filename": "/models/image/models/Stable-diffusion/velesio-tiny-sd", "config": None},
-]  # fmt: skip
+    {
+        "title": "tiny-ldm.safetensors [5a0c1d2e3f]",
+        "model_name": "tiny-ldm",
+        "hash": "5a0c1d2e3f",
+        "sha256": "5a0c1d2e3f" + "0" * 54,
+        "filename": "/models/image/models/Stable-diffusion/tiny-ldm.safetensors",
+        "config": None,
+    },
+    {
+        "title": "velesio-tiny-sd",
+        "model_name": "velesio-tiny-sd",
+        "hash": None,
+        "sha256": None,
+        "filename": "/models/image/models/Stable-diffusion/velesio-tiny-sd",
+        "config": None,
+    },
+]
 LORAS = ["texture-style"]
 VAES = ["sharp.vae.safetensors"]
 IMAGE_VERSION = "velesio fake"
@@ -388,8 +478,14 @@ class FakeImages:
 
     def status(self) -> dict[str, Any]:
         """What an image worker's registry card says of its pipeline (backends/sd/backend.py SdStatus)."""
-        return {"checkpoints": CHECKPOINTS, "loras": LORAS, "vaes": VAES, "sd_model_checkpoint": self.checkpoint,
-                "sd_vae": self.vae, "device": "cpu"}  # fmt: skip
+        return {
+            "checkpoints": CHECKPOINTS,
+            "loras": LORAS,
+            "vaes": VAES,
+            "sd_model_checkpoint": self.checkpoint,
+            "sd_vae": self.vae,
+            "device": "cpu",
+        }
 
     def run(self, job: Job, emit: Any, cancellation: Cancellation) -> dict[str, Any]:
         cancellation.check()
@@ -445,14 +541,22 @@ class FakeImages:
         ]
         return {
             "images": images,
-            "seeds": seeds, "infotexts": texts, "sampler_name": payload["sampler_name"],
-            "scheduler": payload["scheduler"], "denoising_strength": denoising,
-            "sd_model_name": loaded["model_name"], "sd_model_hash": loaded["hash"], "sd_vae_name": vae,
-            "clip_skip": payload.get("clip_skip", 1), "is_using_inpainting_conditioning": False,
-            "interrupted": interrupted, "skipped": skipped,
-            "job_timestamp": time.strftime("%Y%m%d%H%M%S", time.localtime(started_at)), "version": IMAGE_VERSION,
+            "seeds": seeds,
+            "infotexts": texts,
+            "sampler_name": payload["sampler_name"],
+            "scheduler": payload["scheduler"],
+            "denoising_strength": denoising,
+            "sd_model_name": loaded["model_name"],
+            "sd_model_hash": loaded["hash"],
+            "sd_vae_name": vae,
+            "clip_skip": payload.get("clip_skip", 1),
+            "is_using_inpainting_conditioning": False,
+            "interrupted": interrupted,
+            "skipped": skipped,
+            "job_timestamp": time.strftime("%Y%m%d%H%M%S", time.localtime(started_at)),
+            "version": IMAGE_VERSION,
             "timings": {"steps": steps_run, "diffusion_ms": 1.0 * steps_run},
-        }  # fmt: skip
+        }
 
     def _denoise(
         self, steps: int, job_no: int, batches: int, started_at: float, emit: Any, cancellation: Cancellation
@@ -479,10 +583,19 @@ class FakeImages:
 
     @staticmethod
     def _infotext(payload: dict[str, Any], loaded: dict[str, Any], vae: str | None, denoising: Any, seed: int) -> str:
-        fields = {"Steps": payload["steps"], "Sampler": payload["sampler_name"], "Schedule type": payload["scheduler"],
-                  "CFG scale": payload["cfg_scale"], "Seed": seed, "Size": f"{payload['width']}x{payload['height']}",
-                  "Model hash": loaded["hash"], "Model": loaded["model_name"], "VAE": vae,
-                  "Denoising strength": denoising, "Version": IMAGE_VERSION}  # fmt: skip
+        fields = {
+            "Steps": payload["steps"],
+            "Sampler": payload["sampler_name"],
+            "Schedule type": payload["scheduler"],
+            "CFG scale": payload["cfg_scale"],
+            "Seed": seed,
+            "Size": f"{payload['width']}x{payload['height']}",
+            "Model hash": loaded["hash"],
+            "Model": loaded["model_name"],
+            "VAE": vae,
+            "Denoising strength": denoising,
+            "Version": IMAGE_VERSION,
+        }
         lines = [payload["prompt"]]
         if payload.get("negative_prompt"):
             lines.append(f"Negative prompt: {payload['negative_prompt']}")
