@@ -1,5 +1,5 @@
 # velesio's entry points. Every target installs what it needs first (scripts/bootstrap.sh).
-.PHONY: up test test-deploy bench lint install clean monitoring chaos
+.PHONY: up test test-fast test-deploy bench lint install clean monitoring chaos
 
 VENV := .venv/bin
 
@@ -20,6 +20,11 @@ test:
 test-deploy:
 	@VELESIO_APT="nginx libnginx-mod-stream caddy curl openssl systemd" scripts/bootstrap.sh
 	@$(VENV)/pytest tests/deploy
+
+# The fast layer alone: every route and codec in-process over a fake model, no Redis, no
+# llama-server (tests/fast). `make test` runs it too.
+test-fast: install
+	@$(VENV)/pytest -q tests/fast
 
 bench:
 	@VELESIO_APT=wrk scripts/bootstrap.sh
