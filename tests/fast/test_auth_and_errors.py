@@ -259,3 +259,19 @@ def test_no_error_leaks_a_traceback_or_a_token(stack, caplog):
     stack.post("/completion", {"prompt": 5})
     for record in caplog.records:
         assert TOKEN not in record.getMessage() and "wrong-secret" not in record.getMessage()
+
+
+POST_ROUTES = [
+    "/health", "/v1/health", "/props", "/template", "/completion", "/completions", "/tokenize", "/detokenize",
+    "/apply-template", "/embeddings", "/embedding", "/v1/chat/completions", "/v1/completions", "/v1/embeddings",
+    "/api/show", "/api/generate", "/api/chat", "/api/embed", "/api/embeddings", "/sdapi/v1/txt2img",
+    "/sdapi/v1/img2img", "/sdapi/v1/options", "/api/options", "/internal/progress",
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("path", POST_ROUTES)
+def test_no_route_answers_a_clients_mistake_with_a_5xx(stack, path):
+    for body in (b"{", b"[]", b"null", b'{"unknown": {"deeply": [1, null]}}', b'{"model": 5, "prompt": 5}'):
+        response = stack.post(path, body=body, headers={"Content-Type": "application/json"})
+        assert response.status_code < 500, (body, response.text)
+        assert "Traceback" not in response.text
