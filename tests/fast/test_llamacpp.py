@@ -12,7 +12,7 @@ import asyncio
 import pytest
 
 from tests.fast.conftest import eventually, run, sse_events
-from tests.support.fake_backend import CHATML, MODEL, N_CTX, SLOTS, STORY, Hold, render_chat, tokenize
+from tests.support.fake_backend import CHATML, MODEL, N_CTX, SLOTS, STORY, Hold, embedding, render_chat, tokenize
 from tests.support.llmunity import ClientParseError, v2_parse_cumulative, v3_concatenate
 from velesio_core.cancellation import Reason
 
@@ -328,3 +328,9 @@ def test_wrong_types_and_values_are_400_naming_the_field(stack, body, field):
 )
 def test_bad_input_on_every_route_is_400(stack, path, body):
     llama_error(stack.post(path, body), 400, "invalid_request_error")
+
+
+@pytest.mark.parametrize("content", [[104, 105], [[104, 105], "hi"], ["hi", "hi"]])
+def test_embeddings_of_token_ids_are_those_of_their_text(stack, content):
+    answer = stack.post("/embeddings", {"content": content, "stream": False}).json
+    assert all(item["embedding"] == [embedding("hi")] for item in answer)

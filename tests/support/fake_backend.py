@@ -68,6 +68,7 @@ THOUGHT = ("The", " user", " wants", " a", " story", ".")
 TOOL_ARGUMENTS = ('{"city', '": "Par', 'is"}')
 #: The vocabulary: the 256 bytes, then each word of the story as one token.
 WORDS = tuple(sorted(set(STORY) | set(THOUGHT)))
+VOCAB = 256 + len(WORDS)
 
 
 def tokenize(text: str) -> list[int]:
@@ -80,7 +81,7 @@ def token_of(word: str) -> int:
 
 
 def detokenize(tokens: list[int]) -> str:
-    pieces = [bytes([token]) if token < 256 else WORDS[token - 256].encode() for token in tokens]
+    pieces = [bytes([token]) if token < 256 else WORDS[token - 256].encode() for token in tokens if token < VOCAB]
     return b"".join(pieces).decode(errors="replace")
 
 
@@ -180,7 +181,7 @@ class FakeLlm:
 
     def detokenize(self, request: dict[str, Any], *, model: str, cancellation: Cancellation) -> Any:
         self.received.append(("detokenize", request))
-        if any(token >= 256 + len(WORDS) for token in request["tokens"]):
+        if any(token >= VOCAB for token in request["tokens"]):
             raise GatewayError(ErrorKind.INVALID_REQUEST, "Invalid tokens")
         return {"content": detokenize(request["tokens"])}
 
@@ -193,8 +194,10 @@ class FakeLlm:
         if not self.embeddings_on:
             raise GatewayError(ErrorKind.NOT_SUPPORTED, "embeddings are turned off on this worker")
         given = request.get("input", request.get("content"))
-        texts = [given] if isinstance(given, str) else list(given)
-        texts = [text if isinstance(text, str) else bytes(text).decode(errors="replace") for text in texts]
+        # llama.cpp's inputs: a text, token ids (one prompt), or a list of texts and token lists.
+        if isinstance(given, str) or all(isinstance(item, int) for item in given):
+            given = [given]
+        texts = [item if isinstance(item, str) else detokenize(item) for item in given]
         return {"embeddings": [embedding(text) for text in texts], "prompt_tokens": sum(map(len, map(tokenize, texts)))}
 
     def slots(self, *, model: str, cancellation: Cancellation) -> Any:
