@@ -4,7 +4,9 @@
 ``LocalJobQueue``, ``JobExecutor`` and ``JobRunner`` (what a standalone worker runs), all real;
 only the model is a fake (tests/support/fake_backend.py), so nothing needs Redis or llama-server.
 Requests go through ``falcon.testing``: an ``ASGIConductor`` holds the app's lifespan for a whole
-test, and :func:`writes` records a response write by write, for the stream framing rules.
+test, and each request is driven by falcon.testing's ASGI scope, request emitter and response
+collector (see :meth:`FastStack.aexchange` for why not ``simulate_request``), which also keep a
+response's writes apart, for the stream framing rules.
 """
 
 from __future__ import annotations
