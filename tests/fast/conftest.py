@@ -116,6 +116,9 @@ class FastStack:
             content_length=len(data) if data and declared_length else None,
             query_string=urlencode(params or {}),
         )
+        # Pairs in a list, as servers send them: create_scope gives one-pass iterators (ASGI allows
+        # any iterable), which a middleware that reads a header before Falcon does would use up.
+        scope["headers"] = [tuple(header) for header in scope["headers"]]
         emitter = testing.ASGIRequestEventEmitter(data)
         collector = testing.ASGIResponseEventCollector()
         task = asyncio.get_running_loop().create_task(self.app(scope, emitter, collector))
@@ -180,6 +183,22 @@ def eventually(condition: Callable[[], Any], what: str, timeout: float = 10.0) -
         if time.monotonic() > deadline:
             raise AssertionError(f"never happened: {what}")
         time.sleep(0.002)
+
+
+async def arrived(condition: Callable[[], Any], what: str, timeout: float = 10.0) -> None:
+    """:func:`eventually`, for a coroutine that must let the app run while it waits."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"never happened: {what}")
+        await asyncio.sleep(0.001)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    # A fast test that hangs (a job held forever) fails, rather than stopping the suite.
+    for item in items:
+        if "tests/fast/" in item.nodeid:
+            item.add_marker(pytest.mark.timeout(60))
 
 
 def sse_events(chunks: list[bytes]) -> list[Any]:

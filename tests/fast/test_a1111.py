@@ -15,7 +15,7 @@ import json
 import pytest
 from PIL import Image
 
-from tests.fast.conftest import BASIC, eventually, run
+from tests.fast.conftest import BASIC, arrived, eventually, run
 from tests.support.fake_backend import CHECKPOINTS, LORAS, VAES
 
 SMALL = {"prompt": "a mossy stone wall", "steps": 3, "width": 64, "height": 64, "sampler_name": "Euler a"}
@@ -187,8 +187,7 @@ def _while_running(stack, body: dict, look):
 
     async def go():
         job = asyncio.ensure_future(stack.arequest("POST", "/sdapi/v1/txt2img", json=body, auth=BASIC))
-        while not stack.images.at_step.is_set():
-            await asyncio.sleep(0.001)
+        await arrived(stack.images.at_step.is_set, "the job reaching the held step")
         seen = await look()
         stack.images.release_step.set()
         return seen, await job

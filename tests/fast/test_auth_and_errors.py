@@ -13,7 +13,7 @@ import json
 
 import pytest
 
-from tests.fast.conftest import TOKEN, run
+from tests.fast.conftest import TOKEN, arrived, run
 from tests.support.fake_backend import MODEL, Hold
 
 INVALID_KEY = {"error": {"code": 401, "message": "Invalid API Key", "type": "authentication_error"}}
@@ -223,8 +223,7 @@ def test_a_full_queue_is_503_with_a_retry_hint(make_stack):
 
     async def crowd():
         running = asyncio.ensure_future(stack.arequest("POST", "/completion", json=BODIES["/completion"]))
-        while hold.arrived < 1:
-            await asyncio.sleep(0.001)
+        await arrived(lambda: hold.arrived == 1, "the first generation starting")
         waiting = asyncio.ensure_future(stack.arequest("POST", "/completion", json=BODIES["/completion"]))
         await asyncio.sleep(0.01)
         refused = await stack.arequest("POST", "/v1/chat/completions", json=BODIES["/v1/chat/completions"])
@@ -243,8 +242,7 @@ def test_a_job_no_worker_starts_before_its_deadline_is_503(make_stack):
 
     async def late():
         running = asyncio.ensure_future(stack.arequest("POST", "/completion", json=BODIES["/completion"]))
-        while hold.arrived < 1:
-            await asyncio.sleep(0.001)
+        await arrived(lambda: hold.arrived == 1, "the first generation starting")
         expired = await stack.arequest("POST", "/completion", json=BODIES["/completion"])
         hold.release()
         return expired, await running

@@ -11,7 +11,7 @@ import asyncio
 
 import pytest
 
-from tests.fast.conftest import eventually, run, sse_events
+from tests.fast.conftest import arrived, eventually, run, sse_events
 from tests.support.fake_backend import CHATML, MODEL, N_CTX, SLOTS, STORY, Hold, embedding, render_chat, tokenize
 from tests.support.llmunity import ClientParseError, v2_parse_cumulative, v3_concatenate
 from velesio_core.cancellation import Reason
@@ -273,8 +273,7 @@ def test_slots_with_fail_on_no_slot_is_503_when_every_slot_is_busy(stack):
         generations = [
             asyncio.ensure_future(stack.arequest("POST", "/completion", json={"prompt": "x"})) for _ in range(SLOTS)
         ]
-        while hold.arrived < SLOTS:
-            await asyncio.sleep(0.001)
+        await arrived(lambda: hold.arrived == SLOTS, "every slot generating")
         answer = await stack.arequest("GET", "/slots", params={"fail_on_no_slot": "1"})
         hold.release()
         done = await asyncio.gather(*generations)
