@@ -23,7 +23,11 @@ class ClientConnection:
         self._callbacks: list[Callable[[], None]] = []
 
     def when_gone(self, callback: Callable[[], None]) -> Callable[[], None]:
-        """Call ``callback`` when the client disconnects; returns a function that unregisters it."""
+        """Call ``callback`` when the client disconnects (at once if it has); returns a function that
+        unregisters it. A client may leave before a handler registers, e.g. while its body is read."""
+        if self.gone.is_set():
+            callback()
+            return lambda: None
         self._callbacks.append(callback)
         return lambda: self._callbacks.remove(callback) if callback in self._callbacks else None
 
