@@ -136,21 +136,32 @@ def test_everything_else_needs_one(stack, method, path):
 
 
 @pytest.mark.parametrize("path", ["/completion", "/v1/chat/completions", "/api/chat", "/sdapi/v1/txt2img"])
-def test_cors_preflight_needs_no_token_and_echoes_the_origin(stack, path):
+def test_cors_preflight_needs_no_token_and_allows_any_origin_without_credentials(stack, path):
     response = stack.request(
         "OPTIONS", path, auth=None, headers={"Origin": "https://game.example", "Access-Control-Request-Method": "POST"}
     )
     assert response.status_code == 200
-    assert response.headers["access-control-allow-origin"] == "https://game.example"
-    assert response.headers["access-control-allow-credentials"] == "true"
+    # CORS_ORIGINS unset: any page, with a token it sets itself, never the browser's credentials.
+    assert response.headers["access-control-allow-origin"] == "*"
+    assert "access-control-allow-credentials" not in response.headers
     assert "POST" in response.headers["access-control-allow-methods"]
 
 
-def test_the_origin_is_echoed_on_answers_and_errors_too(stack):
+def test_any_origin_is_allowed_on_answers_and_errors_too(stack):
     origin = {"Origin": "https://game.example"}
-    assert stack.get("/health", headers=origin).headers["access-control-allow-origin"] == "https://game.example"
+    assert stack.get("/health", headers=origin).headers["access-control-allow-origin"] == "*"
     refused = stack.post("/completion", BODIES["/completion"], auth=None, headers=origin)
-    assert refused.status_code == 401 and refused.headers["access-control-allow-origin"] == "https://game.example"
+    assert refused.status_code == 401 and refused.headers["access-control-allow-origin"] == "*"
+
+
+def test_listed_origins_alone_are_echoed_with_credentials(make_stack):
+    stack = make_stack(CORS_ORIGINS="https://game.example")
+    listed = stack.request("OPTIONS", "/completion", auth=None, headers={"Origin": "https://game.example"})
+    assert listed.headers["access-control-allow-origin"] == "https://game.example"
+    assert listed.headers["access-control-allow-credentials"] == "true"
+    for origin in ("https://evil.example", "null"):
+        other = stack.request("OPTIONS", "/completion", auth=None, headers={"Origin": origin})
+        assert "access-control-allow-origin" not in other.headers
 
 
 @pytest.mark.parametrize(
