@@ -16,7 +16,7 @@ from velesio_core.backends.sd.samplers import SAMPLERS, choose
 from velesio_core.dialects.a1111 import encode
 from velesio_core.dialects.a1111.schemas import Img2ImgRequest, Txt2ImgRequest
 from velesio_core.errors import ErrorKind, GatewayError
-from velesio_core.sd_activity import ImageProgress
+from velesio_core.image_board import ImageProgress
 from velesio_core.validation import parse
 
 

@@ -42,7 +42,6 @@ class HttpPool:
     """``url`` is ``http://host:port``, ``https://host:port`` or ``unix:///path/to/socket``."""
 
     def __init__(self, url: str, *, headers: dict[str, str] | None = None, max_idle_s: float = 4.0) -> None:
-        self._url = url
         parts = urlsplit(url)
         self._scheme = parts.scheme
         self._host = parts.hostname or "localhost"

@@ -7,12 +7,12 @@ from collections.abc import Sequence
 import falcon.asgi
 
 from velesio_core.auth import TokenSet
+from velesio_core.image_board import ImageBoard, RedisImageBoard
 from velesio_core.logs import configure_logging
 from velesio_core.metrics.queue_state import queue_families
 from velesio_core.queue.interface import JobQueue
 from velesio_core.queue.redis_queue import RedisJobQueue
 from velesio_core.registry import CachedModelDirectory, ModelDirectory, WorkerRegistry
-from velesio_core.sd_activity import ImageBoard, RedisImageBoard
 from velesio_core.settings import Settings, load_or_exit
 from velesio_core.stored_responses import MemoryResponseStore, RedisResponseStore, ResponseStore
 

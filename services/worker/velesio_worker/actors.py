@@ -7,16 +7,18 @@ from typing import Any
 
 import dramatiq
 
-from velesio_core.execution import JobExecutor
 from velesio_core.jobs import Job
 from velesio_core.queue.event_sink import RedisEventSinks
 from velesio_core.queue.redis_queue import actor_name
+from velesio_core.supervision import JobSupervisor
 
 
-def register_actors(broker: dramatiq.Broker, queues: list[str], executor: JobExecutor, sinks: RedisEventSinks) -> None:
+def register_actors(
+    broker: dramatiq.Broker, queues: list[str], supervisor: JobSupervisor, sinks: RedisEventSinks
+) -> None:
     def run_job(payload: dict[str, Any]) -> None:
         job = Job.model_validate(payload)
-        executor.execute(job, sinks.for_job(job))
+        supervisor.execute(job, sinks.for_job(job))
 
     for queue in queues:
         dramatiq.actor(run_job, actor_name=actor_name(queue), queue_name=queue, broker=broker)

@@ -5,12 +5,9 @@ alone, with no Redis at all). Missing models are downloaded first (MODEL_URL, SD
 from __future__ import annotations
 
 import logging
-import os
 import signal
-import socket
 import threading
 import time
-import uuid
 
 import dramatiq
 
@@ -21,7 +18,8 @@ from velesio_core.redis_clients import sync_client
 from velesio_core.settings import Settings, SettingsError, exit_with, load_or_exit
 
 from .actors import register_actors
-from .runtime import WorkerRuntime
+from .runtime import WorkerRuntime, worker_id
+from .standalone import serve
 
 log = logging.getLogger("velesio.worker")
 
@@ -34,10 +32,6 @@ SHUTDOWN_GRACE_S = 10.0
 ACK_GRACE_S = 5.0
 
 
-def worker_id() -> str:
-    return f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
-
-
 def run_queue_worker(settings: Settings) -> None:
     broker = WakingRedisBroker(client=sync_client(settings), middleware=[])
     try:
@@ -45,7 +39,7 @@ def run_queue_worker(settings: Settings) -> None:
     except SettingsError as error:
         exit_with(error)
 
-    register_actors(broker, runtime.card.queues, runtime.executor, runtime.sinks)
+    register_actors(broker, runtime.card.queues, runtime.supervisor, runtime.sinks)
     workers = []
     if runtime.text_queues:
         text = dramatiq.Worker(
@@ -78,7 +72,7 @@ def run_queue_worker(settings: Settings) -> None:
     ]
     for stopper in stoppers:
         stopper.start()
-    runtime.executor.drain(SHUTDOWN_GRACE_S)
+    runtime.supervisor.drain(SHUTDOWN_GRACE_S)
     # Dramatiq retries acks until Redis answers; without Redis the stop would wait for ever.
     acks_due = time.monotonic() + ACK_GRACE_S  # one grace for all: not one per Dramatiq worker
     for stopper in stoppers:
@@ -103,8 +97,6 @@ def main() -> None:
     if settings.api:
         run_queue_worker(settings)
     else:
-        from .standalone import serve
-
         serve(settings)
 
 

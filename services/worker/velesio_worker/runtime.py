@@ -1,5 +1,5 @@
 """What a queue worker runs besides Dramatiq: its backends (an LLM's, an image pipeline, or both),
-the executor that runs jobs on them, the listener that cancels abandoned jobs, and the heartbeat
+the supervisor that runs jobs on them, the listener that cancels abandoned jobs, and the heartbeat
 that keeps its card in the registry."""
 
 from __future__ import annotations
@@ -7,7 +7,10 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
+import os
+import socket
 import threading
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -16,8 +19,9 @@ import redis
 
 from velesio_core.backends.base import ModelInfo
 from velesio_core.backends.service import LlmService, start_llm_service
+from velesio_core.dispatch import JobDispatcher
 from velesio_core.errors import GatewayError
-from velesio_core.execution import JobExecutor, listen_for_cancellations
+from velesio_core.image_board import ImageBoardWriter, RedisImageBoardWriter
 from velesio_core.jobs import IMAGE_MODEL, Queue
 from velesio_core.metrics.worker import (
     HEARTBEAT,
@@ -30,14 +34,17 @@ from velesio_core.queue.broker import WakingRedisBroker
 from velesio_core.queue.event_sink import RedisEventSinks
 from velesio_core.redis_clients import sync_client
 from velesio_core.registry import HEARTBEAT_S, CardPublisher, WorkerCard
-from velesio_core.runner import JobRunner
-from velesio_core.sd_activity import ImageActivity, RedisImageActivity
 from velesio_core.settings import Settings, SettingsError
+from velesio_core.supervision import JobSupervisor, listen_for_cancellations
 
 if TYPE_CHECKING:
     from velesio_core.backends.sd.backend import SdBackend
 
 log = logging.getLogger(__name__)
+
+
+def worker_id() -> str:
+    return f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
 
 
 def queues_for(models: list[ModelInfo], *, images: bool) -> list[str]:
@@ -84,12 +91,12 @@ class Backends:
             raise
         return backends
 
-    def runner(self, worker_id: str, activity: ImageActivity | None) -> JobRunner:
-        return JobRunner(
+    def dispatcher(self, worker_id: str, board: ImageBoardWriter | None) -> JobDispatcher:
+        return JobDispatcher(
             self.service.backend if self.service else None,
             worker_id=worker_id,
             images=self.images,
-            activity=activity if self.images else None,
+            board=board if self.images else None,
         )
 
     def models(self) -> list[ModelInfo]:
@@ -106,7 +113,9 @@ class Backends:
             self.images.close()
 
 
-def start_metrics(settings: Settings, worker_id: str, backends: Backends, executor: JobExecutor) -> Callable[[], None]:
+def start_metrics(
+    settings: Settings, worker_id: str, backends: Backends, supervisor: JobSupervisor
+) -> Callable[[], None]:
     """Serve the worker's metrics on METRICS_PORT (unless METRICS=false); returns their stop."""
     if not settings.metrics:
         return lambda: None
@@ -117,14 +126,14 @@ def start_metrics(settings: Settings, worker_id: str, backends: Backends, execut
     if (images := backends.images) is not None:
         states.append(BackendState("sd", images.healthy, lambda: 0))
         slots += 1  # one image job at a time per pipeline
-    state = WorkerState(worker_id=worker_id, backends=states, slots=slots, busy_slots=lambda: executor.busy_slots)
+    state = WorkerState(worker_id=worker_id, backends=states, slots=slots, busy_slots=lambda: supervisor.busy_slots)
     return serve_worker_metrics(state, settings.metrics_host, settings.metrics_port)
 
 
 @dataclass
 class WorkerRuntime:
     backends: Backends
-    executor: JobExecutor
+    supervisor: JobSupervisor
     sinks: RedisEventSinks
     card: WorkerCard
     redis: redis.Redis
@@ -149,8 +158,9 @@ class WorkerRuntime:
             sinks = RedisEventSinks(
                 client, broker_id=broker.broker_id, namespace=broker.namespace, on_acked=broker.acked_by_job
             )
-            executor = JobExecutor(
-                backends.runner(worker_id, RedisImageActivity(client)), JobMetrics() if settings.metrics else None
+            supervisor = JobSupervisor(
+                backends.dispatcher(worker_id, RedisImageBoardWriter(client)),
+                JobMetrics() if settings.metrics else None,
             )
             models = backends.models()
             card = WorkerCard(
@@ -159,15 +169,15 @@ class WorkerRuntime:
                 models,
                 images=backends.image_status(),
             )
-            stop_metrics = start_metrics(settings, worker_id, backends, executor)
+            stop_metrics = start_metrics(settings, worker_id, backends, supervisor)
         except BaseException:
             backends.close()
             raise
-        runtime = cls(backends, executor, sinks, card, client, stop_metrics)
+        runtime = cls(backends, supervisor, sinks, card, client, stop_metrics)
         holder.append(runtime)
         subscribed = threading.Event()
         listener = threading.Thread(
-            target=listen_for_cancellations, args=(client, executor, subscribed), name="cancel-listener", daemon=True
+            target=listen_for_cancellations, args=(client, supervisor, subscribed), name="cancel-listener", daemon=True
         )
         listener.start()
         # Take no job before cancellations can reach us.
@@ -207,6 +217,6 @@ class WorkerRuntime:
         self._stop_metrics()
         with contextlib.suppress(redis.RedisError):
             CardPublisher(self.redis).remove(self.card.worker_id)
-        self.executor.close()
+        self.supervisor.close()
         self.backends.close()
         self.redis.close()

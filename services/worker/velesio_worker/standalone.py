@@ -15,19 +15,19 @@ from typing import Any
 from velesio_api.app import create_app
 from velesio_api.main import Server, gunicorn_options
 from velesio_core.backends.base import ModelInfo
-from velesio_core.execution import JobExecutor
+from velesio_core.image_board import LocalImageBoard
 from velesio_core.jobs import Job
 from velesio_core.metrics.worker import JobMetrics, check_metrics_port
 from velesio_core.queue.local_queue import LocalJobHandle, LocalJobQueue
-from velesio_core.sd_activity import LocalImageState
 from velesio_core.settings import Settings, SettingsError, exit_with
+from velesio_core.supervision import JobSupervisor
 
-from .main import worker_id
-from .runtime import Backends, start_metrics
+from .runtime import Backends, start_metrics, worker_id
 
 
-class StandaloneBackend:
-    """The job queue and model directory of a standalone worker, ready once the app has started."""
+class InProcessWorker:
+    """The worker inside a standalone process: it starts the backends with the app (as its
+    middleware) and serves as the app's job queue, model directory and image board."""
 
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
@@ -35,20 +35,20 @@ class StandaloneBackend:
         self._queue: LocalJobQueue | None = None
         self._models: list[ModelInfo] = []
         self._stop_metrics: Callable[[], None] = lambda: None
-        self.board = LocalImageState()
+        self.board = LocalImageBoard()
 
     async def process_startup(self, scope, event) -> None:
         settings, worker = self._settings, worker_id()
         self._backends = backends = await asyncio.to_thread(Backends.start, settings)
         observer = JobMetrics() if settings.metrics else None
-        executor = JobExecutor(backends.runner(worker, self.board), observer)
-        self.board.control_job = executor.control
+        supervisor = JobSupervisor(backends.dispatcher(worker, self.board), observer)
+        self.board.control_job = supervisor.control
         self._queue = LocalJobQueue(
-            executor, slots=settings.llama_slots, queue_cap=settings.queue_cap, board=self.board
+            supervisor, slots=settings.llama_slots, queue_cap=settings.queue_cap, board=self.board
         )
         try:
             self._models = await asyncio.to_thread(backends.models)
-            self._stop_metrics = start_metrics(settings, worker, backends, executor)
+            self._stop_metrics = start_metrics(settings, worker, backends, supervisor)
         except BaseException:
             await self.process_shutdown(scope, event)
             raise
@@ -76,8 +76,8 @@ class StandaloneBackend:
 
 
 def create_standalone_app(settings: Settings):
-    backend = StandaloneBackend(settings)
-    return create_app(settings, backend, backend, backend.board, extra_middleware=[backend])
+    worker = InProcessWorker(settings)
+    return create_app(settings, worker, worker, worker.board, extra_middleware=[worker])
 
 
 def serve(settings: Settings) -> None:

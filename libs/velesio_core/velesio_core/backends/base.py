@@ -1,4 +1,4 @@
-"""The contract between velesio's job runner and an LLM backend.
+"""The contract between velesio's job dispatcher and an LLM backend.
 
 Requests and answers use llama.cpp's native vocabulary (see jobs.py); a backend that is not
 llama-server translates. Every call names the model that must run it (a backend may serve

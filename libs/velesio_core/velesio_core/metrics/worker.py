@@ -1,4 +1,4 @@
-"""A worker's metrics: its jobs as the executor ends them, and its state read when scraped.
+"""A worker's metrics: its jobs as the supervisor ends them, and its state read when scraped.
 
 Token counts and speeds come from the final result of each generation, in the neutral result
 vocabulary every backend speaks (results.GenerationResult: tokens_evaluated, tokens_predicted,
@@ -19,9 +19,9 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoM
 
 from .. import __version__
 from ..events import Event, EventType
-from ..execution import Outcome
 from ..jobs import Job
 from ..settings import SettingsError
+from ..supervision import Outcome
 from .api import DURATION_BUCKETS_S
 
 #: A job picked at once waits a millisecond; one behind a long queue, minutes.
@@ -73,7 +73,7 @@ HEARTBEAT = Gauge(
 
 
 class JobMetrics:
-    """The executor's observer (see execution.JobObserver): counts what each job did."""
+    """The supervisor's observer (see supervision.JobObserver): counts what each job did."""
 
     def job_started(self, job: Job, waited_s: float) -> None:
         QUEUE_WAIT.labels(job.kind.value, job.model).observe(max(0.0, waited_s))

@@ -16,10 +16,10 @@ from concurrent.futures import ThreadPoolExecutor
 from ..cancellation import Reason
 from ..errors import ErrorKind, GatewayError, unavailable
 from ..events import Event
-from ..execution import JobExecutor
+from ..image_board import LocalImageBoard
 from ..jobs import Job
 from ..metrics.queue import CANCELLED, EXPIRED, REJECTED
-from ..sd_activity import LocalImageState
+from ..supervision import JobSupervisor
 from .event_sink import LoopEventSink
 from .redis_queue import RETRY_AFTER_S
 
@@ -29,9 +29,9 @@ AUX_THREADS = 2
 
 class LocalJobQueue:
     def __init__(
-        self, executor: JobExecutor, *, slots: int, queue_cap: int, board: LocalImageState | None = None
+        self, supervisor: JobSupervisor, *, slots: int, queue_cap: int, board: LocalImageBoard | None = None
     ) -> None:
-        self._executor = executor
+        self._supervisor = supervisor
         self._generation = ThreadPoolExecutor(slots, thread_name_prefix="velesio-generate")
         self._aux = ThreadPoolExecutor(AUX_THREADS, thread_name_prefix="velesio-aux")
         # One thread: a diffusers pipeline runs one job at a time.
@@ -59,13 +59,13 @@ class LocalJobQueue:
         else:
             pool = self._generation if job.kind.holds_generation_slot else self._aux
         loop.run_in_executor(pool, self._execute, job, sink)
-        return LocalJobHandle(job, sink, self._executor)
+        return LocalJobHandle(job, sink, self._supervisor)
 
     def _execute(self, job: Job, sink: LoopEventSink) -> None:
         with self._lock:
             self._waiting -= 1
         try:
-            self._executor.execute(job, sink)
+            self._supervisor.execute(job, sink)
         finally:
             if job.kind.is_image and self._board is not None:
                 self._board.end(job)  # also when it was dropped unrun
@@ -73,15 +73,15 @@ class LocalJobQueue:
     async def close(self) -> None:
         for pool in (self._generation, self._aux, self._images):
             pool.shutdown(wait=False, cancel_futures=True)
-        await asyncio.to_thread(self._executor.drain, 0)
-        self._executor.close()
+        await asyncio.to_thread(self._supervisor.drain, 0)
+        self._supervisor.close()
 
 
 class LocalJobHandle:
-    def __init__(self, job: Job, sink: LoopEventSink, executor: JobExecutor) -> None:
+    def __init__(self, job: Job, sink: LoopEventSink, supervisor: JobSupervisor) -> None:
         self.job = job
         self._events = sink.queue
-        self._executor = executor
+        self._supervisor = supervisor
 
     async def events(self) -> AsyncIterator[Event]:
         give_up_at = self.job.deadline
@@ -93,7 +93,7 @@ class LocalJobHandle:
                 async with asyncio.timeout(max(0.0, give_up_at - time.time())):
                     event = await self._events.get()
             except TimeoutError:
-                self._executor.cancel(self.job.id, Reason.TIMEOUT)
+                self._supervisor.cancel(self.job.id, Reason.TIMEOUT)
                 if not started:
                     EXPIRED.labels(self.job.queue, self.job.model).inc()
                 raise self._timed_out(started) from None
@@ -106,7 +106,7 @@ class LocalJobHandle:
 
     async def cancel(self) -> None:
         CANCELLED.labels(self.job.queue, self.job.model).inc()
-        self._executor.cancel(self.job.id, Reason.CLIENT_LEFT)
+        self._supervisor.cancel(self.job.id, Reason.CLIENT_LEFT)
 
     def _timed_out(self, started: bool) -> GatewayError:
         if started:

@@ -155,7 +155,7 @@ class RedisJobHandle:
                         last_id = entry_id
                         event = Event(EventType(fields[b"t"].decode()), fields[b"d"])
                         if not started:
-                            # Any event means a worker has the job (see runner.STARTED_NOTICE_S).
+                            # Any event means a worker has the job (see supervision.STARTED_NOTICE_S).
                             started = True
                             give_up_at = time.time() + job.timeout_s + _GRACE_S
                         yield event

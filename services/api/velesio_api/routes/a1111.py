@@ -15,10 +15,10 @@ from velesio_core.backends.sd.images import decode_image
 from velesio_core.dialects.a1111 import encode
 from velesio_core.dialects.a1111.schemas import Img2ImgRequest, OptionsRequest, Txt2ImgRequest
 from velesio_core.errors import ErrorKind, GatewayError, invalid_request
+from velesio_core.image_board import ImageBoard
 from velesio_core.jobs import IMAGE_MODEL, JobKind
 from velesio_core.queue.keys import JobControl
 from velesio_core.registry import image_pipelines
-from velesio_core.sd_activity import ImageBoard
 from velesio_core.validation import parse
 
 from ..relay import Relay, send_json

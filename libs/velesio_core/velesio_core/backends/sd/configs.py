@@ -33,7 +33,6 @@ from typing import Any
 
 from ...errors import invalid_request
 
-SHIPPED_TYPES = ("v1", "inpainting")
 _BPE_FILE = "clip_bpe_simple_vocab_16e6.txt.gz"
 #: CLIP keeps the first 48,894 merges of the table (49,152 ids less 256 bytes and 2 specials).
 _MERGES = 49152 - 256 - 2

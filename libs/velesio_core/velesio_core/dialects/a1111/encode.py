@@ -14,7 +14,7 @@ import orjson
 
 from ...backends.sd.samplers import SAMPLERS, SCHEDULES
 from ...errors import ErrorKind, GatewayError
-from ...sd_activity import ImageProgress
+from ...image_board import ImageProgress
 from .schemas import Img2ImgRequest, Txt2ImgRequest
 
 #: The message A1111 (FastAPI's HTTPBasic) gives a client without valid credentials.

@@ -84,10 +84,6 @@ def _message(message: Message) -> dict[str, Any]:
     return converted
 
 
-def generate_is_raw(request: GenerateRequest) -> bool:
-    return bool(request.raw)
-
-
 def completion_payload(request: GenerateRequest) -> dict[str, Any]:
     """A raw /api/generate: the prompt as it is, no template."""
     _refuse_unsupported(request)

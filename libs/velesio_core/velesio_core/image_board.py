@@ -1,8 +1,9 @@
-"""What the image pipelines are doing, for AUTOMATIC1111's global endpoints.
+"""The image board: what the image pipelines are doing, for AUTOMATIC1111's global endpoints.
 
 A1111 is one process with one job: ``/progress`` reports *the* current job, ``/interrupt`` and
 ``/skip`` act on it, and ``/options`` holds *the* checkpoint. velesio has many API processes and
-many workers, so this small piece of state is shared:
+many workers, so this small piece of state is shared on a board that workers write
+(:class:`ImageBoardWriter`) and the API reads and acts on (:class:`ImageBoard`):
 
 - the image jobs running now (a Redis sorted set, written by the worker that runs each one);
 - each job's progress is the latest ``progress`` event of its own event stream, read back from
@@ -14,7 +15,7 @@ many workers, so this small piece of state is shared:
   so a client sees its place in it.
 
 "The current job" is the one that started first among those running: with one image worker, the
-only one. A standalone worker (no Redis) keeps the same state in its own memory.
+only one. A standalone worker (no Redis) keeps the same board in its own memory.
 """
 
 from __future__ import annotations
@@ -75,7 +76,7 @@ class ImageProgress:
         return min(1.0, (self.job_no * self.steps + self.step) / (self.job_count * self.steps))
 
 
-class ImageActivity(Protocol):
+class ImageBoardWriter(Protocol):
     """The worker's side, called on the thread that runs the image job."""
 
     def begin(self, job: Job) -> None: ...
@@ -112,7 +113,7 @@ class ImageBoard(Protocol):
     async def set_options(self, values: dict[str, str]) -> None: ...
 
 
-class RedisImageActivity:
+class RedisImageBoardWriter:
     def __init__(self, client: redis.Redis) -> None:
         self._redis = client
 
@@ -204,8 +205,8 @@ class RedisImageBoard:
                 raise queue_error(error) from None
 
 
-class LocalImageState:
-    """Both sides at once, in one process (a standalone worker): jobs run on its own threads."""
+class LocalImageBoard:
+    """Writer and board at once, in one process (a standalone worker): jobs run on its own threads."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -214,7 +215,7 @@ class LocalImageState:
         self._waiting: list[str] = []
         #: Task name -> (job id, when the name expires), see ImageBoard.name_task.
         self._tasks: dict[str, tuple[str, float]] = {}
-        #: Where interrupts and skips go: the executor's ``control`` (set once it exists).
+        #: Where interrupts and skips go: the supervisor's ``control`` (set once it exists).
         self.control_job: Callable[[str], None] | None = None
 
     def queued(self, job: Job) -> None:

@@ -1,12 +1,12 @@
-"""Everything around running a job: drop the expired, cancel the abandoned and the overdue,
-announce the slow, drain on exit.
+"""Supervise the jobs a worker runs: drop the expired, cancel the abandoned and the overdue,
+announce the slow, drain on exit. Running a job on its backend is dispatch.py's.
 
 A job whose deadline passed while it waited is dropped unrun: its client has been answered
 already. A job whose client went away is cancelled wherever it runs: the API publishes its id on
 the cancel channel, and the worker cancels it, which closes its backend request (llama-server
 frees the slot at its next token). One watchdog thread sweeps the running jobs a few dozen times a
 second: it cancels those past their timeout and sends ``started`` for those that have been silent
-for ``STARTED_NOTICE_S`` (see runner.py), instead of a timer per job. When the worker shuts down,
+for ``STARTED_NOTICE_S``, instead of a timer per job. When the worker shuts down,
 running jobs get a grace period, then end with an error their clients can retry on.
 """
 
@@ -22,11 +22,11 @@ from typing import Protocol
 import redis
 
 from .cancellation import Cancellation, JobCancelled, Reason
+from .dispatch import JobDispatcher
 from .events import Event, EventType
 from .jobs import Job
 from .queue.event_sink import EventSink
 from .queue.keys import CANCEL_CHANNEL, JobControl
-from .runner import JobRunner
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +55,7 @@ class Outcome(StrEnum):
 
 
 class JobObserver(Protocol):
-    """Told of every job the executor takes; called on the job's own thread."""
+    """Told of every job the supervisor takes; called on the job's own thread."""
 
     def job_started(self, job: Job, waited_s: float) -> None: ...
 
@@ -106,11 +106,11 @@ class _Running:
             self.sink.emit(Event.of(EventType.STARTED, started))
 
 
-class JobExecutor:
+class JobSupervisor:
     """Thread-safe: jobs run on threads of their own, cancellations arrive on another."""
 
-    def __init__(self, runner: JobRunner, observer: JobObserver | None = None) -> None:
-        self.runner = runner
+    def __init__(self, dispatcher: JobDispatcher, observer: JobObserver | None = None) -> None:
+        self.dispatcher = dispatcher
         self._observer = observer
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)
@@ -136,7 +136,7 @@ class JobExecutor:
             log.info("dropped job %s: its deadline passed %.1f s ago", job.id, time.time() - job.deadline)
             self._dropped(job, Outcome.EXPIRED)
             return
-        running = _Running(job, sink, self.runner.worker_id)
+        running = _Running(job, sink, self.dispatcher.worker_id)
         with self._lock:
             if self._cancelled.pop(job.id, None) is not None:
                 log.info("dropped job %s: cancelled before it started", job.id)
@@ -148,7 +148,7 @@ class JobExecutor:
         if self._observer is not None:
             self._observer.job_started(job, time.time() - job.enqueued_at)
         try:
-            self.runner.run(job, running, running.cancellation)
+            self.dispatcher.run(job, running, running.cancellation)
         except JobCancelled:
             log.info("cancelled job %s: its client went away", job.id)
         finally:
@@ -233,7 +233,7 @@ class JobExecutor:
             time.sleep(_SWEEP_S)
 
 
-def listen_for_cancellations(client: redis.Redis, executor: JobExecutor, ready: threading.Event) -> None:
+def listen_for_cancellations(client: redis.Redis, supervisor: JobSupervisor, ready: threading.Event) -> None:
     """Cancel jobs as the API announces them; runs on a thread of its own. Sets ``ready`` once
     subscribed, and resubscribes after a lost connection."""
     while True:
@@ -247,7 +247,7 @@ def listen_for_cancellations(client: redis.Redis, executor: JobExecutor, ready: 
                 while client.connection_pool.owns_connection(pubsub.connection):
                     message = pubsub.get_message(timeout=1.0)
                     if message is not None and message["type"] == "message":
-                        executor.control(message["data"].decode())
+                        supervisor.control(message["data"].decode())
         except (redis.ConnectionError, redis.TimeoutError, OSError) as error:
             log.warning("lost the cancel channel (%s); subscribing again in 1 s", error)
             time.sleep(1)

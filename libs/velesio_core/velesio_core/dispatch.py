@@ -1,4 +1,6 @@
-"""Run one job on its backend (an LLM's, or an image pipeline) and report what happens as events."""
+"""Dispatch one job to the backend method its kind names (an LLM's, or an image pipeline's) and
+report what happens as events. What surrounds the run (deadlines, cancellation, the watchdog,
+draining) is supervision.py's."""
 
 from __future__ import annotations
 
@@ -9,9 +11,9 @@ from .backends.base import LlmBackend
 from .cancellation import Cancellation, JobCancelled, error_for
 from .errors import ErrorKind, GatewayError
 from .events import Event, EventType
+from .image_board import ImageBoardWriter
 from .jobs import Job, JobKind
 from .queue.event_sink import EventSink
-from .sd_activity import ImageActivity
 
 if TYPE_CHECKING:  # torch and diffusers load only where images run
     from .backends.sd.backend import SdBackend
@@ -19,19 +21,19 @@ if TYPE_CHECKING:  # torch and diffusers load only where images run
 log = logging.getLogger(__name__)
 
 
-class JobRunner:
+class JobDispatcher:
     def __init__(
         self,
         backend: LlmBackend | None,
         *,
         worker_id: str,
         images: SdBackend | None = None,
-        activity: ImageActivity | None = None,
+        board: ImageBoardWriter | None = None,
     ) -> None:
         self.backend = backend
         self.worker_id = worker_id
         self.images = images
-        self.activity = activity
+        self.board = board
 
     def run(self, job: Job, sink: EventSink, cancellation: Cancellation) -> None:
         """Emit the job's events, ending with exactly one result or error.
@@ -84,17 +86,17 @@ class JobRunner:
             raise GatewayError(
                 ErrorKind.NOT_SUPPORTED, f"this worker runs no image pipeline, so it cannot run {job.kind} jobs"
             )
-        activity = self.activity
+        board = self.board
 
         def emit(event: Event) -> None:
             sink.emit(event)
-            if activity is not None:
-                activity.progress(job, event)
+            if board is not None:
+                board.progress(job, event)
 
-        if activity is not None:
-            activity.begin(job)
+        if board is not None:
+            board.begin(job)
         try:
             return self.images.run(job, emit, cancellation)
         finally:
-            if activity is not None:
-                activity.end(job)
+            if board is not None:
+                board.end(job)
