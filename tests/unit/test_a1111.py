@@ -8,13 +8,14 @@ import time
 
 import pytest
 
-from velesio_core.backends.sd.checkpoints import Checkpoint, file_sha256, resolve, sidecar_path
+from velesio_core.backends.sd.checkpoints import Checkpoint, resolve
 from velesio_core.backends.sd.images import decode_image, encode_png
 from velesio_core.backends.sd.infotext import infotext
 from velesio_core.backends.sd.prompts import LoraRequest, extract_loras
 from velesio_core.backends.sd.samplers import SAMPLERS, choose
 from velesio_core.dialects.a1111 import encode
 from velesio_core.dialects.a1111.schemas import Img2ImgRequest, Txt2ImgRequest
+from velesio_core.digests import file_sha256, sidecar_path
 from velesio_core.errors import ErrorKind, GatewayError
 from velesio_core.image_board import ImageProgress
 from velesio_core.validation import parse

@@ -10,7 +10,7 @@ folders). A file is fetched only when it is missing, and:
   that ignores it answers 200, and the transfer starts over);
 - with a sha256 to check (``<VAR>_SHA256``, or ``#sha256=<hex>`` at the end of the URL), a
   mismatch deletes the file and fails, and the digest is kept beside the file (``.sha256``) so
-  nobody hashes gigabytes again (backends/sd/checkpoints.py reads it);
+  nobody hashes gigabytes again (digests.py);
 - under an exclusive lock (``.<name>.lock``, ``flock``), so two workers sharing a volume never
   fetch the same file twice: the second waits, then finds it there;
 - transient failures (connection errors, timeouts, 429 and 5xx) are retried with exponential
@@ -28,7 +28,6 @@ import contextlib
 import email.message
 import errno
 import fcntl
-import hashlib
 import http.client
 import logging
 import os
@@ -41,6 +40,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import unquote, urlsplit, urlunsplit
 
+from .digests import sha256_of, write_sidecar
 from .settings import Settings, SettingsError, is_sha256, load_or_exit
 
 log = logging.getLogger(__name__)
@@ -152,7 +152,7 @@ def _download(variable, url, path, expected, token, retries, backoff_s, report) 
                 retries,
             )
             time.sleep(delay)
-    digest = _sha256(part)
+    digest = sha256_of(part)
     if expected and digest != expected:
         part.unlink(missing_ok=True)
         raise DownloadError(
@@ -161,7 +161,7 @@ def _download(variable, url, path, expected, token, retries, backoff_s, report) 
             "check the URL and the expected checksum",
         )
     part.replace(path)
-    _remember_digest(path, digest)
+    write_sidecar(path, digest)
     log.info("fetched %s (%s)", path.name, _size(path.stat().st_size))
 
 
@@ -290,20 +290,6 @@ def _reason(error: BaseException) -> str:
     if isinstance(error, urllib.error.URLError):
         return str(error.reason)
     return error.__class__.__name__ + (f": {error}" if str(error) else "")
-
-
-def _sha256(path: Path) -> str:
-    hasher = hashlib.sha256()
-    with open(path, "rb") as file:
-        while chunk := file.read(_CHUNK):
-            hasher.update(chunk)
-    return hasher.hexdigest()
-
-
-def _remember_digest(path: Path, digest: str) -> None:
-    from .backends.sd.checkpoints import write_sidecar
-
-    write_sidecar(path, digest)
 
 
 @contextlib.contextmanager

@@ -38,6 +38,9 @@ _SWEEP_S = STARTED_NOTICE_S / 2
 #: How long a cancellation is remembered for a job this worker has not started (it may sit in
 #: the worker's prefetch buffer); longer than any deadline a job could still start within.
 _REMEMBER_CANCELLED_S = 3600.0
+#: Threads a worker keeps beyond its generation slots for the jobs that hold none (tokenize,
+#: embeddings, ...), so that they never wait behind long generations.
+AUX_THREADS = 2
 
 
 class Outcome(StrEnum):

@@ -16,6 +16,7 @@ from velesio_core.logs import configure_logging
 from velesio_core.queue.broker import WakingRedisBroker
 from velesio_core.redis_clients import sync_client
 from velesio_core.settings import Settings, SettingsError, exit_with, load_or_exit
+from velesio_core.supervision import AUX_THREADS
 
 from .actors import register_actors
 from .runtime import WorkerRuntime, worker_id
@@ -23,9 +24,6 @@ from .standalone import serve
 
 log = logging.getLogger("velesio.worker")
 
-#: Dramatiq threads beyond the generation slots, so auxiliary jobs (tokenize, embeddings, ...)
-#: never wait behind long generations.
-AUX_THREADS = 2
 #: Seconds running jobs get to finish when the worker is asked to stop.
 SHUTDOWN_GRACE_S = 10.0
 #: Seconds the consumers then get to hand their acknowledgements to Redis.

@@ -19,12 +19,9 @@ from ..events import Event
 from ..image_board import LocalImageBoard
 from ..jobs import Job
 from ..metrics.queue import CANCELLED, EXPIRED, REJECTED
-from ..supervision import JobSupervisor
+from ..supervision import AUX_THREADS, JobSupervisor
 from .event_sink import LoopEventSink
 from .redis_queue import RETRY_AFTER_S
-
-#: Threads for jobs that hold no generation slot (tokenize, embeddings, ...).
-AUX_THREADS = 2
 
 
 class LocalJobQueue:

@@ -296,116 +296,22 @@ class SdBackend:
         return init, mask
 
     def _generate(self, payload: dict[str, Any], emit: Emit, cancellation: Cancellation, *, init) -> dict[str, Any]:
-        import torch
-        from PIL import Image
-
         loaded = self._require_loaded()
         choice = choose(payload.get("sampler_name"), payload.get("scheduler"))
         prompt, loras = extract_loras(payload.get("prompt", ""))
-        negative = payload.get("negative_prompt", "")
         self._apply_loras(loaded, loras)
-
-        width, height = payload["width"], payload["height"]
-        batch_size, n_iter = payload["batch_size"], payload["n_iter"]
-        seed = payload["seed"] if payload["seed"] != -1 else random.randrange(_SEED_LIMIT)
-        seeds = [(seed + index) % _SEED_LIMIT for index in range(batch_size * n_iter)]
-        clip_skip = payload.get("clip_skip") or 1
-        arguments: dict[str, Any] = {
-            "prompt": prompt,
-            "negative_prompt": negative or None,
-            "num_inference_steps": payload["steps"],
-            "guidance_scale": payload["cfg_scale"],
-            "num_images_per_prompt": batch_size,
-            "clip_skip": clip_skip - 1 if clip_skip > 1 else None,
-        }
-        denoising = payload.get("denoising_strength")
-        if init is not None:
-            image, mask = init
-            pipeline = loaded.inpaint if mask is not None or loaded.inpainting_model else loaded.img2img
-            arguments |= {"image": image, "strength": denoising}
-            if pipeline is loaded.inpaint:
-                arguments |= {
-                    "mask_image": mask if mask is not None else Image.new("L", image.size, 255),
-                    "width": width,
-                    "height": height,
-                }
-        elif loaded.inpainting_model:
-            # An inpainting checkpoint makes a new image from a fully masked one, as A1111 does.
-            pipeline = loaded.inpaint
-            arguments |= {
-                "image": Image.new("RGB", (width, height), (127, 127, 127)),
-                "width": width,
-                "height": height,
-                "mask_image": Image.new("L", (width, height), 255),
-                "strength": 1.0,
-            }
-            denoising = None
-        else:
-            pipeline = loaded.text2img
-            arguments |= {"width": width, "height": height}
-            denoising = None
-        pipeline.scheduler = self._scheduler(loaded, choice)
-        if payload.get("eta") is not None:
-            arguments["eta"] = payload["eta"]
+        call = _pipeline_call(loaded, payload, prompt, init)
+        call.pipeline.scheduler = self._scheduler(loaded, choice)
         _set_tiling(loaded, bool(payload.get("tiling")))
 
-        watch = _Progress(emit, cancellation, job_count=n_iter)
-        images: list[Any] = []
-        for iteration in range(n_iter):
-            if watch.interrupted:
-                break
-            watch.job_no = iteration
-            batch_seeds = seeds[iteration * batch_size : (iteration + 1) * batch_size]
-            generators = [torch.Generator("cpu").manual_seed(s) for s in batch_seeds]
-            skipped_before = watch.skipped
-            watch.skipped = False
-            watch.batch_starts()
-            output = pipeline(**arguments, generator=generators, callback_on_step_end=watch.on_step_end)
-            images += output.images
-            watch.skipped = skipped_before or watch.skipped
+        seeds = _seeds(payload)
+        watch = _Progress(emit, cancellation, job_count=payload["n_iter"])
+        images = _run_batches(call, seeds, payload["batch_size"], payload["n_iter"], watch)
         if cancellation.reason not in (None, Reason.INTERRUPTED):
             cancellation.check()
-
         if init is not None and init[1] is not None:
-            # A1111 puts the original back wherever the mask is black: only the masked part changes.
-            original, mask = init
-            images = [Image.composite(image, original, mask) for image in images]
-        used_seeds = seeds[: len(images)]
-        parameters = {
-            "Steps": payload["steps"],
-            "Sampler": choice.sampler.name,
-            "Schedule type": choice.schedule_label,
-            "CFG scale": payload["cfg_scale"],
-            "Seed": None,
-            "Size": f"{width}x{height}",
-            "Model hash": loaded.checkpoint.short_hash,
-            "Model": loaded.checkpoint.model_name,
-            "VAE": loaded.vae_name if loaded.vae_name not in OWN_VAE else None,
-            "Denoising strength": denoising,
-            "Clip skip": clip_skip if clip_skip > 1 else None,
-            "Version": VERSION,
-        }
-        original_prompt = payload.get("prompt", "")
-        texts = [infotext(original_prompt, negative, {**parameters, "Seed": s}) for s in used_seeds]
-        encoded = [encode_png(image, text) for image, text in zip(images, texts, strict=True)]
-        return {
-            "images": encoded,
-            "seeds": used_seeds,
-            "infotexts": texts,
-            "sampler_name": choice.sampler.name,
-            "scheduler": choice.schedule_label,
-            "denoising_strength": denoising,
-            "sd_model_name": loaded.checkpoint.model_name,
-            "sd_model_hash": loaded.checkpoint.short_hash,
-            "sd_vae_name": loaded.vae_name if loaded.vae_name not in OWN_VAE else None,
-            "clip_skip": clip_skip,
-            "is_using_inpainting_conditioning": loaded.inpainting_model,
-            "interrupted": watch.interrupted,
-            "skipped": watch.skipped,
-            "job_timestamp": time.strftime("%Y%m%d%H%M%S", time.localtime(watch.started_at)),
-            "version": VERSION,
-            "timings": {"steps": watch.steps_run, "diffusion_ms": round(watch.diffusion_s * 1000, 3)},
-        }
+            images = _keep_unmasked(images, *init)
+        return _result(payload, loaded, choice, images, seeds[: len(images)], call.denoising, watch)
 
     def _scheduler(self, loaded: LoadedPipeline, choice: SamplerChoice) -> Any:
         key = (choice.sampler.name, choice.schedule.name)
@@ -446,6 +352,138 @@ class SdBackend:
 def _find(checkpoints: list[Checkpoint], name: str) -> Checkpoint | None:
     entry = resolve([checkpoint.a1111() for checkpoint in checkpoints], name)
     return next((checkpoint for checkpoint in checkpoints if entry and checkpoint.title == entry["title"]), None)
+
+
+@dataclass
+class _PipelineCall:
+    """Which of a checkpoint's pipelines a job runs on, and with what arguments."""
+
+    pipeline: Any
+    arguments: dict[str, Any]
+    #: The denoising strength that applied (None for a new image), as A1111 reports it.
+    denoising: float | None
+
+
+def _pipeline_call(
+    loaded: LoadedPipeline, payload: dict[str, Any], prompt: str, init: tuple[Any, Any | None] | None
+) -> _PipelineCall:
+    from PIL import Image
+
+    width, height = payload["width"], payload["height"]
+    clip_skip = payload.get("clip_skip") or 1
+    arguments: dict[str, Any] = {
+        "prompt": prompt,
+        "negative_prompt": payload.get("negative_prompt", "") or None,
+        "num_inference_steps": payload["steps"],
+        "guidance_scale": payload["cfg_scale"],
+        "num_images_per_prompt": payload["batch_size"],
+        "clip_skip": clip_skip - 1 if clip_skip > 1 else None,
+    }
+    if payload.get("eta") is not None:
+        arguments["eta"] = payload["eta"]
+    if init is not None:
+        image, mask = init
+        pipeline = loaded.inpaint if mask is not None or loaded.inpainting_model else loaded.img2img
+        arguments |= {"image": image, "strength": payload.get("denoising_strength")}
+        if pipeline is loaded.inpaint:
+            arguments |= {
+                "mask_image": mask if mask is not None else Image.new("L", image.size, 255),
+                "width": width,
+                "height": height,
+            }
+        return _PipelineCall(pipeline, arguments, payload.get("denoising_strength"))
+    if loaded.inpainting_model:
+        # An inpainting checkpoint makes a new image from a fully masked one, as A1111 does.
+        arguments |= {
+            "image": Image.new("RGB", (width, height), (127, 127, 127)),
+            "width": width,
+            "height": height,
+            "mask_image": Image.new("L", (width, height), 255),
+            "strength": 1.0,
+        }
+        return _PipelineCall(loaded.inpaint, arguments, None)
+    return _PipelineCall(loaded.text2img, arguments | {"width": width, "height": height}, None)
+
+
+def _seeds(payload: dict[str, Any]) -> list[int]:
+    """One seed per image, consecutive from the request's (-1: a random one), as A1111 does."""
+    seed = payload["seed"] if payload["seed"] != -1 else random.randrange(_SEED_LIMIT)
+    return [(seed + index) % _SEED_LIMIT for index in range(payload["batch_size"] * payload["n_iter"])]
+
+
+def _run_batches(call: _PipelineCall, seeds: list[int], batch_size: int, n_iter: int, watch: _Progress) -> list[Any]:
+    """Run ``n_iter`` batches, until the last or an interrupt; a skip ends only its own batch."""
+    import torch
+
+    images: list[Any] = []
+    for iteration in range(n_iter):
+        if watch.interrupted:
+            break
+        watch.job_no = iteration
+        batch_seeds = seeds[iteration * batch_size : (iteration + 1) * batch_size]
+        generators = [torch.Generator("cpu").manual_seed(s) for s in batch_seeds]
+        skipped_before = watch.skipped
+        watch.skipped = False
+        watch.batch_starts()
+        output = call.pipeline(**call.arguments, generator=generators, callback_on_step_end=watch.on_step_end)
+        images += output.images
+        watch.skipped = skipped_before or watch.skipped
+    return images
+
+
+def _keep_unmasked(images: list[Any], original: Any, mask: Any) -> list[Any]:
+    """A1111 puts the original back wherever the mask is black: only the masked part changes."""
+    from PIL import Image
+
+    return [Image.composite(image, original, mask) for image in images]
+
+
+def _result(
+    payload: dict[str, Any],
+    loaded: LoadedPipeline,
+    choice: SamplerChoice,
+    images: list[Any],
+    seeds: list[int],
+    denoising: float | None,
+    watch: _Progress,
+) -> dict[str, Any]:
+    """The job's result: the images as PNGs with A1111's infotext, and what they were made with."""
+    clip_skip = payload.get("clip_skip") or 1
+    vae_name = loaded.vae_name if loaded.vae_name not in OWN_VAE else None
+    parameters = {
+        "Steps": payload["steps"],
+        "Sampler": choice.sampler.name,
+        "Schedule type": choice.schedule_label,
+        "CFG scale": payload["cfg_scale"],
+        "Seed": None,
+        "Size": f"{payload['width']}x{payload['height']}",
+        "Model hash": loaded.checkpoint.short_hash,
+        "Model": loaded.checkpoint.model_name,
+        "VAE": vae_name,
+        "Denoising strength": denoising,
+        "Clip skip": clip_skip if clip_skip > 1 else None,
+        "Version": VERSION,
+    }
+    prompt, negative = payload.get("prompt", ""), payload.get("negative_prompt", "")
+    texts = [infotext(prompt, negative, {**parameters, "Seed": seed}) for seed in seeds]
+    return {
+        "images": [encode_png(image, text) for image, text in zip(images, texts, strict=True)],
+        "seeds": seeds,
+        "infotexts": texts,
+        "sampler_name": choice.sampler.name,
+        "scheduler": choice.schedule_label,
+        "denoising_strength": denoising,
+        "sd_model_name": loaded.checkpoint.model_name,
+        "sd_model_hash": loaded.checkpoint.short_hash,
+        "sd_vae_name": vae_name,
+        "clip_skip": clip_skip,
+        "is_using_inpainting_conditioning": loaded.inpainting_model,
+        "interrupted": watch.interrupted,
+        "skipped": watch.skipped,
+        "job_timestamp": time.strftime("%Y%m%d%H%M%S", time.localtime(watch.started_at)),
+        "version": VERSION,
+        "timings": {"steps": watch.steps_run, "diffusion_ms": round(watch.diffusion_s * 1000, 3)},
+    }
 
 
 def _set_tiling(loaded: LoadedPipeline, tiling: bool) -> None:

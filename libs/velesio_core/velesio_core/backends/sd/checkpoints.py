@@ -5,23 +5,19 @@ A checkpoint is a single file (``.safetensors``, ``.ckpt``) or a diffusers folde
 calls it by several names, all accepted: its *title* (``name.safetensors [abcdef1234]``), its
 *model_name* (the relative path without extension, ``/`` turned into ``_``), its file name, and
 its hashes. The short hash is the first ten hex digits of the file's sha256, which A1111 prints
-in every infotext and the Unity client shows.
-
-Hashing a 2-7 GB file takes seconds, so the digest is kept next to the file in ``<file>.sha256``
-(``<hex> <size> <mtime_ns>``), valid while the file's size and mtime match; the downloader writes
-it when it has verified a file anyway.
+in every infotext and the Unity client shows; it is kept beside the file (digests.py).
 """
 
 from __future__ import annotations
 
-import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path, PurePath
 
+from ...digests import file_sha256
+
 CHECKPOINT_SUFFIXES = (".safetensors", ".ckpt")
 WEIGHT_SUFFIXES = (".safetensors", ".ckpt", ".pt", ".bin")
-_CHUNK = 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -109,36 +105,3 @@ def resolve(entries: list[dict[str, object]], wanted: str) -> dict[str, object] 
     # A title whose hash part is stale or missing ("name.safetensors [old]"): match the name.
     bare = wanted.split(" [", 1)[0]
     return next((entry for entry in entries if bare in aliases(entry)), None)
-
-
-def file_sha256(path: Path) -> str:
-    """The file's sha256, from its sidecar when still valid, else computed (and the sidecar written)."""
-    stat = path.stat()
-    sidecar = sidecar_path(path)
-    try:
-        digest, size, mtime = sidecar.read_text().split()
-        if int(size) == stat.st_size and int(mtime) == stat.st_mtime_ns:
-            return digest
-    except (OSError, ValueError):
-        pass
-    hasher = hashlib.sha256()
-    with open(path, "rb") as file:
-        while chunk := file.read(_CHUNK):
-            hasher.update(chunk)
-    digest = hasher.hexdigest()
-    write_sidecar(path, digest)
-    return digest
-
-
-def sidecar_path(path: Path) -> Path:
-    return path.with_name(path.name + ".sha256")
-
-
-def write_sidecar(path: Path, digest: str) -> None:
-    stat = path.stat()
-    partial = path.with_name(f".{path.name}.sha256.{os.getpid()}")
-    try:
-        partial.write_text(f"{digest} {stat.st_size} {stat.st_mtime_ns}\n")
-        partial.replace(sidecar_path(path))
-    except OSError:
-        partial.unlink(missing_ok=True)  # a read-only models volume: hash again next time
