@@ -29,7 +29,13 @@ from .keys import WAKE_TOKENS_MAX, QueueKeys, lua_script
 
 
 class WakingRedisBroker(RedisBroker):
-    """Dramatiq's RedisBroker with wake-on-enqueue consumers. Same constructor arguments."""
+    """Dramatiq's RedisBroker with wake-on-enqueue consumers. Same constructor arguments.
+
+    velesio's worker builds it with ``middleware=[]``, on purpose: Dramatiq's default middleware
+    would retry a failed job (Retries), and kill or drop jobs by its own clock (TimeLimit,
+    AgeLimit). velesio has its own deadlines and timeouts (supervision.py), and must never run a
+    job again once its output may have reached a client.
+    """
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
