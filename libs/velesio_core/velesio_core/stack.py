@@ -83,12 +83,17 @@ class Stack:
             return
         binary = shutil.which("redis-server")
         if binary is None:
-            exit_with(SettingsError("REDIS_URL", "no Redis is configured and redis-server is not installed",
-                                    "run make up (it installs redis-server) or set REDIS_URL"))  # fmt: skip
+            exit_with(
+                SettingsError(
+                    "REDIS_URL",
+                    "no Redis is configured and redis-server is not installed",
+                    "run make up (it installs redis-server) or set REDIS_URL",
+                )
+            )
         port = 6379 if _port_free(6379) else _free_port()
         self._redis_dir = tempfile.mkdtemp(prefix="velesio-redis-")
-        self._spawn("redis", [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-                              "--dir", self._redis_dir, "--logfile", "redis.log"])  # fmt: skip
+        storage = ["--save", "", "--appendonly", "no", "--dir", self._redis_dir, "--logfile", "redis.log"]
+        self._spawn("redis", [binary, "--port", str(port), "--bind", "127.0.0.1", *storage])
         self.env["REDIS_URL"] = f"redis://127.0.0.1:{port}/0"
         if port != 6379:
             self.notes.append(f"port 6379 was taken, so velesio's Redis listens on {port}")
@@ -196,8 +201,10 @@ class Stack:
         if not settings.metrics:
             return []
         worker = f"http://127.0.0.1:{settings.metrics_port}/metrics"
-        return [f"  metrics: {base}/metrics (same token), {worker} (worker);",
-                "           `velesio-monitoring` writes Prometheus and Grafana configuration for them"]  # fmt: skip
+        return [
+            f"  metrics: {base}/metrics (same token), {worker} (worker);",
+            "           `velesio-monitoring` writes Prometheus and Grafana configuration for them",
+        ]
 
     def wait(self) -> int:
         """Until Ctrl-C (0) or until a process dies (its exit code)."""

@@ -101,20 +101,13 @@ class LlamaServerProcess:
         return self._process.pid if self._process is not None else None
 
     def command(self) -> list[str]:
-        args = [
-            self.binary,
-            "--model", str(self.model),
-            "--host", f"{self.socket_path},127.0.0.1" if self.port else str(self.socket_path),
-            "--port", str(self.port or 0),
-            "--parallel", str(self.slots),
-            "--ctx-size", str(self.slots * self.ctx_per_slot),
-            "--n-gpu-layers", str(self.gpu_layers),
-            "--no-webui",
-            "--metrics",
-            # Errors only: at its default level llama-server prints several lines per request,
-            # which this supervisor would read (and pay for) on every job.
-            "--log-verbosity", "1",
-        ]  # fmt: skip
+        host = f"{self.socket_path},127.0.0.1" if self.port else str(self.socket_path)
+        args = [self.binary, "--model", str(self.model), "--host", host, "--port", str(self.port or 0)]
+        args += ["--parallel", str(self.slots), "--ctx-size", str(self.slots * self.ctx_per_slot)]
+        args += ["--n-gpu-layers", str(self.gpu_layers), "--no-webui", "--metrics"]
+        # Errors only: at its default level llama-server prints several lines per request,
+        # which this supervisor would read (and pay for) on every job.
+        args += ["--log-verbosity", "1"]
         if self.alias:
             args += ["--alias", self.alias]
         if self.embeddings:

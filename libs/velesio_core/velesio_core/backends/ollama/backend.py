@@ -29,10 +29,10 @@ from ..base import HEALTH_TIMEOUT_S, ModelInfo
 log = logging.getLogger(__name__)
 
 # llama.cpp's names that are Ollama's option names too.
-_SAME_OPTIONS = (
-    "temperature", "top_k", "top_p", "min_p", "typical_p", "repeat_penalty", "repeat_last_n",
-    "presence_penalty", "frequency_penalty", "mirostat", "mirostat_tau", "mirostat_eta", "stop",
-)  # fmt: skip
+_SAME_OPTIONS = tuple(
+    "temperature top_k top_p min_p typical_p repeat_penalty repeat_last_n"
+    " presence_penalty frequency_penalty mirostat mirostat_tau mirostat_eta stop".split()
+)
 _NOT_SUPPORTED = {
     "grammar": "GBNF grammars need llama-server",
     "n_probs": "token probabilities need llama-server",
@@ -68,9 +68,14 @@ class OllamaBackend:
             raise not_supported("the Ollama backend takes a text prompt, not token ids")
         _refuse_unsupported(request)
         chunks = self._call(
-            self._client.generate, model=model, prompt=prompt, raw=True, stream=True,
-            options=self._options(request, "n_predict"), format=_format(request),
-        )  # fmt: skip
+            self._client.generate,
+            model=model,
+            prompt=prompt,
+            raw=True,
+            stream=True,
+            options=self._options(request, "n_predict"),
+            format=_format(request),
+        )
         yield from _events(chunks, cancellation, stream=stream, piece=lambda chunk: {"content": chunk.response or ""})
 
     def chat(self, request: dict[str, Any], *, model: str, stream: bool, cancellation: Cancellation) -> Iterator[Event]:
@@ -79,10 +84,15 @@ class OllamaBackend:
         if (request.get("chat_template_kwargs") or {}).get("enable_thinking") is False:
             think = False
         chunks = self._call(
-            self._client.chat, model=model, messages=[_message(m) for m in request.get("messages") or ()],
-            tools=request.get("tools"), stream=True, think=think,
-            options=self._options(request, "max_tokens"), format=_format(request),
-        )  # fmt: skip
+            self._client.chat,
+            model=model,
+            messages=[_message(m) for m in request.get("messages") or ()],
+            tools=request.get("tools"),
+            stream=True,
+            think=think,
+            options=self._options(request, "max_tokens"),
+            format=_format(request),
+        )
         yield from _events(chunks, cancellation, stream=stream, piece=_chat_piece)
 
     def tokenize(self, request: dict[str, Any], *, model: str, cancellation: Cancellation) -> Any:

@@ -28,17 +28,20 @@ class OllamaService:
     @classmethod
     def start(cls, settings: Settings) -> OllamaService:
         backend = OllamaBackend(
-            settings.ollama_server_url, api_key=settings.ollama_api_key, ctx=settings.llama_ctx,
+            settings.ollama_server_url,
+            api_key=settings.ollama_api_key,
+            ctx=settings.llama_ctx,
             slots=settings.llama_slots,
-        )  # fmt: skip
+        )
         try:
             models = _first_answer(backend.models)
         except GatewayError as error:
             backend.close()
             raise SettingsError(
-                "OLLAMA_SERVER_URL", f"the Ollama server did not answer ({error.message})",
+                "OLLAMA_SERVER_URL",
+                f"the Ollama server did not answer ({error.message})",
                 "start Ollama or point OLLAMA_SERVER_URL (and OLLAMA_API_KEY) at one",
-            ) from None  # fmt: skip
+            ) from None
         if not models:
             backend.close()
             raise SettingsError("OLLAMA_SERVER_URL", "the Ollama server has no model", "pull one (ollama pull ...)")
@@ -49,8 +52,11 @@ class OllamaService:
             if not chosen:
                 backend.close()
                 served = ", ".join(model.id for model in models)
-                raise SettingsError("OLLAMA_MODEL", f"the Ollama server has no {settings.ollama_model!r}",
-                                    f"pull it, or choose one of: {served}")  # fmt: skip
+                raise SettingsError(
+                    "OLLAMA_MODEL",
+                    f"the Ollama server has no {settings.ollama_model!r}",
+                    f"pull it, or choose one of: {served}",
+                )
             models = chosen + [model for model in models if model not in chosen]
         return cls(backend, models)
 
