@@ -144,3 +144,31 @@ def test_make_up_serves_the_embedded_default_and_stops_cleanly(tmp_path, logs_di
         stack.popen.send_signal(signal.SIGINT)  # Ctrl-C
         assert stack.popen.wait(timeout=60) == 0
     assert not http_ok(f"http://127.0.0.1:{api_port}/health")
+
+
+#: velesio's own log lines (logs.py's format, and gunicorn's for the API's server) at INFO: a line
+#: of any other shape is a library talking past velesio (a Python warning, a progress bar, a
+#: library's logger with its own format), and a WARNING before the banner is one too.
+_OWN_LINE = re.compile(
+    r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} INFO \S+: "  # velesio_core.logs
+    r"|\[[^\]]+\] \[\d+\] \[INFO\] "  # gunicorn, serving the API
+)
+
+
+def test_make_up_prints_only_velesio_lines_before_its_banner_and_stops_quietly(tmp_path, logs_dir):
+    api_port = free_port()
+    models = str(tmp_path / "models")
+    env = service_env(API_PORT=str(api_port), MODELS_DIR=models, LLAMA_SLOTS="2", LLAMA_SERVER_ARGS="--threads 1")
+    stack = spawn("make-up-quiet", [sys.executable, "-m", "velesio_core.stack"], env=env, logs=logs_dir)
+    try:
+        wait_until(lambda: "velesio is up" in stack.log(), timeout=180, what="make up's banner")
+    finally:
+        stack.popen.send_signal(signal.SIGINT)  # Ctrl-C
+        assert stack.popen.wait(timeout=60) == 0
+    before_banner, _, after_banner = stack.log().partition("velesio is up")
+    foreign = [line for line in before_banner.splitlines() if line.strip() and not _OWN_LINE.match(line)]
+    assert not foreign, "\n".join(foreign)
+    assert "Warning" not in before_banner and "it/s]" not in before_banner
+    # Stopping: Redis outlives the processes that use it, so nothing complains about losing it.
+    troubles = [line for line in after_banner.splitlines() if re.search(r"WARNING|ERROR|CRITICAL|Traceback", line)]
+    assert not troubles, "\n".join(troubles)

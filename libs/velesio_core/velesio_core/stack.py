@@ -224,19 +224,26 @@ class Stack:
         return 0
 
     def stop(self) -> None:
-        for name, process in reversed(self.processes):
-            if process.poll() is None:
-                # gunicorn stops at once on SIGINT, instead of waiting for idle connections;
-                # the worker drains its jobs on either signal.
-                process.send_signal(signal.SIGINT if name == "api" else signal.SIGTERM)
-        for _, process in reversed(self.processes):
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        # Redis last: the worker still acknowledges and cancels jobs through it while it drains.
+        services = [(name, process) for name, process in reversed(self.processes) if name != "redis"]
+        _stop_all(services)
+        _stop_all([(name, process) for name, process in self.processes if name == "redis"])
         if self._redis_dir:
             shutil.rmtree(self._redis_dir, ignore_errors=True)
+
+
+def _stop_all(processes: list[tuple[str, subprocess.Popen]]) -> None:
+    for name, process in processes:
+        if process.poll() is None:
+            # gunicorn stops at once on SIGINT, instead of waiting for idle connections;
+            # the worker drains its jobs on either signal.
+            process.send_signal(signal.SIGINT if name == "api" else signal.SIGTERM)
+    for _, process in processes:
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
 
 
 def main() -> None:

@@ -236,10 +236,12 @@ class JobSupervisor:
             time.sleep(_SWEEP_S)
 
 
-def listen_for_cancellations(client: redis.Redis, supervisor: JobSupervisor, ready: threading.Event) -> None:
+def listen_for_cancellations(
+    client: redis.Redis, supervisor: JobSupervisor, ready: threading.Event, stopping: threading.Event
+) -> None:
     """Cancel jobs as the API announces them; runs on a thread of its own. Sets ``ready`` once
-    subscribed, and resubscribes after a lost connection."""
-    while True:
+    subscribed, resubscribes after a lost connection, and ends once ``stopping`` is set."""
+    while not stopping.is_set():
         try:
             with client.pubsub(ignore_subscribe_messages=True) as pubsub:
                 pubsub.subscribe(CANCEL_CHANNEL)
@@ -251,6 +253,10 @@ def listen_for_cancellations(client: redis.Redis, supervisor: JobSupervisor, rea
                     message = pubsub.get_message(timeout=1.0)
                     if message is not None and message["type"] == "message":
                         supervisor.control(message["data"].decode())
-        except (redis.ConnectionError, redis.TimeoutError, OSError) as error:
+        except Exception as error:
+            if stopping.is_set():
+                return  # the worker closed the connection as it stopped (redis-py may raise anything then)
+            if not isinstance(error, (redis.ConnectionError, redis.TimeoutError, OSError)):
+                raise
             log.warning("lost the cancel channel (%s); subscribing again in 1 s", error)
             time.sleep(1)

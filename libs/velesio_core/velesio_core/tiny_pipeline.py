@@ -28,6 +28,9 @@ _SEED = 1234
 
 def build_tiny_pipeline(seed: int = _SEED) -> Any:
     """The pipeline, in memory (deterministic for a given seed)."""
+    from .backends.sd.quiet import quiet_hugging_face
+
+    quiet_hugging_face()
     import torch
     from diffusers import AutoencoderKL, DDIMScheduler, StableDiffusionPipeline, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer

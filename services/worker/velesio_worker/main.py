@@ -30,8 +30,23 @@ SHUTDOWN_GRACE_S = 10.0
 ACK_GRACE_S = 5.0
 
 
+class _SecondWorkerOnBroker(logging.Filter):
+    """Drops Dramatiq's warning that a middleware of the same type was added twice.
+
+    Each dramatiq.Worker adds a middleware of its own to its broker, so the text and the image
+    Dramatiq workers of one process add two: each declares its own worker's queues, which is what
+    we want. (A broker per Dramatiq worker would silence it too, but the image broker's Dramatiq
+    heartbeat then goes stale while it runs a long job, and queued image jobs stall.)
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "middleware of the same type twice" not in record.getMessage()
+
+
 def run_queue_worker(settings: Settings) -> None:
+    # No Dramatiq middleware, on purpose (WakingRedisBroker's docstring says why).
     broker = WakingRedisBroker(client=sync_client(settings), middleware=[])
+    broker.logger.addFilter(_SecondWorkerOnBroker())
     try:
         runtime = WorkerRuntime.start(settings, worker_id(), broker)
     except SettingsError as error:

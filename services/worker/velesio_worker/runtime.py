@@ -66,8 +66,9 @@ def start_image_backend(settings: Settings, on_change: Callable[[], None] | None
         backend.start(settings.sd_model)
     except GatewayError as error:
         variable = "SD_MODEL" if settings.sd_model else "SD_MODEL_URL"
-        raise SettingsError(variable, error.message, f"put a checkpoint in {settings.sd_checkpoints_dir} or set "
-                            "SD_MODEL_URL to one") from None  # fmt: skip
+        raise SettingsError(
+            variable, error.message, f"put a checkpoint in {settings.sd_checkpoints_dir} or set SD_MODEL_URL to one"
+        ) from None
     return backend
 
 
@@ -177,7 +178,10 @@ class WorkerRuntime:
         holder.append(runtime)
         subscribed = threading.Event()
         listener = threading.Thread(
-            target=listen_for_cancellations, args=(client, supervisor, subscribed), name="cancel-listener", daemon=True
+            target=listen_for_cancellations,
+            args=(client, supervisor, subscribed, runtime._stopping),
+            name="cancel-listener",
+            daemon=True,
         )
         listener.start()
         # Take no job before cancellations can reach us.

@@ -22,6 +22,7 @@ from typing import Any
 from ...errors import invalid_request
 from .checkpoints import Checkpoint
 from .configs import ConfigFolders, model_type
+from .quiet import quiet_hugging_face
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +83,7 @@ class LoadedPipeline:
 
 
 def load_checkpoint(checkpoint: Checkpoint, configs: ConfigFolders, device: Device) -> LoadedPipeline:
+    quiet_hugging_face()
     import diffusers
 
     if checkpoint.is_folder:
@@ -91,7 +93,7 @@ def load_checkpoint(checkpoint: Checkpoint, configs: ConfigFolders, device: Devi
         base = pipeline_class.from_pretrained(
             str(checkpoint.path),
             local_files_only=True,
-            torch_dtype=device.dtype,
+            dtype=device.dtype,
             safety_checker=None,
             requires_safety_checker=False,
         )
@@ -101,7 +103,7 @@ def load_checkpoint(checkpoint: Checkpoint, configs: ConfigFolders, device: Devi
         class_name = _pipeline_class_name(config_dir, checkpoint.name)
         pipeline_class = getattr(diffusers, class_name)
         base = pipeline_class.from_single_file(
-            str(checkpoint.path), config=str(config_dir), local_files_only=True, torch_dtype=device.dtype
+            str(checkpoint.path), config=str(config_dir), local_files_only=True, dtype=device.dtype
         )
     base.to(device.name)
     components = {**base.components, "safety_checker": None, "feature_extractor": None}
@@ -129,7 +131,7 @@ def load_vae(loaded: LoadedPipeline, path: Path | None, name: str) -> None:
             config=str(loaded.config_dir),
             subfolder="vae",
             local_files_only=True,
-            torch_dtype=loaded.device.dtype,
+            dtype=loaded.device.dtype,
         ).to(loaded.device.name)
     for pipeline in loaded.pipelines:
         pipeline.register_modules(vae=vae)
