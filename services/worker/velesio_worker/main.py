@@ -35,8 +35,8 @@ class _SecondWorkerOnBroker(logging.Filter):
 
     Each dramatiq.Worker adds a middleware of its own to its broker, so the text and the image
     Dramatiq workers of one process add two: each declares its own worker's queues, which is what
-    we want. (A broker per Dramatiq worker would silence it too, but the image broker's Dramatiq
-    heartbeat then goes stale while it runs a long job, and queued image jobs stall.)
+    we want. (A broker per Dramatiq worker silences it too, but was seen to stall queued image jobs
+    behind a running one in tests/e2e/test_a1111.py, for a cause not yet found.)
     """
 
     def filter(self, record: logging.LogRecord) -> bool:
