@@ -18,6 +18,7 @@ class ErrorKind(Enum):
     INVALID_REQUEST = (400, "invalid_request_error")
     EXCEED_CONTEXT_SIZE = (400, "exceed_context_size_error")
     AUTHENTICATION = (401, "authentication_error")
+    PERMISSION = (403, "permission_error")
     NOT_FOUND = (404, "not_found_error")
     METHOD_NOT_ALLOWED = (405, "invalid_request_error")
     REQUEST_TIMEOUT = (408, "timeout_error")

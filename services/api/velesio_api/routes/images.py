@@ -14,9 +14,9 @@ from velesio_core.dialects.openai_images import encode
 from velesio_core.dialects.openai_images.decode import img2img_payload, txt2img_payload
 from velesio_core.dialects.openai_images.schemas import ImageEditRequest, ImageGenerationRequest
 from velesio_core.errors import ErrorKind, GatewayError, invalid_request
+from velesio_core.image_board import ImageBoard
 from velesio_core.jobs import IMAGE_MODEL, JobKind
 from velesio_core.registry import image_pipelines
-from velesio_core.sd_activity import ImageBoard
 from velesio_core.validation import parse
 
 from ..relay import Relay, send_json

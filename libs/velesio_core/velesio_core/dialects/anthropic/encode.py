@@ -26,6 +26,7 @@ _ERRORS: dict[ErrorKind, tuple[int, str]] = {
     ErrorKind.PERMISSION: (403, "permission_error"),
     ErrorKind.NOT_FOUND: (404, "not_found_error"),
     ErrorKind.METHOD_NOT_ALLOWED: (405, "invalid_request_error"),
+    ErrorKind.REQUEST_TIMEOUT: (408, "timeout_error"),
     ErrorKind.CONFLICT: (409, "invalid_request_error"),
     ErrorKind.PAYLOAD_TOO_LARGE: (413, "request_too_large"),
     ErrorKind.UNSUPPORTED_MEDIA_TYPE: (415, "invalid_request_error"),
