@@ -1,7 +1,7 @@
 """The fast layer's stack: velesio's real API over its real in-process queue, with a fake model.
 
 ``create_app`` (the API gunicorn serves, every dialect, auth, errors, metrics) runs over
-``LocalJobQueue``, ``JobExecutor`` and ``JobRunner`` (what a standalone worker runs), all real;
+``LocalJobQueue``, ``JobSupervisor`` and ``JobDispatcher`` (what a standalone worker runs), all real;
 only the model is a fake (tests/support/fake_backend.py), so nothing needs Redis or llama-server.
 Requests go through ``falcon.testing``: an ``ASGIConductor`` holds the app's lifespan for a whole
 test, and each request is driven by falcon.testing's ASGI scope, request emitter and response
@@ -27,11 +27,11 @@ from falcon.util import async_to_sync, code_to_http_status
 
 from tests.support.fake_backend import FakeImages, FakeLlm, FakeModels
 from velesio_api.app import create_app
-from velesio_core.execution import JobExecutor
+from velesio_core.dispatch import JobDispatcher
+from velesio_core.image_board import LocalImageBoard
 from velesio_core.queue.local_queue import LocalJobQueue
-from velesio_core.runner import JobRunner
-from velesio_core.sd_activity import LocalImageState
 from velesio_core.settings import Settings
+from velesio_core.supervision import JobSupervisor
 
 TOKEN = "fast-test-token"
 BEARER = {"Authorization": f"Bearer {TOKEN}"}
@@ -63,7 +63,7 @@ class FastStack:
     settings: Settings
     llm: FakeLlm | None
     images: FakeImages | None
-    board: LocalImageState
+    board: LocalImageBoard
     conductor: testing.ASGIConductor
 
     def request(self, method: str, path: str, **kwargs: Any) -> testing.Result:
@@ -135,10 +135,10 @@ def build_stack(*, llm: bool = True, images: bool = True, **env: str) -> tuple[F
     settings = Settings.from_env({"API_TOKENS": TOKEN, "LLAMA_SLOTS": "2", "MAX_BODY_BYTES": "65536", **env})
     fake_llm = FakeLlm() if llm else None
     fake_images = FakeImages() if images else None
-    board = LocalImageState()
-    executor = JobExecutor(JobRunner(fake_llm, worker_id="fast-worker", images=fake_images, activity=board))
-    board.control_job = executor.control
-    queue = LocalJobQueue(executor, slots=settings.llama_slots, queue_cap=settings.queue_cap, board=board)
+    board = LocalImageBoard()
+    supervisor = JobSupervisor(JobDispatcher(fake_llm, worker_id="fast-worker", images=fake_images, board=board))
+    board.control_job = supervisor.control
+    queue = LocalJobQueue(supervisor, slots=settings.llama_slots, queue_cap=settings.queue_cap, board=board)
     app = create_app(settings, queue, FakeModels(fake_llm, fake_images), board)
     conductor = testing.ASGIConductor(app)
     run(conductor.__aenter__)

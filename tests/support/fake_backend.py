@@ -1,7 +1,7 @@
 """In-process stand-ins for llama-server and the diffusers pipeline, for the fast tests (tests/fast).
 
 The fast tests run velesio's real API (``create_app``), its real in-process queue
-(``LocalJobQueue``, ``JobExecutor``, ``JobRunner``) and every real dialect; only the model behind
+(``LocalJobQueue``, ``JobSupervisor``, ``JobDispatcher``) and every real dialect; only the model behind
 them is this fake, so that they need no llama-server build, no model file and no Redis. The
 end-to-end tests (tests/e2e) run the real backends and stay the proof that those behave.
 
