@@ -25,6 +25,10 @@ class ErrorKind(Enum):
     CONFLICT = (409, "invalid_request_error")
     PAYLOAD_TOO_LARGE = (413, "invalid_request_error")
     UNSUPPORTED_MEDIA_TYPE = (415, "invalid_request_error")
+    #: A key's rate limit (requests, tokens or concurrency): retry after the wait it is told.
+    RATE_LIMITED = (429, "rate_limit_error")
+    #: A key's daily quota is spent (OpenAI's type for it): retry after the day resets.
+    QUOTA_EXCEEDED = (429, "insufficient_quota")
     SERVER = (500, "server_error")
     NOT_SUPPORTED = (501, "not_supported_error")
     UNAVAILABLE = (503, "unavailable_error")

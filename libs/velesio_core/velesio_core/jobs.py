@@ -97,6 +97,19 @@ class Queue(StrEnum):
         return f"{self.value}-{slug}-{digest}"
 
 
+class JobTenant(BaseModel):
+    """The API key a job was queued with: what a queue fair between keys orders jobs by."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    key_id: str
+    weight: int = Field(ge=1)
+    #: The top-level key: the key itself, or the key that minted it. Fairness is between
+    #: top-level keys first, then between the keys one of them minted.
+    top_id: str
+    top_weight: int = Field(ge=1)
+
+
 def new_job_id() -> str:
     return uuid.uuid4().hex
 
@@ -116,6 +129,7 @@ class Job(BaseModel):
     enqueued_at: float = Field(default_factory=time.time, description="Unix time the API queued the job.")
     deadline: float = Field(description="Unix time after which a job that has not started is dropped.")
     timeout_s: float = Field(gt=0, description="How long the job may run once started, in seconds.")
+    tenant: JobTenant | None = Field(None, description="The API key that queued it; None for API_TOKENS.")
 
     @property
     def queue(self) -> str:

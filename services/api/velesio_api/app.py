@@ -13,16 +13,21 @@ from velesio_core.metrics.queue_state import queue_families
 from velesio_core.queue.interface import JobQueue
 from velesio_core.queue.redis_queue import RedisJobQueue
 from velesio_core.registry import CachedModelDirectory, ModelDirectory, WorkerRegistry
-from velesio_core.settings import Settings, load_or_exit
+from velesio_core.settings import Settings, SettingsError, exit_with, load_or_exit
 from velesio_core.stored_responses import MemoryResponseStore, RedisResponseStore, ResponseStore
+from velesio_core.tenants.admission import Admission
+from velesio_core.tenants.authn import Authenticator
+from velesio_core.tenants.config import TenantSettings
+from velesio_core.tenants.store import KeyStore
 
 from . import errors
 from .disconnect import DisconnectAware
 from .forwarded import ForwardedClient
 from .metrics import MetricsResource, RequestMetrics, ScrapeState
-from .middleware import Auth, CloseQueue, Cors
+from .middleware import CloseQueue, Cors
 from .relay import Relay
-from .routes import a1111, anthropic, images, llamacpp, ollama, openai, responses
+from .routes import a1111, admin, anthropic, images, llamacpp, ollama, openai, responses
+from .tenancy import AdmittingQueue, KeyAuth
 
 
 async def _nothing_more() -> list:
@@ -38,13 +43,23 @@ def create_app(
     scrape_state: ScrapeState = _nothing_more,
     extra_middleware: Sequence[object] = (),
     stored_responses: ResponseStore | None = None,
+    tenants: TenantSettings | None = None,
 ) -> ForwardedClient:
     """The API over ``queue``. With METRICS on, every request is measured and ``GET /metrics``
     serves the measurements, plus what ``scrape_state`` reads at each scrape. Responses API
-    responses are kept in ``stored_responses``, else in this process's memory."""
+    responses are kept in ``stored_responses``, else in this process's memory. With a server
+    secret in ``tenants`` and a queue on Redis, stored API keys work besides API_TOKENS."""
+    tenants = tenants or TenantSettings(server_secret=None, mint_max_ttl_s=0, lease_ttl_s=30)
+    redis = getattr(queue, "redis", None)
+    store = admission = None
+    if tenants.server_secret is not None and redis is not None:
+        store = KeyStore(redis, tenants.server_secret)
+        admission = Admission(redis, lease_ttl_s=tenants.lease_ttl_s)
+        queue = AdmittingQueue(queue, admission)
+    authenticator = Authenticator(TokenSet(settings.api_tokens), store, tenants.server_secret)
     middleware = [
         Cors(settings.cors_origins),
-        Auth(TokenSet(settings.api_tokens)),
+        KeyAuth(authenticator, admission),
         CloseQueue(queue),
         *extra_middleware,
     ]
@@ -58,6 +73,7 @@ def create_app(
     a1111.add_routes(app, relay, board)
     images.add_routes(app, relay, board)
     responses.add_routes(app, relay, stored_responses or MemoryResponseStore())
+    admin.add_routes(app, relay, store, tenants)
     if settings.metrics:
         app.add_route("/metrics", MetricsResource(scrape_state))
     return ForwardedClient(DisconnectAware(app), settings.forwarded_allow_ips)
@@ -70,7 +86,12 @@ def create() -> ForwardedClient:
     queue = RedisJobQueue.from_settings(settings)
     models = CachedModelDirectory(WorkerRegistry(queue.redis))
     board = RedisImageBoard(queue.redis)
+    try:
+        tenants = TenantSettings.from_env()
+    except SettingsError as error:
+        exit_with(error)
     return create_app(
         settings, queue, models, board,
         scrape_state=lambda: queue_families(queue.redis), stored_responses=RedisResponseStore(queue.redis),
+        tenants=tenants,
     )  # fmt: skip

@@ -1,15 +1,10 @@
-"""Request middleware: CORS from an allowlist, token auth, and shutdown."""
+"""Request middleware: CORS from an allowlist, and the queue's life (auth: see tenancy.py)."""
 
 from __future__ import annotations
 
 import falcon.asgi
 
-from velesio_core.auth import TokenSet, credential_from_headers, is_public
-from velesio_core.errors import ErrorKind, GatewayError
-from velesio_core.metrics.api import AUTH_FAILURES
 from velesio_core.queue.interface import JobQueue
-
-from .dialect import dialect_of
 
 
 class Cors:
@@ -52,19 +47,6 @@ class Cors:
     async def process_response(self, req, resp, resource, req_succeeded) -> None:
         if req.method != "OPTIONS":
             self._allow(req.get_header("Origin"), resp)
-
-
-class Auth:
-    def __init__(self, tokens: TokenSet) -> None:
-        self._tokens = tokens
-
-    async def process_request(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
-        if is_public(req.method, req.path):
-            return
-        credential = credential_from_headers(req.get_header("Authorization"), req.get_header("X-Api-Key"))
-        if not self._tokens.accepts(credential):
-            AUTH_FAILURES.labels(dialect_of(req.path)).inc()
-            raise GatewayError(ErrorKind.AUTHENTICATION, "Invalid API Key")
 
 
 class CloseQueue:

@@ -46,3 +46,19 @@ AUTH_FAILURES = Counter(
     "Requests refused for a missing or wrong API token.",
     ["dialect"],
 )
+
+#: Per API key, labelled by the key's name; a minted key counts under its parent's name, so the
+#: label's values are the keys an admin created, never one per player session.
+KEY_REQUESTS = Counter(
+    "velesio_api_key_requests",
+    "Jobs a key asked to queue, by key name and outcome (admitted, rate_limited, quota_exceeded, forbidden, revoked).",
+    ["key", "outcome"],
+)
+KEY_TOKENS = Counter("velesio_api_key_tokens", "Tokens (prompt + generated) charged to a key.", ["key"])
+KEY_IMAGES = Counter("velesio_api_key_images", "Images a key asked for and was admitted.", ["key"])
+KEY_JOBS_IN_FLIGHT = Gauge(
+    "velesio_api_key_jobs_in_flight",
+    "Jobs of a key queued or running now (its concurrency leases held by this API).",
+    ["key"],
+    multiprocess_mode="livesum",
+)
