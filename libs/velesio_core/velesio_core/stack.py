@@ -23,6 +23,7 @@ import urllib.request
 from pathlib import Path
 
 from .settings import Settings, SettingsError, exit_with
+from .tenants.secrets import generate_server_secret
 from .tiny_model import MODEL_NAME, write_tiny_model
 from .tiny_pipeline import MODEL_NAME as TINY_SD_NAME
 from .tiny_pipeline import write_tiny_pipeline
@@ -54,6 +55,7 @@ class Stack:
 
     def start(self) -> Settings:
         token = self._ensure_token()
+        self._ensure_key_secret()
         self._ensure_redis()
         self._ensure_model()
         try:
@@ -77,6 +79,19 @@ class Stack:
         self.env["API_TOKENS"] = token
         self.notes.append("generated a development token (set API_TOKENS to choose your own)")
         return token
+
+    def _ensure_key_secret(self) -> None:
+        """Stored API keys need a server secret; keep one in .run/ so keys survive a restart."""
+        if self.env.get("KEY_SECRET") or self.env.get("KEY_SECRET_FILE"):
+            return
+        path = Path(".run") / "key_secret"
+        if not path.is_file():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            # Created readable by this user only, before the secret is written into it.
+            with os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w") as file:
+                file.write(generate_server_secret() + "\n")
+            self.notes.append(f"generated the server secret of stored API keys in {path} (KEY_SECRET_FILE)")
+        self.env["KEY_SECRET_FILE"] = str(path.resolve())
 
     def _ensure_redis(self) -> None:
         if self.env.get("REDIS_URL") or self.env.get("REDIS_HOST"):

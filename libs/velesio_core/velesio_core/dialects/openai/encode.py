@@ -30,10 +30,16 @@ def usage(result: dict[str, Any]) -> dict[str, int]:
     return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
 
 
+#: OpenAI's ``code`` for the kinds its clients tell apart by it.
+_CODES = {
+    ErrorKind.AUTHENTICATION: "invalid_api_key",
+    ErrorKind.RATE_LIMITED: "rate_limit_exceeded",
+    ErrorKind.QUOTA_EXCEEDED: "insufficient_quota",
+}
+
+
 def error_object(error: GatewayError) -> dict[str, Any]:
-    code = error.extra.get("code")
-    if code is None and error.kind is ErrorKind.AUTHENTICATION:
-        code = "invalid_api_key"
+    code = error.extra.get("code") or _CODES.get(error.kind)
     return {"message": error.message, "type": error.kind.type_name, "param": error.extra.get("param"), "code": code}
 
 
