@@ -4,7 +4,7 @@ Starts a Redis, a worker (whose llama-server also listens on a TCP port, for the
 every comparison) and the API, all on this machine, then writes bench/RESULTS.md. For Stable
 Diffusion, a second worker runs the tiny pipeline and this process loads the same checkpoint.
 ``--sections sd`` runs the image part only and updates just its section of RESULTS.md (``llm``,
-``metrics`` or ``queue`` run the text part, which measures all three of its sections).
+``metrics``, ``keys`` or ``queue`` run the text part, which measures all four of its sections).
 """
 
 from __future__ import annotations
@@ -21,14 +21,17 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench import llm, pickup, sd  # noqa: E402
+from bench.keys_cost import keys_cost  # noqa: E402
 from bench.metrics_cost import metrics_cost  # noqa: E402
 from bench.report import Section, markdown, replace_sections  # noqa: E402
 from tests.support.processes import RedisServer, start_stack  # noqa: E402
 from velesio_core.tiny_model import write_tiny_model  # noqa: E402
 
 SLOTS = 8
-SECTIONS = ("llm", "metrics", "queue", "sd")
-TEXT_SECTIONS = {"llm", "metrics", "queue"}
+SECTIONS = ("llm", "metrics", "keys", "queue", "sd")
+TEXT_SECTIONS = {"llm", "metrics", "keys", "queue"}
+#: Stored API keys on, as `make up` runs: the keys section measures their cost on this stack.
+KEY_SECRET = "bench-key-secret-" + "x" * 32
 
 
 def main() -> None:
@@ -104,7 +107,14 @@ def text_sections(work, logs, redis, quick, samples, wrk_seconds, rounds, pickup
     stack = None
     try:
         stack = start_stack(
-            redis.url(0), model, logs, name="bench", LLAMA_SLOTS=str(SLOTS), LLAMA_CTX="4096", API_WORKERS="1"
+            redis.url(0),
+            model,
+            logs,
+            name="bench",
+            LLAMA_SLOTS=str(SLOTS),
+            LLAMA_CTX="4096",
+            API_WORKERS="1",
+            KEY_SECRET=KEY_SECRET,
         )
         direct = stack.llama_url
         print(f"bench: stack up; logs in {logs}", flush=True)
@@ -128,6 +138,10 @@ def text_sections(work, logs, redis, quick, samples, wrk_seconds, rounds, pickup
         finally:
             unmeasured.stop()
 
+        keys_section = Section("Keys: what a stored API key's checks and lease cost")
+        print("bench: API_TOKENS vs stored keys ...", flush=True)
+        keys_cost(keys_section, stack, samples)
+
         queue_section = Section("Queue: picking up a job after an idle second")
         print("bench: idle pickup (one message per idle second) ...", flush=True)
         pickup.idle_pickup(queue_section, redis.url(1), pickups)
@@ -142,7 +156,11 @@ def text_sections(work, logs, redis, quick, samples, wrk_seconds, rounds, pickup
         "worker (Dramatiq) → llama-server and back. Sequential figures alternate the two sides request by",
         "request, so drift on the shared machine hits both alike.",
     ]
-    return [llm_section, metrics_section, queue_section]
+    keys_section.notes += [
+        "Each key has every limit set (rpm, tpm, parallel, tokens and images per day), high enough never",
+        "to refuse: one admission script and one release script per job, on the same Redis as the queue.",
+    ]
+    return [llm_section, metrics_section, keys_section, queue_section]
 
 
 if __name__ == "__main__":

@@ -63,7 +63,7 @@ def watched(redis_server, tiny_model, sd_models, logs_dir):
     redis_server.client(9).flushdb()
     running = start_stack(redis_server.url(9), tiny_model, logs_dir, name="watched", API_WORKERS="2",
                           LLAMA_SLOTS="1", QUEUE_CAP="1", JOB_DEADLINE="1", LLAMA_EMBEDDINGS="false",
-                          **sd_models.env())  # fmt: skip
+                          KEY_SECRET="watched-key-secret-" + "x" * 32, **sd_models.env())  # fmt: skip
     yield running
     running.stop()
 
@@ -119,11 +119,18 @@ def query(url: str, expr: str) -> list[dict]:
 
 def workload(stack) -> None:
     """A bit of everything a dashboard shows: four dialects, whole and streamed answers, images,
-    client mistakes, a wrong token, a client that leaves, a job that expires and one refused."""
+    client mistakes, a wrong token, a client that leaves, a job that expires and one refused, and
+    an API key's jobs, one refused for its scopes."""
     auth, url = stack.auth, stack.url
     assert requests.post(url("/completion"), json={"prompt": "hi", "n_predict": 8}, headers=auth, timeout=30).ok
+    studio = {"name": "studio", "scopes": ["llm", "images"], "limits": {"rpm": 10, "parallel": 2}}
+    key = requests.post(url("/admin/keys"), json=studio, headers=auth, timeout=10).json()["key"]
+    keyed = {"Authorization": f"Bearer {key}"}
+    assert requests.post(url("/completion"), json={"prompt": "hi", "n_predict": 4}, headers=keyed, timeout=30).ok
+    refused = requests.post(url("/v1/embeddings"), json={"input": "hi"}, headers=keyed, timeout=10)
+    assert refused.status_code == 403
     picture = {"prompt": "a red barn", "steps": 3, "width": 64, "height": 64, "batch_size": 2}
-    images = requests.post(url("/sdapi/v1/txt2img"), json=picture, auth=stack.basic, timeout=120).json()["images"]
+    images = requests.post(url("/sdapi/v1/txt2img"), json=picture, auth=("unity", key), timeout=120).json()["images"]
     assert len(images) == 2
     with openai.OpenAI(base_url=url("/v1"), api_key=stack.token, max_retries=0) as sdk:
         chunks = sdk.chat.completions.create(model="tiny", messages=[{"role": "user", "content": "hi"}],

@@ -27,7 +27,7 @@ from .metrics import MetricsResource, RequestMetrics, ScrapeState
 from .middleware import CloseQueue, Cors
 from .relay import Relay
 from .routes import a1111, admin, anthropic, images, llamacpp, ollama, openai, responses
-from .tenancy import AdmittingQueue, KeyAuth
+from .tenancy import AdmittingQueue, AfterResponse, KeyAuth
 
 
 async def _nothing_more() -> list:
@@ -76,7 +76,7 @@ def create_app(
     admin.add_routes(app, relay, store, tenants)
     if settings.metrics:
         app.add_route("/metrics", MetricsResource(scrape_state))
-    return ForwardedClient(DisconnectAware(app), settings.forwarded_allow_ips)
+    return ForwardedClient(DisconnectAware(AfterResponse(app)), settings.forwarded_allow_ips)
 
 
 def create() -> ForwardedClient:

@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
-from collections.abc import AsyncIterator
+import functools
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 
 import falcon.asgi
@@ -45,6 +46,34 @@ class RequestTenancy:
 
 
 _CURRENT: contextvars.ContextVar[RequestTenancy | None] = contextvars.ContextVar("velesio_tenancy", default=None)
+#: Work a request leaves for after its response is sent (see AfterResponse).
+_AFTER: contextvars.ContextVar[list[Callable[[], Awaitable[None]]] | None] = contextvars.ContextVar(
+    "velesio_after_response", default=None
+)
+
+
+class AfterResponse:
+    """Runs what a request left for after its response, before the request is over.
+
+    A job's lease is released here: the client has its answer one Redis round trip sooner, and
+    the server reads the next request on the same connection only once the slot is free again,
+    so a client that waits for one answer before asking again never meets its own lease.
+    """
+
+    def __init__(self, app) -> None:
+        self.app = app
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        pending: list[Callable[[], Awaitable[None]]] = []
+        _AFTER.set(pending)
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            for work in pending:
+                await work()
 
 
 def tenancy_of(req: falcon.asgi.Request) -> RequestTenancy:
@@ -128,17 +157,22 @@ class LeasedHandle:
     def __init__(self, handle: JobHandle, lease: Lease) -> None:
         self._handle = handle
         self._lease = lease
+        self._ended = False
         self.job = handle.job
 
     async def events(self) -> AsyncIterator[Event]:
         try:
             async for event in self._handle.events():
                 if event.type.is_final:
-                    # Before the client sees the end, so that its next request finds the slot free.
-                    await self._lease.finish(event)
+                    self._ended = True
+                    after = _AFTER.get()
+                    if after is None:
+                        await self._lease.finish(event)
+                    else:
+                        after.append(functools.partial(self._lease.finish, event))
                 yield event
         finally:
-            if not self._lease.released:
+            if not self._ended:
                 await self._release_shielded()
 
     async def cancel(self) -> None:

@@ -72,6 +72,24 @@ def overview() -> Dashboard:
               *percentiles('velesio_job_run_seconds_bucket{kind=~"txt2img|img2img"}', by="kind", quantiles=(0.5, 0.95)),
               description="From a worker starting an image job to its answer: every step, batch and PNG."),
     ]  # fmt: skip
+    keys = [
+        graph("Jobs by API key", "reqps",
+              (f'sum by (key) (rate(velesio_api_key_requests_total{{outcome="admitted"}}[{RATE}]))', "{{key}}"),
+              description="Jobs admitted per key name; the keys a key minted count under its name.", width=6,
+              stacked=True),
+        graph("Refused by key", "reqps",
+              (f'sum by (key, outcome) (rate(velesio_api_key_requests_total{{outcome!="admitted"}}[{RATE}]))',
+               "{{key}} {{outcome}}"),
+              description="429 rate_limited or quota_exceeded, 403 forbidden, 401 revoked: who hits limits.",
+              width=6),
+        graph("Tokens and images by key", "short",
+              (f"60 * sum by (key) (rate(velesio_api_key_tokens_total[{RATE}]))", "{{key}} tokens"),
+              (f"60 * sum by (key) (rate(velesio_api_key_images_total[{RATE}]))", "{{key}} images"),
+              description="Per minute: tokens charged to each key (prompt and generated), images it asked for.",
+              width=6),
+        graph("Jobs in flight by key", "short", ("sum by (key) (velesio_api_key_jobs_in_flight)", "{{key}}"),
+              description="Concurrency leases held (keys with a parallel limit).", width=6),
+    ]  # fmt: skip
     workers = [
         single("Live workers", "short", (f"sum by (model) (velesio_workers{{{MODEL}}})", "{{model}}")),
         single("Busy slots", "short", ("sum(velesio_worker_busy_slots)", "busy"), ("sum(velesio_worker_slots)", "of")),
@@ -96,6 +114,7 @@ def overview() -> Dashboard:
             ("Queue", queue),
             ("Generation", generation),
             ("Images", images),
+            ("API keys", keys),
             ("Workers", workers),
         ],
         variables=[label_variable("model", "model", "velesio_workers")],
