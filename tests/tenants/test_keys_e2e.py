@@ -117,6 +117,9 @@ def test_rpm_is_shared_by_both_processes_with_headers_and_the_real_wait(apis):
     assert first.headers["x-ratelimit-reset-requests"].endswith("s")
     second = complete(apis, secret, on="b")
     assert second.headers["x-ratelimit-remaining-requests"] == "0"
+    # An answer that queues no job reports the limits and does not count against them.
+    props = requests.get(apis.url("/props", "b"), headers=bearer(secret), timeout=10)
+    assert props.status_code == 200 and props.headers["x-ratelimit-remaining-requests"] == "0"
     body = {"model": apis.model, "prompt": "hi", "max_tokens": 2}
     refused = requests.post(apis.url("/v1/completions", "a"), json=body, headers=bearer(secret), timeout=60)
     assert refused.status_code == 429
@@ -224,6 +227,27 @@ def test_revocation_reaches_every_process_within_a_second(apis):
     assert complete(apis, secret, on="b").status_code == 401
     time.sleep(CACHE_TTL_S + 0.1)
     assert requests.get(apis.url("/props", "b"), headers=bearer(secret), timeout=10).status_code == 401
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "shaped"),
+    [
+        ("/completion", COMPLETION, lambda r: r.json()["error"]["type"] == "authentication_error"),
+        ("/v1/chat/completions", CHAT, lambda r: r.json()["error"]["code"] == "invalid_api_key"),
+        ("/api/chat", CHAT, lambda r: isinstance(r.json()["error"], str)),
+        (
+            "/sdapi/v1/txt2img",
+            {"prompt": "x"},
+            lambda r: "detail" in r.json() and "Basic" in r.headers["www-authenticate"],
+        ),
+    ],
+)
+def test_a_revoked_key_is_401_in_each_dialects_shape(apis, path, body, shaped):
+    created = apis.create(scopes=["llm", "images"])
+    requests.delete(apis.url(f"/admin/keys/{created['id']}"), headers=apis.admin, timeout=10).raise_for_status()
+    time.sleep(CACHE_TTL_S + 0.1)
+    response = requests.post(apis.url(path, "b"), json=body, headers=bearer(created["key"]), timeout=30)
+    assert response.status_code == 401 and shaped(response), response.text
 
 
 def test_a_disabled_key_is_401_and_works_again_when_enabled(apis):
