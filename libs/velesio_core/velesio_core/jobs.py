@@ -129,7 +129,7 @@ class Job(BaseModel):
     enqueued_at: float = Field(default_factory=time.time, description="Unix time the API queued the job.")
     deadline: float = Field(description="Unix time after which a job that has not started is dropped.")
     timeout_s: float = Field(gt=0, description="How long the job may run once started, in seconds.")
-    tenant: JobTenant | None = Field(None, description="The API key that queued it; None for API_TOKENS.")
+    tenant: JobTenant | None = Field(default=None, description="The API key that queued it; None for API_TOKENS.")
 
     @property
     def queue(self) -> str:

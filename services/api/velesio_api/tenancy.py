@@ -19,6 +19,7 @@ import contextvars
 import functools
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any
 
 import falcon.asgi
 
@@ -34,6 +35,7 @@ from velesio_core.tenants.headers import RateSnapshot
 from velesio_core.tenants.scopes import scope_of_path
 
 from .dialect import dialect_of
+from .forwarded import App, Receive, Scope, Send
 
 
 @dataclass
@@ -60,10 +62,10 @@ class AfterResponse:
     so a client that waits for one answer before asking again never meets its own lease.
     """
 
-    def __init__(self, app) -> None:
+    def __init__(self, app: App) -> None:
         self.app = app
 
-    async def __call__(self, scope, receive, send) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
@@ -101,7 +103,9 @@ class KeyAuth:
             KEY_REQUESTS.labels(principal.label, "forbidden").inc()
             raise GatewayError(ErrorKind.PERMISSION, f"this API key's scopes do not include {scope.value!r}")
 
-    async def process_response(self, req, resp: falcon.asgi.Response, resource, req_succeeded: bool) -> None:
+    async def process_response(
+        self, req: falcon.asgi.Request, resp: falcon.asgi.Response, resource: object, req_succeeded: bool
+    ) -> None:
         tenancy: RequestTenancy | None = getattr(req.context, "tenancy", None)
         if tenancy is None or tenancy.principal.key is None:
             return
@@ -120,7 +124,7 @@ class AdmittingQueue:
         self._queue = queue
         self._admission = admission
 
-    def __getattr__(self, name: str):
+    def __getattr__(self, name: str) -> Any:
         # The wrapped queue's other attributes (its Redis client, depth) stay reachable.
         return getattr(self._queue, name)
 
@@ -152,7 +156,7 @@ class LeasedHandle:
     """A job's handle that releases its lease when the job ends, however it ends."""
 
     #: Releases under way when their request's task was cancelled, kept referenced until done.
-    _releasing: set[asyncio.Task] = set()
+    _releasing: set[asyncio.Task[None]] = set()
 
     def __init__(self, handle: JobHandle, lease: Lease) -> None:
         self._handle = handle

@@ -112,7 +112,7 @@ class Admission:
         self._release = redis.register_script(_script("release"))
         self._renew = redis.register_script(_script("renew"))
         self._held: dict[str, Lease] = {}
-        self._renewer: asyncio.Task | None = None
+        self._renewer: asyncio.Task[None] | None = None
 
     async def admit(self, principal: Principal, job: Job) -> Lease:
         """Check and record the job against its keys' limits; raise the client's 401/403/429."""

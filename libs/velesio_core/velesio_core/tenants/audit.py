@@ -13,7 +13,7 @@ from typing import Any
 import orjson
 import redis.asyncio as aioredis
 
-from .redis_keys import AUDIT_MAX_LEN, AUDIT_STREAM
+from .redis_keys import AUDIT_MAX_LEN, AUDIT_STREAM, text
 
 log = logging.getLogger("velesio.audit")
 
@@ -21,7 +21,7 @@ log = logging.getLogger("velesio.audit")
 async def record(
     redis: aioredis.Redis, *, actor: str, action: str, key_id: str, name: str, changes: dict[str, Any] | None = None
 ) -> None:
-    entry = {
+    entry: dict[Any, Any] = {
         "at": repr(time.time()),
         "actor": actor,
         "action": action,
@@ -30,15 +30,15 @@ async def record(
         "changes": orjson.dumps(changes or {}).decode(),
     }
     await redis.xadd(AUDIT_STREAM, entry, maxlen=AUDIT_MAX_LEN, approximate=True)
-    log.info("key %s: %s %s (%s) %s", action, key_id, name, actor, entry["changes"])
+    log.info("key %s: %s %s (%s) %s", action, key_id, name, actor, changes or {})
 
 
 async def recent(redis: aioredis.Redis, count: int = 100) -> list[dict[str, Any]]:
     """The newest ``count`` entries, newest first."""
-    entries = await redis.xrevrange(AUDIT_STREAM, count=count)
+    entries: Any = await redis.xrevrange(AUDIT_STREAM, count=count)
     answer = []
     for entry_id, fields in entries:
-        item: dict[str, Any] = {k.decode(): v.decode() for k, v in fields.items()}
+        item: dict[str, Any] = text(fields)
         item["id"] = entry_id.decode()
         item["at"] = float(item["at"])
         item["changes"] = orjson.loads(item["changes"])

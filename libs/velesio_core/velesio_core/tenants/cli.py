@@ -1,6 +1,6 @@
 """``velesio-keys``: manage API keys against Redis directly (the admin API's twin, for operators).
 
-It reads REDIS_URL and KEY_SECRET (or KEY_SECRET_FILE) like the API, prints JSON, and audits
+It reads REDIS_URL (or the Sentinel settings) and KEY_SECRET (or KEY_SECRET_FILE) like the API, prints JSON, and audits
 every change as ``cli:<user>``. A new secret is printed once and never stored.
 """
 
@@ -13,10 +13,10 @@ import sys
 from typing import Any
 
 import orjson
-import redis.asyncio as aioredis
 from pydantic import ValidationError
 
-from ..settings import SettingsError, exit_with, load_or_exit
+from ..redis_clients import async_client
+from ..settings import Settings, SettingsError, exit_with, load_or_exit
 from ..validation import describe
 from . import audit
 from .config import TenantSettings
@@ -64,8 +64,8 @@ async def _run(args: argparse.Namespace, store: KeyStore, actor: str) -> int:
             weight=args.weight,
             expires_in=args.expires_in,
         )
-        key, secret = await store.create(spec, actor=actor)
-        _print({**key.public(), "key": secret})
+        created, secret = await store.create(spec, actor=actor)
+        _print({**created.public(), "key": secret})
     elif args.command == "list":
         _print([key.public() for key in await store.list(args.parent)])
     elif args.command == "show":
@@ -80,19 +80,19 @@ async def _run(args: argparse.Namespace, store: KeyStore, actor: str) -> int:
             return 1
         _print({"id": args.id, "revoked": True})
     elif args.command == "rotate":
-        secret = await store.rotate(args.id, grace_s=args.grace, actor=actor)
-        if secret is None:
+        rotated = await store.rotate(args.id, grace_s=args.grace, actor=actor)
+        if rotated is None:
             print(f"velesio-keys: no key has the id {args.id!r}", file=sys.stderr)
             return 1
-        _print({"id": args.id, "key": secret, "old_key_valid_for_s": args.grace})
+        _print({"id": args.id, "key": rotated, "old_key_valid_for_s": args.grace})
     elif args.command == "audit":
         _print(await audit.recent(store.redis, args.count))
     return 0
 
 
-async def _main(args: argparse.Namespace, redis_url: str, tenants: TenantSettings) -> int:
+async def _main(args: argparse.Namespace, settings: Settings, tenants: TenantSettings) -> int:
     assert tenants.server_secret is not None
-    client = aioredis.Redis.from_url(redis_url)
+    client = async_client(settings)
     try:
         return await _run(args, KeyStore(client, tenants.server_secret), f"cli:{getpass.getuser()}")
     finally:
@@ -109,7 +109,7 @@ def main(argv: list[str] | None = None) -> None:
     if tenants.server_secret is None:
         exit_with(SettingsError("KEY_SECRET", "is not set", "set KEY_SECRET or KEY_SECRET_FILE as the API has it"))
     try:
-        raise SystemExit(asyncio.run(_main(args, settings.redis_url, tenants)))
+        raise SystemExit(asyncio.run(_main(args, settings, tenants)))
     except ValidationError as error:
         print(f"velesio-keys: {describe(error)}", file=sys.stderr)
         raise SystemExit(2) from None

@@ -25,11 +25,11 @@ class KeyLimits(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    rpm: int | None = Field(None, ge=1, description="Requests (queued jobs) per minute, a sliding window.")
-    tpm: int | None = Field(None, ge=1, description="Tokens (prompt + generated) per minute.")
-    parallel: int | None = Field(None, ge=1, description="Jobs queued or running at once.")
-    tokens_per_day: int | None = Field(None, ge=1, description="Tokens per UTC day.")
-    images_per_day: int | None = Field(None, ge=1, description="Images per UTC day.")
+    rpm: int | None = Field(default=None, ge=1, description="Requests (queued jobs) per minute, a sliding window.")
+    tpm: int | None = Field(default=None, ge=1, description="Tokens (prompt + generated) per minute.")
+    parallel: int | None = Field(default=None, ge=1, description="Jobs queued or running at once.")
+    tokens_per_day: int | None = Field(default=None, ge=1, description="Tokens per UTC day.")
+    images_per_day: int | None = Field(default=None, ge=1, description="Images per UTC day.")
 
     def exceeds(self, ceiling: KeyLimits) -> list[str]:
         """The limits set here that are higher than ``ceiling``'s."""
@@ -49,10 +49,10 @@ class KeySpec(BaseModel):
 
     name: str = Field(pattern=NAME_PATTERN)
     scopes: list[Scope] = Field(min_length=1)
-    models: list[str] | None = Field(None, description="The models the key may use; None: every model.")
-    limits: KeyLimits = Field(default_factory=KeyLimits)
-    weight: int = Field(1, ge=1, le=1000, description="Fair-share weight in the queue.")
-    expires_in: float | None = Field(None, gt=0, description="Seconds until the key stops working.")
+    models: list[str] | None = Field(default=None, description="The models the key may use; None: every model.")
+    limits: KeyLimits = Field(default_factory=lambda: KeyLimits())
+    weight: int = Field(default=1, ge=1, le=1000, description="Fair-share weight in the queue.")
+    expires_in: float | None = Field(default=None, gt=0, description="Seconds until the key stops working.")
     disabled: bool = False
 
     @field_validator("scopes")
@@ -73,12 +73,12 @@ class KeyPatch(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    name: str | None = Field(None, pattern=NAME_PATTERN)
-    scopes: list[Scope] | None = Field(None, min_length=1)
+    name: str | None = Field(default=None, pattern=NAME_PATTERN)
+    scopes: list[Scope] | None = Field(default=None, min_length=1)
     models: list[str] | None = None
     limits: KeyLimits | None = None
-    weight: int | None = Field(None, ge=1, le=1000)
-    expires_in: float | None = Field(None, gt=0)
+    weight: int | None = Field(default=None, ge=1, le=1000)
+    expires_in: float | None = Field(default=None, gt=0)
     disabled: bool | None = None
 
 
@@ -91,7 +91,7 @@ class ApiKey(BaseModel):
     name: str
     scopes: frozenset[Scope]
     models: tuple[str, ...] | None = None
-    limits: KeyLimits = Field(default_factory=KeyLimits)
+    limits: KeyLimits = Field(default_factory=lambda: KeyLimits())
     weight: int = 1
     expires_at: float | None = None
     disabled: bool = False

@@ -2,13 +2,25 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 #: A set of the ids of top-level keys (minted keys are listed under their parent).
 INDEX = "velesio:keys"
 #: The audit trail of admin actions: a stream capped at about AUDIT_MAX_LEN entries.
 AUDIT_STREAM = "velesio:keys:audit"
 AUDIT_MAX_LEN = 10_000
+
+
+def string(value: Any) -> str:
+    """A Redis reply's bytes as text."""
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def text(fields: Mapping[Any, Any]) -> dict[str, str]:
+    """A hash (or stream entry) as Redis returns it, as text."""
+    return {string(key): string(value) for key, value in fields.items()}
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ nothing behind. The admin API and ``velesio-keys`` share this class.
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,7 +17,7 @@ import redis.asyncio as aioredis
 
 from . import audit
 from .model import ApiKey, KeyPatch, KeySpec, check_within_parent
-from .redis_keys import INDEX, KeyKeys
+from .redis_keys import INDEX, KeyKeys, string, text
 from .secrets import ServerSecret, new_key_id, new_secret
 
 #: A minted key's hash outlives its expiry by this much, so that a request at the edge is
@@ -39,17 +40,13 @@ class StoredKey:
         return now < self.old_until and server_secret.matches(secret, self.old_digest)
 
 
-def _text(fields: dict[bytes, bytes]) -> dict[str, str]:
-    return {key.decode(): value.decode() for key, value in fields.items()}
-
-
 class KeyStore:
     def __init__(self, redis: aioredis.Redis, server_secret: ServerSecret) -> None:
         self.redis = redis
         self._secret = server_secret
 
     async def load(self, key_id: str) -> StoredKey | None:
-        fields = _text(await self.redis.hgetall(KeyKeys(key_id).record))
+        fields = text(await self.redis.hgetall(KeyKeys(key_id).record))
         if not fields.get("digest"):
             return None
         return StoredKey(
@@ -91,7 +88,8 @@ class KeyStore:
         secret = new_secret(key_id)
         names = KeyKeys(key_id)
         async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.hset(names.record, mapping=key.to_hash() | {"digest": self._secret.digest(secret)})
+            record: Mapping[Any, Any] = key.to_hash() | {"digest": self._secret.digest(secret)}
+            pipe.hset(names.record, mapping=record)
             if parent is not None:
                 assert expires_at is not None
                 pipe.expireat(names.record, int(expires_at) + _EXPIRED_KEPT_S)
@@ -106,16 +104,16 @@ class KeyStore:
     async def list(self, parent: str | None = None) -> list[ApiKey]:
         """The top-level keys, or the live keys ``parent`` minted."""
         if parent is None:
-            ids = sorted(member.decode() for member in await self.redis.smembers(INDEX))
+            ids = sorted(string(member) for member in await self.redis.smembers(INDEX))
         else:
             children = KeyKeys(parent).children
             await self.redis.zremrangebyscore(children, "-inf", time.time())
-            ids = [member.decode() for member in await self.redis.zrange(children, 0, -1)]
+            ids = [string(member) for member in await self.redis.zrange(children, 0, -1)]
         async with self.redis.pipeline(transaction=False) as pipe:
             for key_id in ids:
                 pipe.hgetall(KeyKeys(key_id).record)
             rows = await pipe.execute()
-        return [ApiKey.from_hash(key_id, _text(row)) for key_id, row in zip(ids, rows, strict=True) if row]
+        return [ApiKey.from_hash(key_id, text(row)) for key_id, row in zip(ids, rows, strict=True) if row]
 
     async def update(self, key_id: str, patch: KeyPatch, *, actor: str) -> ApiKey | None:
         key = await self.get(key_id)
@@ -132,7 +130,8 @@ class KeyStore:
         if "limits" in values:
             values["limits"] = patch.limits
         changed = key.model_copy(update=values)
-        await self.redis.hset(KeyKeys(key_id).record, mapping=changed.to_hash())
+        record: Mapping[Any, Any] = changed.to_hash()
+        await self.redis.hset(KeyKeys(key_id).record, mapping=record)
         await audit.record(self.redis, actor=actor, action="update", key_id=key_id, name=changed.name,
                            changes=changes)  # fmt: skip
         return changed
@@ -160,7 +159,7 @@ class KeyStore:
         key = await self.get(key_id)
         if key is None:
             return None
-        children = [member.decode() for member in await self.redis.zrange(KeyKeys(key_id).children, 0, -1)]
+        children = [string(member) for member in await self.redis.zrange(KeyKeys(key_id).children, 0, -1)]
         async with self.redis.pipeline(transaction=True) as pipe:
             for doomed in (key_id, *children):
                 pipe.delete(*KeyKeys(doomed).all())

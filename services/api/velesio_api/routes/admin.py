@@ -8,6 +8,8 @@ to give each player session a key of its own.
 
 from __future__ import annotations
 
+from typing import Any
+
 import falcon
 import falcon.asgi
 from pydantic import BaseModel, ConfigDict, Field
@@ -28,7 +30,7 @@ from ..tenancy import tenancy_of
 class RotateRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    grace_s: float = Field(60.0, ge=0, le=30 * 86400, description="How long the old secret keeps working.")
+    grace_s: float = Field(default=60.0, ge=0, le=30 * 86400, description="How long the old secret keeps working.")
 
 
 def _forbidden(message: str) -> GatewayError:
@@ -127,7 +129,7 @@ class Audit(_Admin):
         send_json(resp, {"entries": await audit.recent(self.store().redis, count)})
 
 
-def add_routes(app: falcon.asgi.App, relay: Relay, store: KeyStore | None, settings: TenantSettings) -> None:
+def add_routes(app: falcon.asgi.App[Any, Any], relay: Relay, store: KeyStore | None, settings: TenantSettings) -> None:
     common = (relay, store, settings)
     app.add_route("/admin/keys", Keys(*common))
     app.add_route("/admin/keys/{key_id}", Key(*common))
