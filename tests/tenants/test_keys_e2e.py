@@ -15,7 +15,7 @@ import pytest
 import requests
 
 from tests.support.llmunity import post_chunks
-from tests.support.processes import wait_until
+from tests.support.processes import start_stack, wait_until
 from tests.tenants.conftest import LEASE_TTL_S, start_second_api
 from velesio_core.tenants.authn import CACHE_TTL_S
 
@@ -357,3 +357,15 @@ def test_per_key_metrics_count_minted_keys_under_their_parent(apis):
     assert 'velesio_api_key_requests_total{key="metered-studio",outcome="admitted"} 1.0' in text
     assert 'velesio_api_key_requests_total{key="metered-studio",outcome="rate_limited"} 1.0' in text
     assert 'key="p1"' not in text
+
+
+def test_without_a_key_secret_the_admin_surface_is_404_and_api_tokens_work(redis_server, tiny_model, logs_dir):
+    stack = start_stack(redis_server.url(7), tiny_model, logs_dir, name="nokeys", worker=False)
+    try:
+        body = {"name": "x", "scopes": ["llm"]}
+        response = requests.post(stack.url("/admin/keys"), json=body, headers=stack.auth, timeout=10)
+        assert response.status_code == 404 and "KEY_SECRET" in response.json()["error"]["message"]
+        # Past auth (not 401): 503, since this stack runs no worker.
+        assert requests.get(stack.url("/props"), headers=stack.auth, timeout=10).status_code == 503
+    finally:
+        stack.stop()

@@ -14,7 +14,7 @@ import falcon
 import falcon.asgi
 from pydantic import BaseModel, ConfigDict, Field
 
-from velesio_core.errors import ErrorKind, GatewayError, not_supported
+from velesio_core.errors import ErrorKind, GatewayError
 from velesio_core.tenants import audit
 from velesio_core.tenants.authn import Principal
 from velesio_core.tenants.config import TenantSettings
@@ -49,7 +49,10 @@ class _Admin:
 
     def store(self) -> KeyStore:
         if self._store is None:
-            raise not_supported("stored API keys are off: set KEY_SECRET (or KEY_SECRET_FILE) on the API")
+            # A 404, not a 5xx: nothing is broken, this server keeps no keys (clients retry 5xx).
+            raise GatewayError(
+                ErrorKind.NOT_FOUND, "stored API keys are off: set KEY_SECRET (or KEY_SECRET_FILE) on the API"
+            )
         return self._store
 
     @staticmethod
