@@ -30,6 +30,9 @@ _ERRORS: dict[ErrorKind, tuple[int, str]] = {
     ErrorKind.CONFLICT: (409, "invalid_request_error"),
     ErrorKind.PAYLOAD_TOO_LARGE: (413, "request_too_large"),
     ErrorKind.UNSUPPORTED_MEDIA_TYPE: (415, "invalid_request_error"),
+    # Anthropic has one type for both: a spent quota is a rate limit that resets at midnight UTC.
+    ErrorKind.RATE_LIMITED: (429, "rate_limit_error"),
+    ErrorKind.QUOTA_EXCEEDED: (429, "rate_limit_error"),
     ErrorKind.SERVER: (500, "api_error"),
     ErrorKind.UNAVAILABLE: (529, "overloaded_error"),
     ErrorKind.TIMEOUT: (504, "timeout_error"),
