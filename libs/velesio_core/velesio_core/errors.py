@@ -95,6 +95,18 @@ class GatewayError(Exception):
         return f"GatewayError({self.kind.name}, {self.message!r})"
 
 
+class QueueFullError(GatewayError):
+    """The queue already holds as many waiting jobs as its cap allows: a 503 with a retry hint,
+    a type of its own so that a Python caller (velesio_core.client) can tell it from an outage."""
+
+    def __init__(self, cap: int, *, retry_after_s: int) -> None:
+        super().__init__(
+            ErrorKind.UNAVAILABLE,
+            f"the server is busy: {cap} jobs are already waiting; retry shortly",
+            retry_after_s=retry_after_s,
+        )
+
+
 def invalid_request(message: str) -> GatewayError:
     return GatewayError(ErrorKind.INVALID_REQUEST, message)
 

@@ -20,7 +20,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from ..errors import ErrorKind, GatewayError, unavailable
+from ..errors import ErrorKind, GatewayError, QueueFullError, unavailable
 from ..events import Event, EventType
 from ..jobs import Job
 from ..metrics.queue import CANCELLED, EXPIRED, REJECTED
@@ -107,10 +107,7 @@ class RedisJobQueue:
             raise queue_error(error) from None
         if not queued:
             REJECTED.labels(job.queue, job.model).inc()
-            raise unavailable(
-                f"the server is busy: {self._queue_cap} jobs are already waiting; retry shortly",
-                retry_after_s=RETRY_AFTER_S,
-            )
+            raise QueueFullError(self._queue_cap, retry_after_s=RETRY_AFTER_S)
         return RedisJobHandle(self, job, after=queued)
 
     async def depth(self, queue: str) -> int:
@@ -124,6 +121,19 @@ class RedisJobQueue:
     async def _cancel_job(self, job: Job) -> None:
         keys = QueueKeys(job.queue)
         await self._cancel(keys=[keys.messages_list, keys.messages_hash], args=[job.id, CANCEL_CHANNEL, job.id])
+
+
+def _raise_if_cancelled() -> None:
+    """Re-raise a cancellation of the reading task that redis-py swallowed.
+
+    redis-py (8.1) can lose a CancelledError that lands while a command's reply is being read:
+    the command returns as if nothing happened, and a reader whose client left would go on
+    reading until the job's timeout. The task still counts the request (``cancelling()``), so
+    it is raised here, after each read.
+    """
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
 
 
 class RedisJobHandle:
@@ -150,6 +160,7 @@ class RedisJobHandle:
                 reply = cast(
                     _XReadReply, await self._queue.redis.xread({key: last_id}, block=min(block_ms, XREAD_BLOCK_MAX_MS))
                 )
+                _raise_if_cancelled()
                 for _stream, entries in reply or ():
                     for entry_id, fields in entries:
                         last_id = entry_id
