@@ -47,6 +47,9 @@ class Settings:
     redis_tls_ca: Path | None
     run_llamacpp: bool
     run_ollama: bool
+    #: A custom backend (backend_plugins): ``package.module:Class`` or a ``velesio.backends``
+    #: entry-point name. Replaces the built-in LLM backends.
+    run_backend: str | None
     run_sd: bool
     #: Worker mode: True takes jobs from Redis, False serves its backend alone on its own port.
     api: bool
@@ -149,6 +152,7 @@ class Settings:
             redis_tls_ca=read.existing_file("REDIS_TLS_CA"),
             run_llamacpp=read.flag("RUN_LLAMACPP", True),
             run_ollama=read.flag("RUN_OLLAMA", False),
+            run_backend=read.text("RUN_BACKEND", "") or None,
             run_sd=read.flag("RUN_SD", False),
             api=read.flag("API", True),
             models_dir=models_dir,
@@ -222,6 +226,14 @@ class Settings:
                 "set one of them to false",
             )
 
+        if self.run_backend and (self.run_ollama or (self.run_llamacpp and "RUN_LLAMACPP" in env)):
+            variable = "RUN_OLLAMA" if self.run_ollama else "RUN_LLAMACPP"
+            raise SettingsError(
+                variable,
+                f"RUN_BACKEND and {variable} are both set, but a worker runs one LLM backend",
+                f"unset {variable}",
+            )
+
     def require_tokens(self) -> None:
         """The API refuses to start open to the world: call this before serving."""
         if not self.api_tokens:
@@ -233,6 +245,8 @@ class Settings:
 
     @property
     def llm_backend(self) -> str | None:
+        if self.run_backend:
+            return "custom"
         if self.run_ollama:
             return "ollama"
         if self.run_llamacpp:

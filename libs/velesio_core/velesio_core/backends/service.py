@@ -1,4 +1,4 @@
-"""The LLM backend a worker runs, chosen by the settings (RUN_LLAMACPP or RUN_OLLAMA)."""
+"""The LLM backend a worker runs, chosen by the settings (RUN_LLAMACPP, RUN_OLLAMA or RUN_BACKEND)."""
 
 from __future__ import annotations
 
@@ -24,6 +24,10 @@ class LlmService(Protocol):
 
 
 def start_llm_service(settings: Settings) -> LlmService:
+    if settings.run_backend:
+        from ..backend_plugins.serving import PluginService
+
+        return PluginService.start(settings.run_backend)
     if settings.llm_backend == "ollama":
         from .ollama.service import OllamaService
 

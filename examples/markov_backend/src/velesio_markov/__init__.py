@@ -1,0 +1,1 @@
+"""An example velesio backend: a character-level Markov chain trained on a bundled tale."""
