@@ -1,5 +1,5 @@
 # velesio's entry points. Every target installs what it needs first (scripts/bootstrap.sh).
-.PHONY: up test test-fast test-deploy bench lint install clean monitoring chaos
+.PHONY: up test test-fast test-deploy bench lint docs install clean monitoring chaos
 
 VENV := .venv/bin
 
@@ -47,8 +47,13 @@ lint: install
 	@$(VENV)/ruff format --check libs services tests bench images tools
 	@$(VENV)/mypy
 
+# The library's reference and guides (mkdocs.yml, docs/library/), generated from the docstrings
+# with mkdocstrings; --strict makes every warning (a broken reference, a bad docstring) an error.
+docs: install
+	@$(VENV)/mkdocs build --strict --quiet
+
 clean:
-	rm -rf .venv .pytest_cache .hypothesis .mypy_cache
+	rm -rf .venv .pytest_cache .hypothesis .mypy_cache site
 
 # Reproducible builds (docs/builds.md): the hash lock, the Bazel graph, the OCI images, and the
 # checks of all of them (with the Nix flake's) that this machine can run.

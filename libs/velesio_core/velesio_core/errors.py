@@ -11,6 +11,8 @@ from __future__ import annotations
 from enum import Enum
 from typing import Any
 
+__all__ = ["ErrorKind", "GatewayError", "QueueFullError", "invalid_request", "not_supported", "unavailable"]
+
 
 class ErrorKind(Enum):
     """An error category: its HTTP status and llama.cpp's ``type`` name for it."""

@@ -14,6 +14,27 @@ from __future__ import annotations
 
 from typing import Any, Literal, NotRequired, TypedDict
 
+__all__ = [
+    "CheckpointEntry",
+    "EmbeddingsResult",
+    "FunctionCall",
+    "FunctionCallDelta",
+    "GenerationResult",
+    "ImageProgressData",
+    "ImageResult",
+    "ImageState",
+    "ImageTimings",
+    "JobResult",
+    "ModelDetails",
+    "SdOptionsResult",
+    "StartedData",
+    "StopType",
+    "Timings",
+    "TokenPiece",
+    "ToolCall",
+    "ToolCallDelta",
+]
+
 # -- text generation (completion and chat) ---------------------------------------------------------
 
 #: Why a generation stopped, in llama.cpp's words: the model's end of sequence, a stop word, the

@@ -40,7 +40,7 @@ def load_backend(spec: str) -> TextBackend:
     the ``velesio.backends`` group. Raises SettingsError, naming RUN_BACKEND, on any problem."""
     factory = _factory(spec)
     try:
-        backend = factory()
+        backend: TextBackend = factory()
     except SettingsError:
         raise
     except Exception as error:

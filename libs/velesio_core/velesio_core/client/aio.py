@@ -178,7 +178,7 @@ class _Collected:
             whole = self.tool_calls.setdefault(delta.get("index", 0), {"function": {"arguments": ""}})
             for key in ("id", "type"):
                 if key in delta:
-                    whole[key] = delta[key]  # type: ignore[literal-required]
+                    whole[key] = delta[key]
             function = delta.get("function") or {}
             if "name" in function:
                 whole["function"]["name"] = function["name"]
@@ -260,11 +260,11 @@ def _options(**options: Any) -> dict[str, Any]:
 class AsyncClient:
     """Sends jobs to velesio's workers through Redis, as the API does, from asyncio code.
 
-    ::
-
-        async with AsyncClient("redis://localhost:6379/0") as client:
-            answer = await client.complete("Once upon a time", max_tokens=32)
-            print(answer.text)
+    ```python
+    async with AsyncClient("redis://localhost:6379/0") as client:
+        answer = await client.complete("Once upon a time", max_tokens=32)
+        print(answer.text)
+    ```
 
     ``redis`` takes an existing client instead of a URL (one made for Redis Sentinel, say).
     ``admission`` checks each job against the key the client acts for (see
@@ -401,7 +401,7 @@ class AsyncClient:
         def finish(result: EmbeddingsResult, _collected: _Collected) -> Embeddings:
             return Embeddings(name, result["embeddings"], int(result.get("prompt_tokens") or 0))
 
-        return await self._run(JobKind.EMBEDDINGS, payload, name, False, finish)
+        return await (await self._open(self._job(JobKind.EMBEDDINGS, payload, name, False), finish)).collect()
 
     async def tokenize(self, text: str, *, model: str | None = None, add_special: bool | None = None) -> Tokens:
         """The model's token ids for ``text``."""
@@ -412,7 +412,7 @@ class AsyncClient:
         def finish(result: dict[str, Any], _collected: _Collected) -> Tokens:
             return Tokens(name, [token if isinstance(token, int) else token["id"] for token in result["tokens"]])
 
-        return await self._run(JobKind.TOKENIZE, payload, name, False, finish)
+        return await (await self._open(self._job(JobKind.TOKENIZE, payload, name, False), finish)).collect()
 
     # -- images ------------------------------------------------------------------------------
 
@@ -484,13 +484,15 @@ class AsyncClient:
         except GatewayError as error:
             raise from_gateway_error(error) from None
 
+    def _job(self, kind: JobKind, payload: dict[str, Any], model: str, stream: bool) -> Job:
+        return Job.create(
+            kind, payload, model=model, stream=stream, deadline_s=self._deadline_s, timeout_s=self._timeout_s
+        )
+
     async def _run(
         self, kind: JobKind, payload: dict[str, Any], model: str, stream: bool, finish: Callable[[Any, _Collected], R]
     ) -> R | AsyncStream[R]:
-        job = Job.create(
-            kind, payload, model=model, stream=stream, deadline_s=self._deadline_s, timeout_s=self._timeout_s
-        )
-        opened = await self._open(job, finish)
+        opened = await self._open(self._job(kind, payload, model, stream), finish)
         return opened if stream else await opened.collect()
 
     async def _open(self, job: Job, finish: Callable[[Any, _Collected], R]) -> AsyncStream[R]:

@@ -11,7 +11,7 @@ import asyncio
 import threading
 from collections.abc import Awaitable, Callable, Coroutine, Iterator, Sequence
 from concurrent.futures import Future
-from typing import Any, Generic, Literal, TypeVar, overload
+from typing import Any, Generic, Literal, TypeVar, cast, overload
 
 import redis.asyncio as aioredis
 
@@ -105,13 +105,13 @@ class Stream(Generic[R]):
 class Client:
     """Sends jobs to velesio's workers through Redis, as the API does, and waits for the answers.
 
-    ::
-
-        with Client("redis://localhost:6379/0") as client:
-            print(client.complete("Once upon a time", max_tokens=32).text)
-            for event in client.chat([{"role": "user", "content": "Hi"}], stream=True):
-                if isinstance(event, Token):
-                    print(event.text, end="", flush=True)
+    ```python
+    with Client("redis://localhost:6379/0") as client:
+        print(client.complete("Once upon a time", max_tokens=32).text)
+        for event in client.chat([{"role": "user", "content": "Hi"}], stream=True):
+            if isinstance(event, Token):
+                print(event.text, end="", flush=True)
+    ```
 
     The arguments are :class:`~velesio_core.client.aio.AsyncClient`'s. ``redis``, when given,
     must be a ``redis.asyncio`` client; pass ``redis_factory`` instead to build it on the
@@ -159,6 +159,8 @@ class Client:
         self._loop.run(self._client.close())
         self._loop.stop()
 
+    # The methods pass **options on, which mypy cannot match to one overload: cast to what the
+    # overload without ``stream`` returns.
     def _call(self, work: Callable[[], Awaitable[T]]) -> T:
         async def run() -> T:
             return await work()
@@ -186,7 +188,7 @@ class Client:
         """Continue ``prompt``; see :meth:`AsyncClient.complete <velesio_core.client.aio.AsyncClient.complete>`."""
         if stream:
             return self._stream(lambda: self._client.complete(prompt, stream=True, **options))
-        return self._call(lambda: self._client.complete(prompt, **options))
+        return cast(Completion, self._call(lambda: self._client.complete(prompt, **options)))
 
     @overload
     def chat(
@@ -206,7 +208,7 @@ class Client:
         """Answer a conversation; see :meth:`AsyncClient.chat <velesio_core.client.aio.AsyncClient.chat>`."""
         if stream:
             return self._stream(lambda: self._client.chat(messages, stream=True, **options))
-        return self._call(lambda: self._client.chat(messages, **options))
+        return cast(ChatCompletion, self._call(lambda: self._client.chat(messages, **options)))
 
     def embed(self, texts: str | Sequence[str], *, model: str | None = None) -> Embeddings:
         """One embedding vector per text."""
@@ -228,7 +230,7 @@ class Client:
         """Draw ``prompt``; see :meth:`AsyncClient.txt2img <velesio_core.client.aio.AsyncClient.txt2img>`."""
         if stream:
             return self._stream(lambda: self._client.txt2img(prompt, stream=True, **options))
-        return self._call(lambda: self._client.txt2img(prompt, **options))
+        return cast(Images, self._call(lambda: self._client.txt2img(prompt, **options)))
 
     @overload
     def img2img(
@@ -244,4 +246,4 @@ class Client:
         """Redraw ``image``; see :meth:`AsyncClient.img2img <velesio_core.client.aio.AsyncClient.img2img>`."""
         if stream:
             return self._stream(lambda: self._client.img2img(image, prompt, stream=True, **options))
-        return self._call(lambda: self._client.img2img(image, prompt, **options))
+        return cast(Images, self._call(lambda: self._client.img2img(image, prompt, **options)))
