@@ -4,12 +4,12 @@ A backend serves one or more models (:meth:`TextBackend.models`) and declares it
 :class:`Capability` set; a job of a kind outside it is answered by the worker with a 501 in the
 client's own dialect, and a job of a kind inside it is handed to the matching method:
 
-| capability | method | jobs (dialects and routes) |
+| Capability | method | jobs (dialects and routes) |
 |---|---|---|
-| `Capability.COMPLETION` | `Generates.generate` | llama.cpp's `/completion`, OpenAI's `/v1/completions`, Ollama's `/api/generate` |
-| `Capability.CHAT` | `Generates.generate` | OpenAI's `/v1/chat/completions`, Ollama's `/api/chat`, llama.cpp's `/apply-template` |
-| `Capability.EMBEDDINGS` | `Embeds.embed` | `/embeddings`, `/v1/embeddings`, Ollama's `/api/embed` |
-| `Capability.TOKENIZE` | `Tokenizes.tokenize`, `.detokenize` | llama.cpp's `/tokenize` and `/detokenize` |
+| `COMPLETION` | `Generates.generate` | llama.cpp's `/completion`, OpenAI's `/v1/completions`, Ollama's `/api/generate`|
+| `CHAT` | `Generates.generate` | OpenAI's `/v1/chat/completions`, Ollama's `/api/chat`, llama.cpp's `/apply-template` |
+| `EMBEDDINGS` | `Embeds.embed` | `/embeddings`, `/v1/embeddings`, Ollama's `/api/embed` |
+| `TOKENIZE` | `Tokenizes.tokenize`, `.detokenize` | llama.cpp's `/tokenize` and `/detokenize` |
 
 Calls are synchronous and run on a worker thread of their own, one per job, as many at once as
 the worker's LLAMA_SLOTS: a backend that is not thread-safe takes a lock. Every call may raise
