@@ -20,7 +20,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench import llm, pickup, sd  # noqa: E402
+from bench import library, llm, pickup, sd  # noqa: E402
 from bench.keys_cost import keys_cost  # noqa: E402
 from bench.metrics_cost import metrics_cost  # noqa: E402
 from bench.report import Section, markdown, replace_sections  # noqa: E402
@@ -124,6 +124,8 @@ def text_sections(work, logs, redis, quick, samples, wrk_seconds, rounds, pickup
         llm.latency(llm_section, direct, stack.base_url, stack.auth, samples)
         print("bench: chat latency (OpenAI, Ollama) ...", flush=True)
         llm.chat_latency(llm_section, direct, stack.base_url, stack.auth, "tiny", samples // 2)
+        print("bench: the Python client (velesio_core.Client) ...", flush=True)
+        library.client_latency(llm_section, direct, stack.base_url, stack.auth, stack.env["REDIS_URL"], samples // 2)
         print("bench: throughput ...", flush=True)
         llm.throughput(llm_section, direct, stack.base_url, stack.token, wrk_seconds, rounds)
         print("bench: cancellation ...", flush=True)
