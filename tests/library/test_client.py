@@ -27,6 +27,7 @@ from velesio_core.client import (
     Token,
 )
 from velesio_core.registry import CardPublisher, WorkerCard
+from velesio_core.settings import Settings
 
 
 @pytest.fixture
@@ -153,7 +154,9 @@ def test_an_unknown_model_is_model_not_found(client):
 
 
 def test_a_job_past_its_run_timeout_is_a_timeout(stack):
-    with Client(stack.env["REDIS_URL"], timeout_s=0.5) as client, pytest.raises(Timeout) as timed_out:
+    # Set up from the API's own settings (JOB_TIMEOUT), as a deployment would.
+    settings = Settings.from_env({"REDIS_URL": stack.env["REDIS_URL"], "JOB_TIMEOUT": "0.5"})
+    with Client.from_settings(settings) as client, pytest.raises(Timeout) as timed_out:
         client.complete("a long tale", max_tokens=100000, ignore_eos=True)
     assert timed_out.value.status == 504
     idle(stack)

@@ -29,8 +29,10 @@ from ..events import Event, EventType
 from ..jobs import IMAGE_MODEL, Job, JobKind
 from ..queue.interface import JobHandle
 from ..queue.redis_queue import RedisJobQueue
+from ..redis_clients import async_client
 from ..registry import CachedModelDirectory, WorkerRegistry, image_pipelines, resolve_model
 from ..results import EmbeddingsResult, GenerationResult, ImageResult, ToolCall, ToolCallDelta
+from ..settings import Settings
 from ..validation import parse
 from .admission import Admission, Ticket, Unrestricted
 from .errors import VelesioError, from_gateway_error
@@ -296,6 +298,22 @@ class AsyncClient:
         self._deadline_s = deadline_s
         self._timeout_s = timeout_s
         self._max_side = max_side
+        self._following = False
+
+    @classmethod
+    def from_settings(cls, settings: Settings | None = None, *, admission: Admission | None = None) -> AsyncClient:
+        """A client set up as velesio's API is: Redis from REDIS_URL or REDIS_SENTINELS (it then
+        follows a failover as the API does), and QUEUE_CAP, JOB_DEADLINE, JOB_TIMEOUT and
+        SD_MAX_SIDE; from the environment when ``settings`` is None."""
+        settings = settings or Settings.from_env()
+        return cls(
+            redis=async_client(settings),
+            admission=admission,
+            queue_cap=settings.queue_cap,
+            deadline_s=settings.job_deadline_s,
+            timeout_s=settings.job_timeout_s,
+            max_side=settings.sd_max_side,
+        )
 
     async def __aenter__(self) -> AsyncClient:
         return self
@@ -496,6 +514,10 @@ class AsyncClient:
         return opened if stream else await opened.collect()
 
     async def _open(self, job: Job, finish: Callable[[Any, _Collected], R]) -> AsyncStream[R]:
+        if not self._following:
+            # On the loop the client runs on (a client of one Redis needs nothing; see redis_clients).
+            self._following = True
+            await self._queue.start()
         try:
             ticket = await self._admission.admit(job)
         except GatewayError as error:

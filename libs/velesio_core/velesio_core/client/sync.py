@@ -15,6 +15,8 @@ from typing import Any, Generic, Literal, TypeVar, cast, overload
 
 import redis.asyncio as aioredis
 
+from ..redis_clients import async_client
+from ..settings import Settings
 from .admission import Admission
 from .aio import DEFAULT_DEADLINE_S, DEFAULT_MAX_SIDE, DEFAULT_QUEUE_CAP, DEFAULT_TIMEOUT_S, AsyncClient, AsyncStream
 from .types import ChatCompletion, Completion, Done, Embeddings, Images, Progress, Started, Token, Tokens
@@ -148,6 +150,22 @@ class Client:
         except BaseException:
             self._loop.stop()
             raise
+
+    @classmethod
+    def from_settings(
+        cls, settings: Settings | None = None, *, admission: Admission | Callable[[], Admission] | None = None
+    ) -> Client:
+        """A client set up as velesio's API is (see
+        :meth:`AsyncClient.from_settings <velesio_core.client.aio.AsyncClient.from_settings>`)."""
+        chosen = settings or Settings.from_env()
+        return cls(
+            redis_factory=lambda: async_client(chosen),
+            admission=admission,
+            queue_cap=chosen.queue_cap,
+            deadline_s=chosen.job_deadline_s,
+            timeout_s=chosen.job_timeout_s,
+            max_side=chosen.sd_max_side,
+        )
 
     def __enter__(self) -> Client:
         return self
