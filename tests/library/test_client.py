@@ -26,6 +26,7 @@ from velesio_core.client import (
     Timeout,
     Token,
 )
+from velesio_core.queue.keys import QueueKeys
 from velesio_core.registry import CardPublisher, WorkerCard
 from velesio_core.settings import Settings
 
@@ -90,6 +91,16 @@ def test_leaving_a_stream_early_cancels_the_generation_on_the_worker(client, sta
         if count == 5:
             assert busy_slots(stack.llama_url) == 1
             break
+    wait_until(lambda: busy_slots(stack.llama_url) == 0, timeout=10, what="the slot freeing")
+    assert llama_metric(stack.llama_url, "llamacpp:n_decode_total") - decoded_before < 2000
+
+
+def test_a_stream_dropped_unread_cancels_the_job(client, stack):
+    idle(stack)
+    decoded_before = llama_metric(stack.llama_url, "llamacpp:n_decode_total")
+    stream = client.complete("a long tale", max_tokens=4000, ignore_eos=True, stream=True)
+    wait_until(lambda: busy_slots(stack.llama_url) == 1, timeout=30, what="the job running")
+    del stream
     wait_until(lambda: busy_slots(stack.llama_url) == 0, timeout=10, what="the slot freeing")
     assert llama_metric(stack.llama_url, "llamacpp:n_decode_total") - decoded_before < 2000
 
@@ -183,3 +194,16 @@ def test_a_full_queue_is_queue_full_and_a_job_no_worker_takes_is_a_timeout(stack
         assert full.value.retry_after == 1
         with pytest.raises(Timeout):
             list(waiting)
+
+
+def test_an_async_stream_dropped_unread_takes_its_job_off_the_queue(stack, unserved_model, redis_server):
+    async def scenario() -> None:
+        async with AsyncClient(stack.env["REDIS_URL"]) as client:
+            stream = await client.complete("waits", model=unserved_model, stream=True)
+            key = QueueKeys(stream._handle.job.queue).messages_list
+            assert redis_server.client(1).llen(key) == 1
+            del stream
+            await asyncio.sleep(0.5)  # the release runs as a task of the client's loop
+            assert redis_server.client(1).llen(key) == 0
+
+    asyncio.run(scenario())

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from typing import Any, Generic, Literal, TypeVar, overload
 
 import redis.asyncio as aioredis
@@ -78,6 +78,7 @@ class AsyncStream(Generic[R]):
         self._ended = False
         self._result: R | None = None
         self._events: AsyncIterator[Started | Token | Progress | Done[R]] | None = None
+        self._loop = asyncio.get_running_loop()
 
     @property
     def job_id(self) -> str:
@@ -132,6 +133,17 @@ class AsyncStream(Generic[R]):
             await self._handle.cancel()
         await self._ticket.finish(final)
 
+    def __del__(self) -> None:
+        # A stream dropped without being read still ends its job, and releases its admission.
+        if self._reading or self._ended or self._loop.is_closed():
+            return
+        self._ended = True
+        self._loop.call_soon_threadsafe(_keep_until_done, self._loop, self._release())
+
+    async def _release(self) -> None:
+        await self._handle.cancel()
+        await self._ticket.finish(None)
+
     async def aclose(self) -> None:
         """Stop reading; the job is cancelled if it has not ended."""
         if self._events is not None:
@@ -152,6 +164,16 @@ class AsyncStream(Generic[R]):
             async for _event in self:
                 pass
         return self.result
+
+
+#: Releases of dropped streams, referenced until they finish.
+_releasing: set[asyncio.Task[None]] = set()
+
+
+def _keep_until_done(loop: asyncio.AbstractEventLoop, work: Coroutine[Any, Any, None]) -> None:
+    task = loop.create_task(work)
+    _releasing.add(task)
+    task.add_done_callback(_releasing.discard)
 
 
 async def _shielded(work: Any) -> None:

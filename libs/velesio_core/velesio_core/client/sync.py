@@ -93,6 +93,11 @@ class Stream(Generic[R]):
             # A generator left early is closed at once (CPython), and this cancels the job.
             self.close()
 
+    def __del__(self) -> None:
+        # A stream dropped without being read still ends its job (without waiting for it here).
+        if not self._reading and not self._loop.loop.is_closed():
+            self._loop.submit(self._stream.aclose())
+
     def close(self) -> None:
         """Stop reading; the job is cancelled if it has not ended."""
         self._loop.run(self._stream.aclose())
