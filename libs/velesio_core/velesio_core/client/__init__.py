@@ -17,6 +17,7 @@ from .errors import (
     Unavailable,
     VelesioError,
 )
+from .keys import KeyAdmission
 from .sync import Client, Stream
 from .types import ChatCompletion, Completion, Done, Embeddings, Images, Progress, Started, StreamEvent, Token, Tokens
 
@@ -32,6 +33,7 @@ __all__ = [
     "Embeddings",
     "Images",
     "InvalidRequest",
+    "KeyAdmission",
     "ModelNotFound",
     "NotSupported",
     "Progress",

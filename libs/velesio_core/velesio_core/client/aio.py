@@ -281,6 +281,14 @@ def _options(**options: Any) -> dict[str, Any]:
     return {name: value for name, value in options.items() if value is not None}
 
 
+def _key_admission(redis: aioredis.Redis, key: str) -> Admission:
+    from ..tenants.config import TenantSettings
+    from .keys import KeyAdmission
+
+    tenants = TenantSettings.from_env()
+    return KeyAdmission(redis, key, server_secret=tenants.server_secret, lease_ttl_s=tenants.lease_ttl_s)
+
+
 class AsyncClient:
     """Sends jobs to velesio's workers through Redis, as the API does, from asyncio code.
 
@@ -291,10 +299,12 @@ class AsyncClient:
     ```
 
     ``redis`` takes an existing client instead of a URL (one made for Redis Sentinel, say).
-    ``admission`` checks each job against the key the client acts for (see
-    :mod:`velesio_core.client.admission`); without one, every job is admitted, as for an
-    ``API_TOKENS`` token. ``queue_cap``, ``deadline_s`` and ``timeout_s`` are the API's
-    QUEUE_CAP, JOB_DEADLINE and JOB_TIMEOUT: give the values your deployment uses.
+    ``key`` is a velesio API key: its scopes, limits and fair share apply to the client's jobs
+    as to an HTTP client's (the API's KEY_SECRET and KEY_LEASE_TTL are read from the
+    environment). ``admission`` is any other :class:`~velesio_core.client.admission.Admission`;
+    with neither, every job is admitted, as for an ``API_TOKENS`` token. ``queue_cap``,
+    ``deadline_s`` and ``timeout_s`` are the API's QUEUE_CAP, JOB_DEADLINE and JOB_TIMEOUT: give
+    the values your deployment uses.
     """
 
     def __init__(
@@ -303,6 +313,7 @@ class AsyncClient:
         *,
         redis: aioredis.Redis | None = None,
         admission: Admission | None = None,
+        key: str | None = None,
         queue_cap: int = DEFAULT_QUEUE_CAP,
         deadline_s: float = DEFAULT_DEADLINE_S,
         timeout_s: float = DEFAULT_TIMEOUT_S,
@@ -316,14 +327,21 @@ class AsyncClient:
             assert redis_url is not None
             self._queue = RedisJobQueue.from_url(redis_url, queue_cap=queue_cap)
         self._models = CachedModelDirectory(WorkerRegistry(self._queue.redis))
-        self._admission: Admission = admission or Unrestricted()
+        if key is not None and admission is not None:
+            raise ValueError("give either key or admission")
+        if key is not None:
+            self._admission: Admission = _key_admission(self._queue.redis, key)
+        else:
+            self._admission = admission or Unrestricted()
         self._deadline_s = deadline_s
         self._timeout_s = timeout_s
         self._max_side = max_side
         self._following = False
 
     @classmethod
-    def from_settings(cls, settings: Settings | None = None, *, admission: Admission | None = None) -> AsyncClient:
+    def from_settings(
+        cls, settings: Settings | None = None, *, key: str | None = None, admission: Admission | None = None
+    ) -> AsyncClient:
         """A client set up as velesio's API is: Redis from REDIS_URL or REDIS_SENTINELS (it then
         follows a failover as the API does), and QUEUE_CAP, JOB_DEADLINE, JOB_TIMEOUT and
         SD_MAX_SIDE; from the environment when ``settings`` is None."""
@@ -331,6 +349,7 @@ class AsyncClient:
         return cls(
             redis=async_client(settings),
             admission=admission,
+            key=key,
             queue_cap=settings.queue_cap,
             deadline_s=settings.job_deadline_s,
             timeout_s=settings.job_timeout_s,

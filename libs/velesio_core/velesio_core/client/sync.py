@@ -131,6 +131,7 @@ class Client:
         *,
         redis_factory: Callable[[], aioredis.Redis] | None = None,
         admission: Admission | Callable[[], Admission] | None = None,
+        key: str | None = None,
         queue_cap: int = DEFAULT_QUEUE_CAP,
         deadline_s: float = DEFAULT_DEADLINE_S,
         timeout_s: float = DEFAULT_TIMEOUT_S,
@@ -144,6 +145,7 @@ class Client:
                 redis_url,
                 redis=redis_factory() if redis_factory is not None else None,
                 admission=chosen,
+                key=key,
                 queue_cap=queue_cap,
                 deadline_s=deadline_s,
                 timeout_s=timeout_s,
@@ -158,7 +160,11 @@ class Client:
 
     @classmethod
     def from_settings(
-        cls, settings: Settings | None = None, *, admission: Admission | Callable[[], Admission] | None = None
+        cls,
+        settings: Settings | None = None,
+        *,
+        key: str | None = None,
+        admission: Admission | Callable[[], Admission] | None = None,
     ) -> Client:
         """A client set up as velesio's API is (see
         :meth:`AsyncClient.from_settings <velesio_core.client.aio.AsyncClient.from_settings>`)."""
@@ -166,6 +172,7 @@ class Client:
         return cls(
             redis_factory=lambda: async_client(chosen),
             admission=admission,
+            key=key,
             queue_cap=chosen.queue_cap,
             deadline_s=chosen.job_deadline_s,
             timeout_s=chosen.job_timeout_s,
