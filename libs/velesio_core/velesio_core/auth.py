@@ -22,6 +22,8 @@ PUBLIC_PATHS = frozenset({"/", "/health", "/v1/health", "/models", "/v1/models",
 #: it sends them for generations (docs/clients.md, Stable Diffusion for Unity). It shows step counts
 #: only, never an image.
 PUBLIC_IMAGE_PATHS = frozenset({"/sdapi/v1/progress"})
+#: The console's static files (the page, its script and style); what it calls needs a key.
+CONSOLE_PREFIX = "/ui"
 
 
 def _digest(token: str) -> bytes:
@@ -80,5 +82,7 @@ def _basic_password(encoded: str) -> str | None:
 
 
 def is_public(method: str, path: str) -> bool:
-    """CORS preflights and llama.cpp's public paths need no token."""
+    """CORS preflights, llama.cpp's public paths and the console's files need no token."""
+    if method == "GET" and (path == CONSOLE_PREFIX or path.startswith(CONSOLE_PREFIX + "/")):
+        return True
     return method == "OPTIONS" or path in PUBLIC_PATHS or path in PUBLIC_IMAGE_PATHS

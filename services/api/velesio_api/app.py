@@ -20,7 +20,7 @@ from velesio_core.tenants.authn import Authenticator
 from velesio_core.tenants.config import TenantSettings
 from velesio_core.tenants.store import KeyStore
 
-from . import errors
+from . import console, errors
 from .disconnect import DisconnectAware
 from .forwarded import ForwardedClient
 from .metrics import MetricsResource, RequestMetrics, ScrapeState
@@ -74,6 +74,7 @@ def create_app(
     images.add_routes(app, relay, board)
     responses.add_routes(app, relay, stored_responses or MemoryResponseStore())
     admin.add_routes(app, relay, store, tenants)
+    console.add_routes(app, getattr(queue, "redis", None))
     if settings.metrics:
         app.add_route("/metrics", MetricsResource(scrape_state))
     return ForwardedClient(DisconnectAware(AfterResponse(app)), settings.forwarded_allow_ips)
