@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import dataclasses
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -77,6 +78,10 @@ def _job_of_message(raw: bytes | str | None) -> dict[str, Any] | None:
     except (orjson.JSONDecodeError, KeyError, IndexError, TypeError):
         return None
     return job if isinstance(job, dict) else None
+
+
+def _is_final(fields: dict[bytes, bytes]) -> bool:
+    return EventType(fields.get(b"t", b"queued").decode()).is_final
 
 
 def _view(job_id: str, job: dict[str, Any], queue: str, state: str, position: int | None) -> JobView:
@@ -212,11 +217,14 @@ class ClusterState:
         pipe = self._redis.pipeline(transaction=False)
         for job in holding:
             pipe.xlen(events_key(job.id))
-        lengths = await pipe.execute()
-        return [
-            JobView(**{**job.__dict__, "state": "running"}) if length > 1 else job
-            for job, length in zip(holding, lengths, strict=True)
-        ]
+            pipe.xrevrange(events_key(job.id), count=1)
+        replies = await pipe.execute()
+        marked = []
+        for job, length, last in zip(holding, replies[::2], replies[1::2], strict=True):
+            if last and _is_final(last[0][1]):
+                continue  # ended; its worker acknowledges it in a moment
+            marked.append(dataclasses.replace(job, state="running") if length > 1 else job)
+        return marked
 
     async def _note_ended(self, jobs: list[JobView], now: float) -> None:
         current = {job.id: job for job in jobs}

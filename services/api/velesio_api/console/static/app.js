@@ -10,7 +10,7 @@ const LIMITS = [
 ];
 
 const $ = (id) => document.getElementById(id);
-const state = { key: null, admin: false, view: null, cluster: null, keys: [], keyNames: {}, models: [] };
+const state = { key: null, admin: false, canMint: false, view: null, cluster: null, keys: [], keyNames: {}, models: [] };
 
 // -- DOM helper -------------------------------------------------------------------------------
 
@@ -97,15 +97,20 @@ async function signIn(key) {
     state.admin = true;
   } catch (error) {
     if (error.status !== 403) { state.key = null; throw error; }
-    state.admin = false; // a key without the admin scope: the playground and Connect
+    state.admin = false; // a key without the admin scope: the playground and Connect,
+    // and its own minted keys when it has the mint scope.
+    state.canMint = await api("/admin/keys").then(() => true, () => false);
   }
   sessionStorage.setItem(KEY_STORAGE, key);
   $("view-signin").hidden = true;
   $("nav").hidden = false;
   $("sign-out").hidden = false;
-  for (const link of document.querySelectorAll("#nav a[data-admin]")) link.hidden = !state.admin;
+  for (const link of document.querySelectorAll("#nav a[data-admin]")) {
+    link.hidden = !(state.admin || (link.dataset.view === "keys" && state.canMint));
+  }
   loadModels();
-  if (state.admin) { startLive(); loadKeys(); }
+  if (state.admin) startLive();
+  if (state.admin || state.canMint) loadKeys();
   route();
 }
 
@@ -337,9 +342,10 @@ async function loadKeys() {
     .then((r) => r.json()).then((b) => b.usage || {}).catch(() => ({}))));
   const limitText = (k) => LIMITS.filter(([n]) => k.limits?.[n]).map(([n]) => `${n} ${k.limits[n]}`).join(", ") || "none";
   const todayText = (k, u) => [
-    `${u.tokens_today ?? 0}${k.limits?.tokens_per_day ? ` / ${k.limits.tokens_per_day}` : ""} tokens`,
-    `${u.images_today ?? 0}${k.limits?.images_per_day ? ` / ${k.limits.images_per_day}` : ""} images`,
-  ].join(" · ");
+    h("div", {}, `${u.tokens_today ?? 0}${k.limits?.tokens_per_day ? ` / ${k.limits.tokens_per_day}` : ""} tokens · `
+      + `${u.images_today ?? 0}${k.limits?.images_per_day ? ` / ${k.limits.images_per_day}` : ""} images`),
+    h("div", { class: "muted" }, `${u.requests_last_minute ?? 0} req/min · ${u.in_flight ?? 0} in flight`),
+  ];
   $("keys").replaceChildren(table(
     ["Name", "Id", "Scopes", "Limits", "Today", "Expires", ""],
     keys.map((k, i) => h("tr", { "data-key": k.id, class: k.disabled ? "disabled" : "" },
