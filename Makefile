@@ -1,5 +1,5 @@
 # velesio's entry points. Every target installs what it needs first (scripts/bootstrap.sh).
-.PHONY: up test test-fast test-deploy bench lint docs install clean monitoring chaos
+.PHONY: up test test-fast test-deploy test-browser bench lint docs install clean monitoring chaos
 
 VENV := .venv/bin
 
@@ -10,10 +10,10 @@ up: install
 	@$(VENV)/velesio-stack
 
 # The monitoring tests run a real Prometheus against the real services and exporters.
-# tests/deploy needs tools of its own: make test-deploy.
+# tests/deploy and tests/browser need tools of their own: make test-deploy, make test-browser.
 test:
 	@VELESIO_APT="prometheus prometheus-redis-exporter prometheus-node-exporter" scripts/bootstrap.sh
-	@$(VENV)/pytest --ignore=tests/deploy
+	@$(VENV)/pytest --ignore=tests/deploy --ignore=tests/browser
 
 # deploy/ for real (docs/deploy.md): Debian's nginx and Caddy with TLS in front of the stack,
 # the compose file against the Compose schema, the systemd units through systemd-analyze.
@@ -25,6 +25,12 @@ test-deploy:
 # llama-server (tests/fast). `make test` runs it too.
 test-fast: install
 	@$(VENV)/pytest -q tests/fast
+
+# The console (/ui) in headless Chromium, Debian's, against a real stack; each view's screenshot
+# is copied to $VELESIO_SCREENSHOTS (default /tmp/velesio-console-screenshots).
+test-browser:
+	@VELESIO_APT="chromium fonts-dejavu-core" scripts/bootstrap.sh
+	@VELESIO_BROWSER_TESTS=1 $(VENV)/pytest tests/browser
 
 bench:
 	@VELESIO_APT=wrk scripts/bootstrap.sh
