@@ -30,7 +30,15 @@ import redis.asyncio as aioredis
 
 from .errors import ErrorKind, GatewayError
 from .events import EventType
-from .queue.keys import CANCEL_CHANNEL, DRAMATIQ_NAMESPACE, WORKERS_KEY, QueueKeys, events_key, lua_script
+from .queue.keys import (
+    CANCEL_CHANNEL,
+    DRAMATIQ_NAMESPACE,
+    WORKERS_KEY,
+    QueueKeys,
+    events_key,
+    lua_script,
+    operator_cancel_key,
+)
 from .registry import STALE_AFTER_S, WorkerCard
 
 #: The most waiting jobs listed per queue; the depth is counted in full.
@@ -80,8 +88,21 @@ def _job_of_message(raw: bytes | str | None) -> dict[str, Any] | None:
     return job if isinstance(job, dict) else None
 
 
-def _is_final(fields: dict[bytes, bytes]) -> bool:
-    return EventType(fields.get(b"t", b"queued").decode()).is_final
+#: How far back from a stream's end its final event is looked for. (A job an operator cancelled
+#: is told by its mark instead: its worker may write many tokens after the error before it stops.)
+_TAIL = 50
+#: How long an operator's cancel mark outlives the cancel: longer than a worker takes to stop.
+_CANCEL_MARK_TTL_S = 600
+
+
+def _final_event(tail: list[tuple[bytes, dict[bytes, bytes]]]) -> dict[bytes, bytes] | None:
+    """The event that ended a job, from its stream's tail (newest first): the earliest final one,
+    which is the one its client read."""
+    final = None
+    for _entry_id, fields in tail:
+        if EventType(fields.get(b"t", b"queued").decode()).is_final:
+            final = fields
+    return final
 
 
 def _view(job_id: str, job: dict[str, Any], queue: str, state: str, position: int | None) -> JobView:
@@ -217,12 +238,13 @@ class ClusterState:
         pipe = self._redis.pipeline(transaction=False)
         for job in holding:
             pipe.xlen(events_key(job.id))
-            pipe.xrevrange(events_key(job.id), count=1)
+            pipe.xrevrange(events_key(job.id), count=_TAIL)
+            pipe.exists(operator_cancel_key(job.id))
         replies = await pipe.execute()
         marked = []
-        for job, length, last in zip(holding, replies[::2], replies[1::2], strict=True):
-            if last and _is_final(last[0][1]):
-                continue  # ended; its worker acknowledges it in a moment
+        for job, length, tail, cancelled in zip(holding, replies[::3], replies[1::3], replies[2::3], strict=True):
+            if cancelled or _final_event(tail) is not None:
+                continue  # ended; its worker stops and acknowledges it in a moment
             marked.append(dataclasses.replace(job, state="running") if length > 1 else job)
         return marked
 
@@ -234,17 +256,20 @@ class ClusterState:
             return
         pipe = self._redis.pipeline(transaction=False)
         for job in ended:
-            pipe.xrevrange(events_key(job.id), count=1)
-        for job, last in zip(ended, await pipe.execute(), strict=True):
-            if not last:
+            pipe.xrevrange(events_key(job.id), count=_TAIL)
+            pipe.exists(operator_cancel_key(job.id))
+        replies = await pipe.execute()
+        for job, tail, cancelled in zip(ended, replies[::2], replies[1::2], strict=True):
+            fields = _final_event(tail)
+            if cancelled:
+                error = CANCELLED_BY_OPERATOR.to_event_data()
+            elif fields is not None and fields.get(b"t") == EventType.ERROR.value.encode():
+                try:
+                    error = orjson.loads(fields.get(b"d", b"{}"))
+                except orjson.JSONDecodeError:
+                    error = {}
+            else:
                 continue
-            _entry_id, fields = last[0]
-            if fields.get(b"t") != EventType.ERROR.value.encode():
-                continue
-            try:
-                error = orjson.loads(fields.get(b"d", b"{}"))
-            except orjson.JSONDecodeError:
-                error = {}
             self._errors.appendleft(
                 {
                     "at": now,
@@ -267,6 +292,7 @@ class ClusterState:
             keys = QueueKeys(queue, self._namespace)
             if not await self._redis.hexists(keys.messages_hash, job_id):
                 continue
+            await self._redis.set(operator_cancel_key(job_id), b"1", ex=_CANCEL_MARK_TTL_S)
             await self._cancel(keys=[keys.messages_list, keys.messages_hash], args=[job_id, CANCEL_CHANNEL, job_id])
             stream = events_key(job_id)
             if await self._redis.exists(stream):

@@ -55,6 +55,13 @@ def events_key(job_id: str) -> str:
     return f"velesio:job:{job_id}:events"
 
 
+def operator_cancel_key(job_id: str) -> str:
+    """Set, with a TTL, when an operator cancels a job (the console's DELETE /admin/jobs/{id}):
+    every API process then reads the job as ended by that cancel, however many events its worker
+    writes before it stops."""
+    return f"velesio:job:{job_id}:cancelled"
+
+
 @dataclass(frozen=True)
 class QueueKeys:
     """The keys of one Dramatiq queue, as Dramatiq's Redis broker lays them out."""
