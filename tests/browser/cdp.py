@@ -164,6 +164,12 @@ class Page:
         if not found:
             raise CdpError(f"nothing matches {selector!r}")
 
+    def set_files(self, selector: str, *paths: Path) -> None:
+        """Choose files in an ``<input type=file>``, as a person would in the file dialog."""
+        root = self.send("DOM.getDocument")["root"]["nodeId"]
+        node = self.send("DOM.querySelector", {"nodeId": root, "selector": selector})["nodeId"]
+        self.send("DOM.setFileInputFiles", {"nodeId": node, "files": [str(path) for path in paths]})
+
     def text(self, selector: str) -> str:
         return self.js(f"document.querySelector({json.dumps(selector)})?.innerText ?? ''")
 

@@ -484,6 +484,7 @@ async function generateImage(event) {
   $("image-progress-text").textContent = "queued…";
   const out = $("image-out");
   out.dataset.progressSeen = "0";
+  const startedAt = performance.now();
   let done = false;
   const watch = (async () => {
     // Once a second: the step progress that the image job's events report, as A1111 shows it.
@@ -513,6 +514,7 @@ async function generateImage(event) {
     $("image-progress-text").textContent = "";
   } finally {
     done = true;
+    out.dataset.tookMs = String(Math.round(performance.now() - startedAt));
     await watch;
     $("image-go").disabled = false;
   }
