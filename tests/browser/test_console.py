@@ -22,21 +22,11 @@ from tests.support.processes import Stack
 LONG = {"prompt": "a long tale", "n_predict": 100000, "ignore_eos": True, "stream": True}
 
 
-@pytest.fixture(scope="module")
-def admin_keys(console_stack) -> bool:
-    """Whether this branch has the tenants admin API (issue 13)."""
-    return requests.get(console_stack.url("/admin/keys"), headers=console_stack.auth, timeout=10).status_code == 200
-
-
 @pytest.fixture
-def no_problems(page, admin_keys):
+def no_problems(page):
     """After the test: no console error or warning, exception, CSP violation or failed load."""
     yield
-    problems = page.problems()
-    if not admin_keys:
-        # Without the admin API, the console's look-up of key names is a 404, which it shows.
-        problems = [problem for problem in problems if not ("404" in problem and problem.endswith("/admin/keys"))]
-    assert problems == []
+    assert page.problems() == []
 
 
 def _long_generation(stack: Stack, outcome: dict) -> threading.Thread:
@@ -165,9 +155,7 @@ def test_an_image_appears_with_its_progress(console_stack, page, shots, tmp_path
     assert page.js("document.querySelector('#image-out img').naturalWidth") == 128
 
 
-def test_a_key_made_in_the_console_works_until_revoked(console_stack, page, shots, admin_keys, no_problems):
-    if not admin_keys:
-        pytest.xfail("the tenants admin API (/admin/keys, issue 13) is not on this branch yet")
+def test_a_key_made_in_the_console_works_until_revoked(console_stack, page, shots, no_problems):
     page.click("#nav a[data-view=keys]")
     page.fill("#key-name", "console-game")
     page.fill("#key-limit-rpm", "60")

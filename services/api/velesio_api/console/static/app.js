@@ -329,9 +329,8 @@ async function loadKeys() {
   try {
     keys = (await (await api("/admin/keys")).json()).keys;
   } catch (error) {
-    $("keys-note").textContent = error.status === 404 || error.status === 405
-      ? "This server has no key admin API (/admin/keys): only API_TOKENS work."
-      : error.message;
+    // A 404 says why: stored keys are off on this server (no KEY_SECRET), so only API_TOKENS work.
+    $("keys-note").textContent = error.message;
     $("keys").replaceChildren();
     return;
   }
