@@ -170,6 +170,24 @@ def test_a_key_made_in_the_console_works_until_revoked(console_stack, page, shot
     assert reply.choices[0].message.content is not None
     page.click("#secret-close")
 
+    # The same key in the console: the playground and Connect, with its own use; no admin views.
+    page.js(f"sessionStorage.setItem('velesio.key', {json.dumps(secret)})")
+    page.reload()
+    page.wait("!document.querySelector('#nav').hidden", what="signed in with the new key")
+    assert page.js("[...document.querySelectorAll('#nav a')].filter(a => !a.hidden).map(a => a.dataset.view)") == [
+        "chat", "images", "connect",
+    ]  # fmt: skip
+    page.click("#nav a[data-view=connect]")
+    page.wait("document.querySelector('#me').innerText.includes('Signed in as console-game')", what="the key's card")
+    assert "Requests / min 60" in page.text("#me")
+    page.js("window.scrollTo(0, 0)")
+    page.screenshot(shots / "5-plain-key.png")
+    page.js(f"sessionStorage.setItem('velesio.key', {json.dumps(console_stack.token)})")
+    page.reload()
+    page.wait("document.querySelector('#live')?.textContent === 'live'", what="signed in as admin again")
+    page.click("#nav a[data-view=keys]")
+    page.wait("document.querySelector('#keys').innerText.includes('console-game')", what="the key listed again")
+
     page.js("window.confirm = () => true")
     rows = "[...document.querySelectorAll('#keys tbody tr')].filter(r => r.innerText.includes('console-game'))"
     page.js(f"{rows}[0].querySelector('button.danger').click()")

@@ -55,7 +55,9 @@ def test_the_page_loads_nothing_from_elsewhere_and_has_no_inline_code():
         assert not re.search(r"""(src|href|import|url)\s*[=(]?\s*["']?(https?:)?//""", text), name
 
 
-@pytest.mark.parametrize("call", [("GET", "/admin/cluster"), ("GET", "/admin/events"), ("DELETE", "/admin/jobs/x")])
+@pytest.mark.parametrize(
+    "call", [("GET", "/admin/cluster"), ("GET", "/admin/events"), ("DELETE", "/admin/jobs/x"), ("GET", "/admin/me")]
+)
 def test_the_admin_routes_need_a_key(stack, call):
     method, path = call
     response = requests.request(method, stack.url(path), headers={"Authorization": "Bearer wrong"}, timeout=10)
@@ -122,3 +124,10 @@ def test_a_running_job_shows_and_cancelling_it_ends_its_request(stack):
 def test_cancelling_an_unknown_job_is_a_404(stack):
     response = requests.delete(stack.url("/admin/jobs/no-such-job"), headers=stack.auth, timeout=10)
     assert response.status_code == 404 and "no-such-job" in response.json()["error"]["message"]
+
+
+def test_me_says_who_the_key_is(stack):
+    me = requests.get(stack.url("/admin/me"), headers=stack.auth, timeout=10).json()
+    assert me["admin"] is True and me["name"] == "API_TOKENS" and "admin" in me["scopes"]
+    wrong = requests.get(stack.url("/admin/me"), headers={"Authorization": "Bearer wrong"}, timeout=10)
+    assert wrong.status_code == 401

@@ -74,7 +74,7 @@ def create_app(
     images.add_routes(app, relay, board)
     responses.add_routes(app, relay, stored_responses or MemoryResponseStore())
     admin.add_routes(app, relay, store, tenants)
-    console.add_routes(app, getattr(queue, "redis", None))
+    console.add_routes(app, getattr(queue, "redis", None), store)
     if settings.metrics:
         app.add_route("/metrics", MetricsResource(scrape_state))
     return ForwardedClient(DisconnectAware(AfterResponse(app)), settings.forwarded_allow_ips)

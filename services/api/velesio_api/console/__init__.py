@@ -10,6 +10,9 @@ allows nothing but this server's own scripts, styles and API (no inline script o
 - ``DELETE /admin/jobs/{job_id}``: cancel a job, waiting or running.
 
 All three need an admin key (API_TOKENS, or a stored key with the ``admin`` scope).
+
+- ``GET /admin/me``: any key: its name, scopes and limits, and today's use (what a plain key's
+  console shows of itself).
 """
 
 from __future__ import annotations
@@ -26,6 +29,8 @@ from redis.exceptions import RedisError
 
 from velesio_core.cluster_state import SNAPSHOT_TTL_S, ClusterState
 from velesio_core.errors import ErrorKind, GatewayError
+from velesio_core.tenants.scopes import Scope
+from velesio_core.tenants.store import KeyStore
 
 from ..disconnect import CONNECTION
 from ..relay import send_json
@@ -139,12 +144,32 @@ class Job:
         send_json(resp, {"id": job_id, "cancelled": True})
 
 
-def add_routes(app: falcon.asgi.App[falcon.asgi.Request, falcon.asgi.Response], redis: aioredis.Redis | None) -> None:
+class Me:
+    def __init__(self, store: KeyStore | None) -> None:
+        self._store = store
+
+    async def on_get(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
+        tenancy = getattr(req.context, "tenancy", None)
+        principal = tenancy.principal if tenancy is not None else None
+        if principal is None or principal.key is None:
+            send_json(resp, {"id": None, "name": "API_TOKENS", "scopes": sorted(Scope), "admin": True, "usage": None})
+            return
+        key = principal.key
+        usage = await self._store.usage(key.id) if self._store is not None else None
+        send_json(resp, {**key.public(), "admin": principal.is_admin, "usage": usage})
+
+
+def add_routes(
+    app: falcon.asgi.App[falcon.asgi.Request, falcon.asgi.Response],
+    redis: aioredis.Redis | None,
+    store: KeyStore | None = None,
+) -> None:
     """The console's page, and (with a queue on Redis) its live views."""
     files = StaticFiles()
     app.add_route("/ui", ConsoleRoot())
     app.add_route("/ui/", files)
     app.add_route("/ui/{name}", files)
+    app.add_route("/admin/me", Me(store))
     if redis is None:
         return
     state = ClusterState(redis)

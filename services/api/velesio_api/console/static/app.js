@@ -10,7 +10,7 @@ const LIMITS = [
 ];
 
 const $ = (id) => document.getElementById(id);
-const state = { key: null, admin: false, canMint: false, view: null, cluster: null, keys: [], keyNames: {}, models: [] };
+const state = { key: null, me: null, admin: false, canMint: false, view: null, cluster: null, keys: [], keyNames: {}, models: [] };
 
 // -- DOM helper -------------------------------------------------------------------------------
 
@@ -93,14 +93,15 @@ async function readEvents(resp, onEvent) {
 async function signIn(key) {
   state.key = key;
   try {
-    await api("/admin/cluster");
-    state.admin = true;
+    state.me = await (await api("/admin/me")).json();
   } catch (error) {
-    if (error.status !== 403) { state.key = null; throw error; }
-    state.admin = false; // a key without the admin scope: the playground and Connect,
-    // and its own minted keys when it has the mint scope.
-    state.canMint = await api("/admin/keys").then(() => true, () => false);
+    state.key = null;
+    throw error;
   }
+  // A key without the admin scope gets the playground and Connect, and its own minted keys
+  // when it has the mint scope; the server checks every call anyway.
+  state.admin = state.me.admin;
+  state.canMint = !state.admin && state.me.scopes.includes("mint");
   sessionStorage.setItem(KEY_STORAGE, key);
   $("view-signin").hidden = true;
   $("nav").hidden = false;
@@ -131,7 +132,10 @@ function route() {
   for (const a of document.querySelectorAll("#nav a")) a.classList.toggle("active", a.dataset.view === view);
   render();
   if (view === "keys") loadKeys();
-  if (view === "connect") renderConnect();
+  if (view === "connect") {
+    renderConnect();
+    api("/admin/me").then((r) => r.json()).then((me) => { state.me = me; renderMe(); }).catch(() => {});
+  }
 }
 
 function render() {
@@ -521,8 +525,23 @@ async function generateImage(event) {
 
 // -- connect ----------------------------------------------------------------------------------
 
+function renderMe() {
+  const me = state.me;
+  if (!me) return;
+  const u = me.usage || {};
+  const limits = LIMITS.filter(([n]) => me.limits?.[n]).map(([n, label]) => `${label} ${me.limits[n]}`).join(" · ");
+  $("me").replaceChildren(h("h2", {}, `Signed in as ${me.name}`),
+    h("p", {}, me.admin ? "Admin: every scope." : `Scopes: ${me.scopes.join(", ")}`,
+      me.models ? ` · models: ${me.models.join(", ")}` : ""),
+    me.usage ? h("p", { class: "muted" },
+      `Today: ${u.tokens_today ?? 0}${me.limits?.tokens_per_day ? ` / ${me.limits.tokens_per_day}` : ""} tokens, `
+      + `${u.images_today ?? 0}${me.limits?.images_per_day ? ` / ${me.limits.images_per_day}` : ""} images · `
+      + `last minute: ${u.requests_last_minute ?? 0} requests · limits: ${limits || "none"}`) : null);
+}
+
 function renderConnect() {
   if (!state.key) return;
+  renderMe();
   const url = location.origin;
   const host = `${location.protocol}//${location.hostname}`;
   const port = location.port || (location.protocol === "https:" ? "443" : "80");
