@@ -13,7 +13,7 @@ from velesio_core.backends.sd.images import decode_image, encode_png
 from velesio_core.backends.sd.infotext import infotext
 from velesio_core.backends.sd.prompts import LoraRequest, extract_loras
 from velesio_core.backends.sd.samplers import SAMPLERS, choose
-from velesio_core.dialects.a1111 import encode
+from velesio_core.dialects.a1111 import decode, encode
 from velesio_core.dialects.a1111.schemas import Img2ImgRequest, Txt2ImgRequest
 from velesio_core.digests import file_sha256, sidecar_path
 from velesio_core.errors import ErrorKind, GatewayError
@@ -77,7 +77,7 @@ def test_lora_tags_leave_the_prompt_and_carry_their_weights():
 
 def test_txt2img_schema_is_strict_on_types_and_bounds_and_keeps_unknown_fields():
     request = parse(Txt2ImgRequest, {"prompt": "x", "hr_upscaler": "Latent", "script_args": None, "cfg_scale": 7})
-    assert request.width == 512 and request.steps == 50 and request.sampler().sampler.name == "Euler"
+    assert request.width == 512 and request.steps == 50 and decode.sampler(request).sampler.name == "Euler"
     for bad in ({"width": 500}, {"steps": "20"}, {"seed": 1.5}, {"batch_size": 0}, {"tiling": "yes"}):
         with pytest.raises(GatewayError):
             parse(Txt2ImgRequest, {"prompt": "x", **bad})
@@ -87,7 +87,7 @@ def test_txt2img_schema_is_strict_on_types_and_bounds_and_keeps_unknown_fields()
 
 def test_the_job_payload_carries_the_resolved_sampler_and_img2img_the_first_image():
     request = parse(Img2ImgRequest, {"init_images": ["a", "b"], "sampler_name": "DPM2 a Karras", "mask_blur": 2})
-    payload = request.payload()
+    payload = decode.payload(request)
     assert payload["init_images"] == ["a"] and payload["mask_blur"] == 2 and payload["denoising_strength"] == 0.75
     assert (payload["sampler_name"], payload["scheduler"]) == ("DPM2 a", "Automatic")
 
@@ -109,8 +109,8 @@ def test_info_has_every_key_a1111_writes():
 
 
 def test_progress_counts_every_batch_and_is_zero_when_idle():
-    assert encode.progress(ImageProgress(None))["progress"] == 0
     now = time.time()
+    assert encode.progress(ImageProgress(None), now=now)["progress"] == 0
     current = ImageProgress("j", step=5, steps=10, job_no=1, job_count=2, started_at=now - 3, waiting=2, running=1)
     body = encode.progress(current, now=now)
     assert body["progress"] == 0.75 and body["eta_relative"] == pytest.approx(1.0)

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from velesio_core.auth import TokenSet, credential_from_headers, is_public
+from velesio_core.auth import TokenSet, credential_from_headers
 
 
 @pytest.mark.parametrize(
@@ -42,9 +42,3 @@ def test_a_token_set_does_not_show_its_tokens():
 @given(st.lists(st.text(min_size=1), min_size=1), st.text())
 def test_acceptance_is_membership(tokens, candidate):
     assert TokenSet(tokens).accepts(candidate) == (candidate in tokens)
-
-
-def test_public_paths_and_preflights():
-    assert is_public("GET", "/health") and is_public("POST", "/v1/health") and is_public("GET", "/")
-    assert is_public("OPTIONS", "/completion")
-    assert not is_public("POST", "/completion") and not is_public("GET", "/props")

@@ -8,6 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from velesio_core.dialects.llamacpp import decode
 from velesio_core.dialects.llamacpp.schemas import CompletionRequest, EmbeddingsRequest
 from velesio_core.errors import ErrorKind, GatewayError
 from velesio_core.validation import parse
@@ -42,7 +43,7 @@ valid_options = st.fixed_dictionaries(
 @given(st.text(max_size=30) | st.lists(st.integers(0, 1000), min_size=1, max_size=5), valid_options)
 def test_valid_requests_forward_exactly_what_was_sent_but_stream(prompt, options):
     body = {"prompt": prompt, **options}
-    forwarded = parse(CompletionRequest, body).forwarded()
+    forwarded = decode.forwarded(parse(CompletionRequest, body))
     expected = {key: value for key, value in body.items() if key != "stream" and value is not None}
     assert forwarded.keys() == expected.keys()
     for key, value in expected.items():
@@ -76,4 +77,4 @@ def test_probabilities_out_of_range_are_refused(field, value):
 def test_embeddings_need_text():
     with pytest.raises(GatewayError):
         parse(EmbeddingsRequest, {"stream": False})
-    assert parse(EmbeddingsRequest, {"input": "x"}).forwarded() == {"input": "x"}
+    assert decode.forwarded(parse(EmbeddingsRequest, {"input": "x"})) == {"input": "x"}

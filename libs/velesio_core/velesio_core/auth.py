@@ -1,4 +1,4 @@
-"""Who may call velesio: API tokens, the headers clients put them in, and the public paths.
+"""Who may call velesio: API tokens and the headers clients put them in.
 
 Clients send a token as ``Authorization: Bearer <token>`` (LLM for Unity, llama.cpp and OpenAI
 clients), as a bare ``Authorization: <token>`` or ``X-Api-Key: <token>`` (llama.cpp accepts both),
@@ -6,6 +6,7 @@ or as the password of HTTP Basic auth (AUTOMATIC1111 clients, which cannot send 
 
 Tokens are compared in constant time over their SHA-256 digests, so neither the content nor the
 length of a token leaks through timing, and no function here ever formats a token into a string.
+Which paths need no token is declared with the API's routes (services/api: routing.py).
 """
 
 from __future__ import annotations
@@ -15,15 +16,6 @@ import binascii
 import hashlib
 import hmac
 from collections.abc import Iterable
-
-#: Paths llama.cpp's server answers without a key; the model lists are public there too.
-PUBLIC_PATHS = frozenset({"/", "/health", "/v1/health", "/models", "/v1/models", "/api/tags"})
-#: The Unity Stable Diffusion client polls AUTOMATIC1111's progress without credentials, even when
-#: it sends them for generations (docs/clients.md, Stable Diffusion for Unity). It shows step counts
-#: only, never an image.
-PUBLIC_IMAGE_PATHS = frozenset({"/sdapi/v1/progress"})
-#: The console's static files (the page, its script and style); what it calls needs a key.
-CONSOLE_PREFIX = "/ui"
 
 
 def _digest(token: str) -> bytes:
@@ -79,10 +71,3 @@ def _basic_password(encoded: str) -> str | None:
         return None
     _user, separator, password = decoded.partition(":")
     return password if separator and password else None
-
-
-def is_public(method: str, path: str) -> bool:
-    """CORS preflights, llama.cpp's public paths and the console's files need no token."""
-    if method == "GET" and (path == CONSOLE_PREFIX or path.startswith(CONSOLE_PREFIX + "/")):
-        return True
-    return method == "OPTIONS" or path in PUBLIC_PATHS or path in PUBLIC_IMAGE_PATHS

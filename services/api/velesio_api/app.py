@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import falcon.asgi
+from falcon.routing import CompiledRouter
 
 from velesio_core.auth import TokenSet
 from velesio_core.image_board import ImageBoard, RedisImageBoard
@@ -27,11 +28,21 @@ from .metrics import MetricsResource, RequestMetrics, ScrapeState
 from .middleware import CloseQueue, Cors
 from .relay import Relay
 from .routes import a1111, admin, anthropic, images, llamacpp, ollama, openai, responses
+from .routing import Routes
 from .tenancy import AdmittingQueue, AfterResponse, KeyAuth
 
 
 async def _nothing_more() -> list:
     return []
+
+
+def add_routes(routes: Routes, relay: Relay, board: ImageBoard, stored_responses: ResponseStore) -> None:
+    """Every dialect's routes (each module declares its paths, which are public, and its dialect)."""
+    for dialect in (llamacpp, openai, anthropic, ollama):
+        dialect.add_routes(routes, relay)
+    a1111.add_routes(routes, relay, board)
+    images.add_routes(routes, relay, board)
+    responses.add_routes(routes, relay, stored_responses)
 
 
 def create_app(
@@ -57,26 +68,26 @@ def create_app(
         admission = Admission(redis, lease_ttl_s=tenants.lease_ttl_s)
         queue = AdmittingQueue(queue, admission)
     authenticator = Authenticator(TokenSet(settings.api_tokens), store, tenants.server_secret)
+    router = CompiledRouter()
+    app = falcon.asgi.App(router=router)
+    routes = Routes(app, router)
     middleware = [
         Cors(settings.cors_origins),
-        KeyAuth(authenticator, admission),
+        KeyAuth(authenticator, admission, routes),
         CloseQueue(queue),
         *extra_middleware,
     ]
     if settings.metrics:
-        middleware.insert(0, RequestMetrics())
-    app = falcon.asgi.App(middleware=middleware)
-    errors.install(app)
+        middleware.insert(0, RequestMetrics(routes))
+    app.add_middleware(middleware)
+    errors.install(app, routes)
     relay = Relay(queue, models, settings)
-    for dialect in (llamacpp, openai, anthropic, ollama):
-        dialect.add_routes(app, relay)
-    a1111.add_routes(app, relay, board)
-    images.add_routes(app, relay, board)
-    responses.add_routes(app, relay, stored_responses or MemoryResponseStore())
-    admin.add_routes(app, relay, store, tenants)
-    console.add_routes(app, getattr(queue, "redis", None), store)
+    add_routes(routes, relay, board, stored_responses or MemoryResponseStore())
+    admin.add_routes(routes, relay, store, tenants)
+    console.add_routes(routes, getattr(queue, "redis", None), store)
     if settings.metrics:
-        app.add_route("/metrics", MetricsResource(scrape_state))
+        # Behind the API's tokens like the rest of llama.cpp's API, whose path it is.
+        routes.speaking(llamacpp.DIALECT).add("/metrics", MetricsResource(scrape_state))
     return ForwardedClient(DisconnectAware(AfterResponse(app)), settings.forwarded_allow_ips)
 
 
@@ -92,7 +103,11 @@ def create() -> ForwardedClient:
     except SettingsError as error:
         exit_with(error)
     return create_app(
-        settings, queue, models, board,
-        scrape_state=lambda: queue_families(queue.redis), stored_responses=RedisResponseStore(queue.redis),
+        settings,
+        queue,
+        models,
+        board,
+        scrape_state=lambda: queue_families(queue.redis),
+        stored_responses=RedisResponseStore(queue.redis),
         tenants=tenants,
-    )  # fmt: skip
+    )

@@ -18,7 +18,7 @@ from velesio_core.metrics.api import (
 )
 from velesio_core.metrics.exposition import CONTENT_TYPE, render
 
-from .dialect import dialect_of
+from .routing import Routes
 
 #: What a scrape reads besides the processes' own samples (the queue's state in Redis).
 ScrapeState = Callable[[], Awaitable[list[Metric]]]
@@ -28,11 +28,14 @@ class RequestMetrics:
     """Counts and times every request. Put it first, so that it also sees the requests the other
     middleware refuses; a streamed response is timed to its last chunk."""
 
+    def __init__(self, routes: Routes) -> None:
+        self._routes = routes
+
     async def process_request(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
         req.context.arrived = time.perf_counter()
 
     async def process_response(self, req, resp: falcon.asgi.Response, resource, req_succeeded: bool) -> None:
-        dialect = dialect_of(req.path)
+        dialect = self._routes.dialect_of(req).name
         route = req.uri_template or UNMATCHED_ROUTE
         REQUESTS.labels(dialect, route, req.method, str(resp.status_code)).inc()
         if resp.stream is None:

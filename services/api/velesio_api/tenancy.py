@@ -23,7 +23,7 @@ from typing import Any
 
 import falcon.asgi
 
-from velesio_core.auth import credential_from_headers, is_public
+from velesio_core.auth import credential_from_headers
 from velesio_core.errors import ErrorKind, GatewayError
 from velesio_core.events import Event
 from velesio_core.jobs import Job
@@ -34,8 +34,8 @@ from velesio_core.tenants.authn import ADMIN, Authenticator, Principal
 from velesio_core.tenants.headers import RateSnapshot
 from velesio_core.tenants.scopes import scope_of_path
 
-from .dialect import dialect_of
 from .forwarded import App, Receive, Scope, Send
+from .routing import Routes
 
 
 @dataclass
@@ -83,17 +83,21 @@ def tenancy_of(req: falcon.asgi.Request) -> RequestTenancy:
 
 
 class KeyAuth:
-    def __init__(self, authenticator: Authenticator, admission: Admission | None) -> None:
+    """Every request needs a token or a key, except those to the routes declared public (see
+    routing.py). Before routing, so that a path that does not exist is a 401 too without one."""
+
+    def __init__(self, authenticator: Authenticator, admission: Admission | None, routes: Routes) -> None:
         self._authenticator = authenticator
         self._admission = admission
+        self._routes = routes
 
     async def process_request(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
-        if is_public(req.method, req.path):
+        if self._routes.is_public(req.method, req.path):
             return
         credential = credential_from_headers(req.get_header("Authorization"), req.get_header("X-Api-Key"))
         principal = await self._authenticator.authenticate(credential)
         if principal is None:
-            AUTH_FAILURES.labels(dialect_of(req.path)).inc()
+            AUTH_FAILURES.labels(self._routes.dialect_of(req).name).inc()
             raise GatewayError(ErrorKind.AUTHENTICATION, "Invalid API Key")
         tenancy = RequestTenancy(principal)
         req.context.tenancy = tenancy

@@ -34,6 +34,8 @@ from velesio_core.tenants.store import KeyStore
 
 from ..disconnect import CONNECTION
 from ..relay import send_json
+from ..routes import llamacpp
+from ..routing import Routes
 
 #: No inline script or style, no other origin; images may be data: URLs (generated images).
 CONTENT_SECURITY_POLICY = (
@@ -159,20 +161,19 @@ class Me:
         send_json(resp, {**key.public(), "admin": principal.is_admin, "usage": usage})
 
 
-def add_routes(
-    app: falcon.asgi.App[falcon.asgi.Request, falcon.asgi.Response],
-    redis: aioredis.Redis | None,
-    store: KeyStore | None = None,
-) -> None:
+def add_routes(routes: Routes, redis: aioredis.Redis | None, store: KeyStore | None = None) -> None:
     """The console's page, and (with a queue on Redis) its live views."""
+    # Answered, and its errors shaped, as velesio's own admin API is: llama.cpp's dialect.
+    api = routes.speaking(llamacpp.DIALECT, under="/ui")
     files = StaticFiles()
-    app.add_route("/ui", ConsoleRoot())
-    app.add_route("/ui/", files)
-    app.add_route("/ui/{name}", files)
-    app.add_route("/admin/me", Me(store))
+    # The page, its script and its style need no key (GET only); what the page calls needs one.
+    api.add("/ui", ConsoleRoot(), public=("GET",))
+    api.add("/ui/", files, public=("GET",))
+    api.add("/ui/{name}", files, public=("GET",))
+    api.add("/admin/me", Me(store))
     if redis is None:
         return
     state = ClusterState(redis)
-    app.add_route("/admin/cluster", Cluster(state))
-    app.add_route("/admin/events", ClusterEvents(state))
-    app.add_route("/admin/jobs/{job_id}", Job(state))
+    api.add("/admin/cluster", Cluster(state))
+    api.add("/admin/events", ClusterEvents(state))
+    api.add("/admin/jobs/{job_id}", Job(state))

@@ -8,8 +8,6 @@ to give each player session a key of its own.
 
 from __future__ import annotations
 
-from typing import Any
-
 import falcon
 import falcon.asgi
 from pydantic import BaseModel, ConfigDict, Field
@@ -24,7 +22,9 @@ from velesio_core.tenants.store import KeyStore
 from velesio_core.validation import parse
 
 from ..relay import Relay, send_json
+from ..routing import Routes
 from ..tenancy import tenancy_of
+from . import llamacpp
 
 
 class RotateRequest(BaseModel):
@@ -132,9 +132,12 @@ class Audit(_Admin):
         send_json(resp, {"entries": await audit.recent(self.store().redis, count)})
 
 
-def add_routes(app: falcon.asgi.App[Any, Any], relay: Relay, store: KeyStore | None, settings: TenantSettings) -> None:
+def add_routes(routes: Routes, relay: Relay, store: KeyStore | None, settings: TenantSettings) -> None:
+    # velesio's own API, answered (and its errors shaped) as llama.cpp's native one, whose paths
+    # are the root's.
+    api = routes.speaking(llamacpp.DIALECT, under="/admin/")
     common = (relay, store, settings)
-    app.add_route("/admin/keys", Keys(*common))
-    app.add_route("/admin/keys/{key_id}", Key(*common))
-    app.add_route("/admin/keys/{key_id}/rotate", Rotate(*common))
-    app.add_route("/admin/audit", Audit(*common))
+    api.add("/admin/keys", Keys(*common))
+    api.add("/admin/keys/{key_id}", Key(*common))
+    api.add("/admin/keys/{key_id}/rotate", Rotate(*common))
+    api.add("/admin/audit", Audit(*common))

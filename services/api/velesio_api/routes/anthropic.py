@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import falcon
 import falcon.asgi
 
@@ -14,6 +12,10 @@ from velesio_core.jobs import JobKind
 from velesio_core.validation import parse
 
 from ..relay import Relay, send_json
+from ..routing import Dialect, Routes
+
+#: Anthropic's clients read some errors by other statuses than velesio's own (a 529 when busy).
+DIALECT = Dialect("anthropic", encode.error_body, error_status=encode.error_status)
 
 SSE = "text/event-stream"
 
@@ -46,6 +48,7 @@ class CountTokens:
         send_json(resp, encode.token_count(await self._relay.prompt_tokens(req, conversation_payload(request), model)))
 
 
-def add_routes(app: falcon.asgi.App[Any, Any], relay: Relay) -> None:
-    app.add_route("/v1/messages", Messages(relay))
-    app.add_route("/v1/messages/count_tokens", CountTokens(relay))
+def add_routes(routes: Routes, relay: Relay) -> None:
+    api = routes.speaking(DIALECT, under="/v1/messages")
+    api.add("/v1/messages", Messages(relay))
+    api.add("/v1/messages/count_tokens", CountTokens(relay))

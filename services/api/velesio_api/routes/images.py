@@ -20,6 +20,8 @@ from velesio_core.registry import image_pipelines
 from velesio_core.validation import parse
 
 from ..relay import Relay, send_json
+from ..routing import Routes
+from . import openai
 
 
 class _Images:
@@ -76,10 +78,12 @@ class Edits(_Images):
         return fields, files
 
 
-def add_routes(app: falcon.asgi.App[Any, Any], relay: Relay, board: ImageBoard) -> None:
+def add_routes(routes: Routes, relay: Relay, board: ImageBoard) -> None:
     # A whole picture is one form part; Falcon's default part limit (1 MiB) is too small for one.
-    handler = app.req_options.media_handlers[falcon.MEDIA_MULTIPART]
+    handler = routes.request_options.media_handlers[falcon.MEDIA_MULTIPART]
     assert isinstance(handler, falcon.media.MultipartFormHandler)
     handler.parse_options.max_body_part_buffer_size = relay.settings.max_body_bytes
-    app.add_route("/v1/images/generations", Generations(relay, board))
-    app.add_route("/v1/images/edits", Edits(relay, board))
+    # OpenAI's API: its errors, and its dialect label in the metrics.
+    api = routes.speaking(openai.DIALECT)
+    api.add("/v1/images/generations", Generations(relay, board))
+    api.add("/v1/images/edits", Edits(relay, board))

@@ -6,7 +6,7 @@ import falcon
 import falcon.asgi
 from pydantic import BaseModel
 
-from velesio_core.dialects.llamacpp import encode
+from velesio_core.dialects.llamacpp import decode, encode
 from velesio_core.dialects.llamacpp.schemas import (
     ApplyTemplateRequest,
     CompletionRequest,
@@ -14,19 +14,17 @@ from velesio_core.dialects.llamacpp.schemas import (
     EmbeddingsRequest,
     TokenizeRequest,
 )
-from velesio_core.errors import unavailable
 from velesio_core.jobs import JobKind
 from velesio_core.validation import parse
 
 from ..relay import Relay, send_json, send_json_bytes
+from ..routing import Dialect, Routes
+from . import openai
+
+#: llama.cpp's native API (and LLM for Unity's) owns every path no other dialect claims.
+DIALECT = Dialect("llamacpp", encode.error_body)
 
 SSE = "text/event-stream"
-
-
-def _model_name(body: object) -> str | None:
-    # llama.cpp's clients seldom name a model; llama-server's router mode reads it when they do.
-    name = body.get("model") if isinstance(body, dict) else None
-    return name if isinstance(name, str) else None
 
 
 class Health:
@@ -73,8 +71,8 @@ class Completion:
     async def on_post(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
         body = await self._relay.read_json(req)
         request = parse(CompletionRequest, body)
-        model = await self._relay.model(_model_name(body))
-        job = self._relay.job(JobKind.COMPLETION, request.forwarded(), model, stream=bool(request.stream))
+        model = await self._relay.model(decode.model_name(body))
+        job = self._relay.job(JobKind.COMPLETION, decode.forwarded(request), model, stream=bool(request.stream))
         if job.stream:
             await self._relay.stream(req, resp, job, encode.SseStream(), SSE)
         else:
@@ -93,15 +91,12 @@ class Forward:
     async def on_post(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
         body = await self._relay.read_json(req)
         request = parse(self._schema, body)
-        job = self._relay.job(self._kind, request.forwarded(), await self._relay.model(_model_name(body)))
+        job = self._relay.job(self._kind, decode.forwarded(request), await self._relay.model(decode.model_name(body)))
         send_json(resp, await self._relay.result(req, job))
 
 
 class Embeddings:
-    """Both LLM for Unity generations POST ``{"content": ...}``; only v3 (LlamaLib) adds ``stream``.
-
-    v3 reads llama.cpp's array, v2's JsonUtility needs an object: the ``stream`` key tells them apart.
-    """
+    """POST /embeddings: LLM for Unity v3 reads llama.cpp's array, v2's JsonUtility an object."""
 
     def __init__(self, relay: Relay) -> None:
         self._relay = relay
@@ -109,9 +104,10 @@ class Embeddings:
     async def on_post(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
         body = await self._relay.read_json(req)
         request = parse(EmbeddingsRequest, body)
-        job = self._relay.job(JobKind.EMBEDDINGS, request.forwarded(), await self._relay.model(_model_name(body)))
+        model = await self._relay.model(decode.model_name(body))
+        job = self._relay.job(JobKind.EMBEDDINGS, decode.forwarded(request), model)
         result = await self._relay.result(req, job)
-        send_json(resp, encode.embeddings(result, llmunity_v2="stream" not in body))
+        send_json(resp, encode.embeddings(result, llmunity_v2=decode.speaks_llmunity_v2(body)))
 
 
 class Slots:
@@ -120,21 +116,22 @@ class Slots:
 
     async def on_get(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
         slots = await self._relay.result(req, self._relay.job(JobKind.SLOTS, {}, await self._relay.model()))
-        if req.get_param_as_bool("fail_on_no_slot") and all(slot.get("is_processing") for slot in slots):
-            raise unavailable("no slot is available")
-        send_json(resp, slots)
+        send_json(resp, encode.slots(slots, fail_on_no_slot=bool(req.get_param_as_bool("fail_on_no_slot"))))
 
 
-def add_routes(app: falcon.asgi.App, relay: Relay) -> None:
-    for path in ("/health", "/v1/health"):
-        app.add_route(path, Health(relay))
-    app.add_route("/props", Props(relay))
-    app.add_route("/template", Template(relay))
+def add_routes(routes: Routes, relay: Relay) -> None:
+    api = routes.speaking(DIALECT, under="/")
+    health = Health(relay)
+    api.add("/health", health, public=True)
+    # Its path is under /v1/, whose errors (a 503 before a model is served) have always been OpenAI's.
+    routes.speaking(openai.DIALECT).add("/v1/health", health, public=True)
+    api.add("/props", Props(relay))
+    api.add("/template", Template(relay))
     for path in ("/completion", "/completions"):
-        app.add_route(path, Completion(relay))
-    app.add_route("/tokenize", Forward(relay, JobKind.TOKENIZE, TokenizeRequest))
-    app.add_route("/detokenize", Forward(relay, JobKind.DETOKENIZE, DetokenizeRequest))
-    app.add_route("/apply-template", Forward(relay, JobKind.APPLY_TEMPLATE, ApplyTemplateRequest))
+        api.add(path, Completion(relay))
+    api.add("/tokenize", Forward(relay, JobKind.TOKENIZE, TokenizeRequest))
+    api.add("/detokenize", Forward(relay, JobKind.DETOKENIZE, DetokenizeRequest))
+    api.add("/apply-template", Forward(relay, JobKind.APPLY_TEMPLATE, ApplyTemplateRequest))
     for path in ("/embeddings", "/embedding"):
-        app.add_route(path, Embeddings(relay))
-    app.add_route("/slots", Slots(relay))
+        api.add(path, Embeddings(relay))
+    api.add("/slots", Slots(relay))

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import time
-
 import falcon
 import falcon.asgi
 
-from velesio_core.dialects.ollama import encode
-from velesio_core.dialects.ollama.decode import chat_payload, completion_payload, embed_payload
+from velesio_core.dialects.clock import Instant
+from velesio_core.dialects.ollama import decode, encode
 from velesio_core.dialects.ollama.schemas import (
     ChatRequest,
     EmbeddingsRequest,
@@ -16,11 +14,14 @@ from velesio_core.dialects.ollama.schemas import (
     GenerateRequest,
     ShowRequest,
 )
-from velesio_core.errors import invalid_request
 from velesio_core.jobs import JobKind
 from velesio_core.validation import parse
 
 from ..relay import Relay, send_json
+from ..routing import Dialect, Routes
+from . import llamacpp
+
+DIALECT = Dialect("ollama", encode.error_body)
 
 NDJSON = "application/x-ndjson"
 
@@ -66,18 +67,7 @@ class Show:
 
     async def on_post(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
         request = parse(ShowRequest, await self._relay.read_json(req))
-        name = request.model or request.name
-        if not name:
-            raise invalid_request("model: name the model to show")
-        send_json(resp, encode.show(await self._relay.model(name)))
-
-
-def _loaded(model: str, keep_alive: object, *, chat: bool) -> dict:
-    """Ollama's answer to a request with nothing to generate: the model is (un)loaded."""
-    reason = "unload" if keep_alive in (0, "0", "0s") else "load"
-    answer = {"model": model, "created_at": encode.now_rfc3339()}
-    answer |= {"message": {"role": "assistant", "content": ""}} if chat else {"response": ""}
-    return {**answer, "done": True, "done_reason": reason}
+        send_json(resp, encode.show(await self._relay.model(decode.shown_model(request))))
 
 
 class Generate:
@@ -85,22 +75,25 @@ class Generate:
         self._relay = relay
 
     async def on_post(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
-        started = time.monotonic()
+        started = Instant.now()
         request = parse(GenerateRequest, await self._relay.read_json(req))
         model = await self._relay.model(request.model)
         if not request.prompt:
-            send_json(resp, _loaded(request.model, request.keep_alive, chat=False))
+            unloaded = decode.unloads(request.keep_alive)
+            send_json(resp, encode.loaded(request.model, unloaded=unloaded, chat=False, now=Instant.now()))
             return
-        if request.raw:
-            kind, payload = JobKind.COMPLETION, completion_payload(request)
-        else:
-            kind, payload = JobKind.CHAT, chat_payload(request)
+        kind, payload = decode.generate_job(request)
         job = self._relay.job(kind, payload, model, stream=request.stream is not False)
         await self._relay.respond(
-            req, resp, job, content_type=NDJSON,
-            chunks=encode.GenerateLines(model=request.model, started=started),
-            whole=lambda result: encode.generate_response(result, model=request.model, started=started),
-        )  # fmt: skip
+            req,
+            resp,
+            job,
+            content_type=NDJSON,
+            chunks=encode.GenerateLines(model=request.model, started=started, clock=Instant.now),
+            whole=lambda result: encode.generate_response(
+                result, model=request.model, started=started, now=Instant.now()
+            ),
+        )
 
 
 class Chat:
@@ -108,18 +101,22 @@ class Chat:
         self._relay = relay
 
     async def on_post(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
-        started = time.monotonic()
+        started = Instant.now()
         request = parse(ChatRequest, await self._relay.read_json(req))
         model = await self._relay.model(request.model)
         if not request.messages:
-            send_json(resp, _loaded(request.model, request.keep_alive, chat=True))
+            unloaded = decode.unloads(request.keep_alive)
+            send_json(resp, encode.loaded(request.model, unloaded=unloaded, chat=True, now=Instant.now()))
             return
-        job = self._relay.job(JobKind.CHAT, chat_payload(request), model, stream=request.stream is not False)
+        job = self._relay.job(JobKind.CHAT, decode.chat_payload(request), model, stream=request.stream is not False)
         await self._relay.respond(
-            req, resp, job, content_type=NDJSON,
-            chunks=encode.ChatLines(model=request.model, started=started),
-            whole=lambda result: encode.chat_response(result, model=request.model, started=started),
-        )  # fmt: skip
+            req,
+            resp,
+            job,
+            content_type=NDJSON,
+            chunks=encode.ChatLines(model=request.model, started=started, clock=Instant.now),
+            whole=lambda result: encode.chat_response(result, model=request.model, started=started, now=Instant.now()),
+        )
 
 
 class Embed:
@@ -127,11 +124,12 @@ class Embed:
         self._relay = relay
 
     async def on_post(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
-        started = time.monotonic()
+        started = Instant.now()
         request = parse(EmbedRequest, await self._relay.read_json(req))
         model = await self._relay.model(request.model)
-        result = await self._relay.result(req, self._relay.job(JobKind.EMBEDDINGS, embed_payload(request), model))
-        send_json(resp, encode.embed_response(result, model=request.model, started=started))
+        job = self._relay.job(JobKind.EMBEDDINGS, decode.embed_payload(request), model)
+        result = await self._relay.result(req, job)
+        send_json(resp, encode.embed_response(result, model=request.model, started=started, now=Instant.now()))
 
 
 class LegacyEmbeddings:
@@ -141,17 +139,20 @@ class LegacyEmbeddings:
     async def on_post(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
         request = parse(EmbeddingsRequest, await self._relay.read_json(req))
         model = await self._relay.model(request.model)
-        result = await self._relay.result(req, self._relay.job(JobKind.EMBEDDINGS, {"input": request.prompt}, model))
-        send_json(resp, encode.legacy_embedding(result))
+        job = self._relay.job(JobKind.EMBEDDINGS, decode.legacy_embeddings_payload(request), model)
+        send_json(resp, encode.legacy_embedding(await self._relay.result(req, job)))
 
 
-def add_routes(app: falcon.asgi.App, relay: Relay) -> None:
-    app.add_route("/", Root())
-    app.add_route("/api/version", Version())
-    app.add_route("/api/tags", Tags(relay))
-    app.add_route("/api/ps", Running(relay))
-    app.add_route("/api/show", Show(relay))
-    app.add_route("/api/generate", Generate(relay))
-    app.add_route("/api/chat", Chat(relay))
-    app.add_route("/api/embed", Embed(relay))
-    app.add_route("/api/embeddings", LegacyEmbeddings(relay))
+def add_routes(routes: Routes, relay: Relay) -> None:
+    api = routes.speaking(DIALECT, under="/api/")
+    # Ollama's liveness probe; the path is llama.cpp's too, and so are its errors (a POST's 405).
+    routes.speaking(llamacpp.DIALECT).add("/", Root(), public=True)
+    api.add("/api/version", Version())
+    # Public, as the model lists are on llama.cpp's server (see openai.py's /v1/models).
+    api.add("/api/tags", Tags(relay), public=True)
+    api.add("/api/ps", Running(relay))
+    api.add("/api/show", Show(relay))
+    api.add("/api/generate", Generate(relay))
+    api.add("/api/chat", Chat(relay))
+    api.add("/api/embed", Embed(relay))
+    api.add("/api/embeddings", LegacyEmbeddings(relay))

@@ -15,6 +15,9 @@ from velesio_core.registry import find_model
 from velesio_core.validation import parse
 
 from ..relay import Relay, send_json
+from ..routing import Dialect, Routes
+
+DIALECT = Dialect("openai", encode.error_body)
 
 SSE = "text/event-stream"
 
@@ -33,7 +36,7 @@ class Model:
 
     async def on_get(self, req: falcon.asgi.Request, resp: falcon.asgi.Response, model: str) -> None:
         found = find_model(await self._relay.models.models(), model)
-        send_json(resp, encode.model_list([found], int(time.time()))["data"][0])
+        send_json(resp, encode.model(found, int(time.time())))
 
 
 class ChatCompletions:
@@ -46,10 +49,13 @@ class ChatCompletions:
         job = self._relay.job(JobKind.CHAT, chat_payload(request), model, stream=bool(request.stream))
         answer = {"id": f"chatcmpl-{job.id}", "model": model.id, "created": int(time.time())}
         await self._relay.respond(
-            req, resp, job, content_type=SSE,
+            req,
+            resp,
+            job,
+            content_type=SSE,
             chunks=encode.ChatChunks(**answer, include_usage=request.include_usage),
             whole=lambda result: encode.chat_completion(result, **answer),
-        )  # fmt: skip
+        )
 
 
 class Completions:
@@ -62,10 +68,13 @@ class Completions:
         job = self._relay.job(JobKind.COMPLETION, completion_payload(request), model, stream=bool(request.stream))
         answer = {"id": f"cmpl-{job.id}", "model": model.id, "created": int(time.time())}
         await self._relay.respond(
-            req, resp, job, content_type=SSE,
+            req,
+            resp,
+            job,
+            content_type=SSE,
             chunks=encode.CompletionChunks(**answer, include_usage=request.include_usage),
             whole=lambda result: encode.text_completion(result, **answer),
-        )  # fmt: skip
+        )
 
 
 class Embeddings:
@@ -79,9 +88,12 @@ class Embeddings:
         send_json(resp, encode.embeddings(result, model=model.id, encoding_format=request.encoding_format))
 
 
-def add_routes(app: falcon.asgi.App, relay: Relay) -> None:
-    app.add_route("/v1/models", Models(relay))
-    app.add_route("/v1/models/{model}", Model(relay))
-    app.add_route("/v1/chat/completions", ChatCompletions(relay))
-    app.add_route("/v1/completions", Completions(relay))
-    app.add_route("/v1/embeddings", Embeddings(relay))
+def add_routes(routes: Routes, relay: Relay) -> None:
+    api = routes.speaking(DIALECT, under="/v1/")
+    # Public as llama-server's model list is. One model's entry needs a token: public paths are
+    # fixed paths only, and /v1/models/{model} never was one.
+    api.add("/v1/models", Models(relay), public=True)
+    api.add("/v1/models/{model}", Model(relay))
+    api.add("/v1/chat/completions", ChatCompletions(relay))
+    api.add("/v1/completions", Completions(relay))
+    api.add("/v1/embeddings", Embeddings(relay))

@@ -23,6 +23,8 @@ from velesio_core.stored_responses import ResponseStore, owner_of
 from velesio_core.validation import parse
 
 from ..relay import Relay, send_json
+from ..routing import Routes
+from . import openai
 
 SSE = "text/event-stream"
 
@@ -123,7 +125,9 @@ class InputTokens:
         send_json(resp, encode.input_tokens(await self._relay.prompt_tokens(req, conversation, model)))
 
 
-def add_routes(app: falcon.asgi.App[Any, Any], relay: Relay, store: ResponseStore) -> None:
-    app.add_route("/v1/responses", Responses(relay, store))
-    app.add_route("/v1/responses/input_tokens", InputTokens(relay, store))
-    app.add_route("/v1/responses/{response_id}", StoredResponse(store))
+def add_routes(routes: Routes, relay: Relay, store: ResponseStore) -> None:
+    # OpenAI's API: its errors, and its dialect label in the metrics.
+    api = routes.speaking(openai.DIALECT)
+    api.add("/v1/responses", Responses(relay, store))
+    api.add("/v1/responses/input_tokens", InputTokens(relay, store))
+    api.add("/v1/responses/{response_id}", StoredResponse(store))

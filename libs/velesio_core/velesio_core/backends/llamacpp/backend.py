@@ -19,6 +19,7 @@ from typing import Any
 import orjson
 
 from ...cancellation import Cancellation, JobCancelled, cancel_after
+from ...dialects.openai.tool_calls import merge_tool_call, merged_tool_calls
 from ...errors import ErrorKind, GatewayError, not_supported, unavailable
 from ...events import Event, EventType
 from ...http_pool import HttpPool
@@ -261,7 +262,7 @@ class _ChatStream:
         self._content.append(piece.get("content", ""))
         self._reasoning.append(piece.get("reasoning_content", ""))
         for call in piece.get("tool_calls", ()):
-            _merge_tool_call(self._tool_calls, call)
+            merge_tool_call(self._tool_calls, call)
         return Event.of(EventType.TOKEN, piece) if self._stream else None
 
     def result(self) -> Event:
@@ -277,19 +278,8 @@ class _ChatStream:
         if reasoning and not self._stream:
             result["reasoning_content"] = reasoning
         if self._tool_calls and not self._stream:
-            result["tool_calls"] = [self._tool_calls[index] for index in sorted(self._tool_calls)]
+            result["tool_calls"] = merged_tool_calls(self._tool_calls)
         return Event.of(EventType.RESULT, result)
-
-
-def _merge_tool_call(calls: dict[int, dict[str, Any]], delta: dict[str, Any]) -> None:
-    """Streamed tool calls arrive in pieces: the id and name first, the arguments in fragments."""
-    call = calls.setdefault(
-        delta.get("index", 0), {"id": "", "type": "function", "function": {"name": "", "arguments": ""}}
-    )
-    call["id"] = delta.get("id") or call["id"]
-    function = delta.get("function") or {}
-    call["function"]["name"] += function.get("name") or ""
-    call["function"]["arguments"] += function.get("arguments") or ""
 
 
 def _error_from(response: http.client.HTTPResponse) -> GatewayError:

@@ -22,17 +22,13 @@ import ollama
 import orjson
 
 from ...cancellation import Cancellation
+from ...dialects.ollama.options import SAME_AS_LLAMACPP
 from ...errors import ErrorKind, GatewayError, not_supported, unavailable
 from ...events import Event, EventType
 from ..base import HEALTH_TIMEOUT_S, ModelInfo
 
 log = logging.getLogger(__name__)
 
-# llama.cpp's names that are Ollama's option names too.
-_SAME_OPTIONS = tuple(
-    "temperature top_k top_p min_p typical_p repeat_penalty repeat_last_n"
-    " presence_penalty frequency_penalty mirostat mirostat_tau mirostat_eta stop".split()
-)
 _NOT_SUPPORTED = {
     "grammar": "GBNF grammars need llama-server",
     "n_probs": "token probabilities need llama-server",
@@ -148,7 +144,7 @@ class OllamaBackend:
         )
 
     def _options(self, request: dict[str, Any], length_key: str) -> dict[str, Any]:
-        options: dict[str, Any] = {name: request[name] for name in _SAME_OPTIONS if name in request}
+        options: dict[str, Any] = {name: request[name] for name in SAME_AS_LLAMACPP if name in request}
         options["num_ctx"] = self._ctx
         if request.get(length_key) not in (None, -1):
             options["num_predict"] = request[length_key]

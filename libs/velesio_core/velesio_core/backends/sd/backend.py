@@ -1,6 +1,6 @@
 """The Stable Diffusion backend: velesio's image jobs on a diffusers pipeline.
 
-A job's payload is a validated AUTOMATIC1111 request (dialects/a1111/schemas.py). The backend
+A job's payload is a validated AUTOMATIC1111 request (dialects/a1111/decode.py). The backend
 makes the pipeline match what the job asks for first (its checkpoint, VAE, LoRAs and sampler),
 then runs ``n_iter`` batches of ``batch_size`` images, reporting a ``progress`` event at every
 denoising step and checking the job's Cancellation there:

@@ -78,9 +78,8 @@ def info(request: Txt2ImgRequest, result: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def progress(current: ImageProgress, *, now: float | None = None) -> dict[str, Any]:
-    """GET /sdapi/v1/progress. Idle: ``progress`` 0, as A1111."""
-    now = time.time() if now is None else now
+def progress(current: ImageProgress, *, now: float) -> dict[str, Any]:
+    """GET /sdapi/v1/progress. Idle: ``progress`` 0, as A1111. ``now``: seconds since the epoch."""
     fraction = current.fraction
     eta = 0.0
     if current.started_at and fraction > 0:
@@ -148,9 +147,31 @@ def schedulers() -> list[dict[str, Any]]:
     return [schedule.a1111() for schedule in SCHEDULES]
 
 
-def options(checkpoint: dict[str, Any] | None, vae: str, chosen: dict[str, str]) -> dict[str, Any]:
+def sd_models(pipelines: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """GET /sdapi/v1/sd-models: every image worker's checkpoints, once each."""
+    listed: dict[str, dict[str, Any]] = {}
+    for pipeline in pipelines:
+        for entry in pipeline["checkpoints"]:
+            listed.setdefault(entry["title"], entry)
+    return list(listed.values())
+
+
+def sd_vaes(pipelines: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    names = sorted({name for pipeline in pipelines for name in pipeline["vaes"]})
+    return [{"model_name": name, "filename": name} for name in names]
+
+
+def loras(pipelines: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    names = sorted({name for pipeline in pipelines for name in pipeline["loras"]})
+    return [{"name": name, "alias": name, "path": None, "metadata": {}} for name in names]
+
+
+def options(pipeline: dict[str, Any], chosen: dict[str, str]) -> dict[str, Any]:
     """GET /sdapi/v1/options: the settings velesio honours, with A1111's names and defaults.
-    ``checkpoint`` is the current checkpoint's sd-models entry."""
+    ``pipeline``: the first image worker's; ``chosen``: what POST /sdapi/v1/options set."""
+    title = chosen.get("sd_model_checkpoint") or pipeline["sd_model_checkpoint"]
+    checkpoint = next((entry for entry in pipeline["checkpoints"] if entry["title"] == title), None)
+    vae = chosen.get("sd_vae") or pipeline["sd_vae"]
     clip_skip = chosen.get("CLIP_stop_at_last_layers")
     return {
         "sd_model_checkpoint": checkpoint["title"] if checkpoint else None,

@@ -4,9 +4,6 @@ Strict on types and bounds, permissive on unknown fields: A1111 ignores what it 
 and clients send a lot of it (the Unity client sends every field of its C# class, webuiapi
 sends script arguments). Defaults are A1111's. What velesio cannot do (hires. fix, scripts)
 is a 400 that says so, rather than a picture that silently differs from what was asked.
-
-The job payload is the validated request in A1111's own vocabulary (:meth:`Txt2ImgRequest.payload`),
-with the sampler resolved and the images checked, so a worker never sees a bad one.
 """
 
 from __future__ import annotations
@@ -16,7 +13,6 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from ...backends.sd.samplers import choose
-from ...errors import invalid_request
 
 #: A1111's sliders go to 2048 per side; velesio's own limit is SD_MAX_SIDE (checked per request).
 Side = Annotated[int, Field(ge=64, le=8192, multiple_of=8)]
@@ -102,42 +98,8 @@ class Txt2ImgRequest(_Request):
 
     @model_validator(mode="after")
     def _known_sampler(self) -> Txt2ImgRequest:
-        self.sampler()  # an unknown name is a 400 listing the valid ones
+        choose(self.sampler_name or self.sampler_index, self.scheduler)  # unknown: a 400 listing the valid ones
         return self
-
-    def sampler(self):
-        return choose(self.sampler_name or self.sampler_index, self.scheduler)
-
-    def check_size(self, max_side: int) -> None:
-        if self.width > max_side or self.height > max_side:
-            raise invalid_request(
-                f"width/height: {self.width}x{self.height} is larger than this server allows ({max_side} per side)"
-            )
-
-    def override(self, key: str) -> Any:
-        return (self.override_settings or {}).get(key)
-
-    def payload(self) -> dict[str, Any]:
-        """The job payload: what a worker needs, in A1111's names."""
-        choice = self.sampler()
-        clip_skip = self.override("CLIP_stop_at_last_layers")
-        return {
-            "prompt": self.prompt,
-            "negative_prompt": self.negative_prompt,
-            "seed": self.seed,
-            "sampler_name": choice.sampler.name,
-            "scheduler": choice.schedule.label,
-            "batch_size": self.batch_size,
-            "n_iter": self.n_iter,
-            "steps": self.steps,
-            "cfg_scale": self.cfg_scale,
-            "width": self.width,
-            "height": self.height,
-            "tiling": bool(self.tiling),
-            "eta": self.eta,
-            "denoising_strength": self.denoising_strength,
-            "clip_skip": clip_skip if isinstance(clip_skip, int) and 1 <= clip_skip <= 12 else 1,
-        }
 
 
 class Img2ImgRequest(Txt2ImgRequest):
@@ -157,15 +119,6 @@ class Img2ImgRequest(Txt2ImgRequest):
     inpainting_mask_invert: Annotated[int, Field(ge=0, le=1)] = 0
     initial_noise_multiplier: float | None = None
     include_init_images: bool = False
-
-    def payload(self) -> dict[str, Any]:
-        return super().payload() | {
-            "init_images": self.init_images[:1] if self.init_images else [],
-            "mask": self.mask,
-            "mask_blur": self.mask_blur if self.mask_blur is not None else max(self.mask_blur_x, self.mask_blur_y),
-            "inpainting_mask_invert": self.inpainting_mask_invert,
-            "denoising_strength": self.denoising_strength,
-        }
 
 
 class OptionsRequest(_Request):

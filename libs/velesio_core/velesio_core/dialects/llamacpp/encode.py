@@ -14,7 +14,7 @@ from typing import Any
 import orjson
 
 from ...backends.base import ModelInfo
-from ...errors import GatewayError
+from ...errors import GatewayError, unavailable
 from ...events import Event, EventType
 from .templates import template_name
 
@@ -60,3 +60,10 @@ def template(model: ModelInfo) -> dict[str, str]:
 
 def props(model: ModelInfo) -> dict[str, Any]:
     return model.props or {"default_generation_settings": {"n_ctx": model.n_ctx}, "total_slots": model.slots}
+
+
+def slots(states: list[dict[str, Any]], *, fail_on_no_slot: bool) -> list[dict[str, Any]]:
+    """GET /slots: llama-server's slots; with ``?fail_on_no_slot``, a 503 when every one is busy."""
+    if fail_on_no_slot and all(slot.get("is_processing") for slot in states):
+        raise unavailable("no slot is available")
+    return states

@@ -24,10 +24,6 @@ TokenId = Annotated[int, Field(ge=0, lt=2**31)]
 class _Request(BaseModel):
     model_config = ConfigDict(strict=True, extra="allow")
 
-    def forwarded(self, *, without: frozenset[str] = frozenset({"stream"})) -> dict[str, Any]:
-        """What goes to llama-server: the fields the client set, unknown ones included."""
-        return self.model_dump(exclude_unset=True, exclude_none=True, exclude=set(without))
-
 
 class LoraAdapter(BaseModel):
     model_config = ConfigDict(strict=True, extra="allow")

@@ -17,10 +17,27 @@ from collections.abc import Iterable
 
 #: The names LLM for Unity v2.5.2 knows (LLMChatTemplates.cs).
 NAMES = (
-    "chatml", "alpaca", "gemma", "mistral chat", "mistral instruct", "llama3 chat", "llama chat", "llama",
-    "phi-4-mini", "phi-4", "phi-3.5", "phi-3", "phi", "deepseek-r1", "deepseek-v3", "deepseek-v2",
-    "vicuna", "zephyr", "qwen3", "bitnet",
-)  # fmt: skip
+    "chatml",
+    "alpaca",
+    "gemma",
+    "mistral chat",
+    "mistral instruct",
+    "llama3 chat",
+    "llama chat",
+    "llama",
+    "phi-4-mini",
+    "phi-4",
+    "phi-3.5",
+    "phi-3",
+    "phi",
+    "deepseek-r1",
+    "deepseek-v3",
+    "deepseek-v2",
+    "vicuna",
+    "zephyr",
+    "qwen3",
+    "bitnet",
+)
 DEFAULT = "chatml"
 
 _EXACT = {
@@ -52,15 +69,31 @@ _MARKERS = (
 # Substrings of a model's name or file name (LLM for Unity's GetNameMatches), longest first.
 _NAME_MATCHES = sorted(
     {
-        "chatml": "chatml", "hermes": "chatml", "qwen": "chatml", "qwen3": "qwen3", "alpaca": "alpaca",
-        "gemma": "gemma", "mistral": "mistral chat", "llama-3": "llama3 chat", "llama v3": "llama3 chat",
-        "llama-2": "llama chat", "llama v2": "llama chat", "phi-4-mini": "phi-4-mini", "phi-4": "phi-4",
-        "phi-3.5": "phi-3.5", "phi-3": "phi-3", "phi-2": "phi", "deepseek-r1": "deepseek-r1",
-        "deepseek-v3": "deepseek-v3", "deepseek-v2": "deepseek-v2", "vicuna": "vicuna", "zephyr": "zephyr",
+        "chatml": "chatml",
+        "hermes": "chatml",
+        "qwen": "chatml",
+        "qwen3": "qwen3",
+        "alpaca": "alpaca",
+        "gemma": "gemma",
+        "mistral": "mistral chat",
+        "llama-3": "llama3 chat",
+        "llama v3": "llama3 chat",
+        "llama-2": "llama chat",
+        "llama v2": "llama chat",
+        "phi-4-mini": "phi-4-mini",
+        "phi-4": "phi-4",
+        "phi-3.5": "phi-3.5",
+        "phi-3": "phi-3",
+        "phi-2": "phi",
+        "deepseek-r1": "deepseek-r1",
+        "deepseek-v3": "deepseek-v3",
+        "deepseek-v2": "deepseek-v2",
+        "vicuna": "vicuna",
+        "zephyr": "zephyr",
         "bitnet": "bitnet",
     }.items(),
     key=lambda item: -len(item[0]),
-)  # fmt: skip
+)
 
 
 def template_name(chat_template: str | None, model_names: Iterable[str | None] = ()) -> str:

@@ -7,11 +7,12 @@ from typing import Any
 import orjson
 
 from ...errors import invalid_request, not_supported
-from .schemas import ChatRequest, EmbedRequest, GenerateRequest, Message, Options
+from ...jobs import JobKind
+from .options import SAME_AS_LLAMACPP
+from .schemas import ChatRequest, EmbeddingsRequest, EmbedRequest, GenerateRequest, Message, Options, ShowRequest
 
-# Ollama's option names that are llama.cpp's names too.
-_SAME = ("seed", "temperature", "top_k", "top_p", "min_p", "typical_p", "repeat_last_n", "repeat_penalty",
-         "presence_penalty", "frequency_penalty", "mirostat", "mirostat_tau", "mirostat_eta", "stop")  # fmt: skip
+#: Ollama's option names that llama.cpp's requests take as they are (a seed of -1 included: random).
+_SAME = ("seed", *SAME_AS_LLAMACPP)
 
 
 def sampling(options: Options | None) -> dict[str, Any]:
@@ -84,6 +85,13 @@ def _message(message: Message) -> dict[str, Any]:
     return converted
 
 
+def generate_job(request: GenerateRequest) -> tuple[JobKind, dict[str, Any]]:
+    """/api/generate: a raw one is a completion of the prompt as it is, else a chat (templated)."""
+    if request.raw:
+        return JobKind.COMPLETION, completion_payload(request)
+    return JobKind.CHAT, chat_payload(request)
+
+
 def completion_payload(request: GenerateRequest) -> dict[str, Any]:
     """A raw /api/generate: the prompt as it is, no template."""
     _refuse_unsupported(request)
@@ -110,3 +118,20 @@ def embed_payload(request: EmbedRequest) -> dict[str, Any]:
     if request.dimensions is not None:
         raise not_supported("dimensions is not supported: the model's embeddings have a fixed size")
     return {"input": request.input}
+
+
+def legacy_embeddings_payload(request: EmbeddingsRequest) -> dict[str, Any]:
+    return {"input": request.prompt}
+
+
+def shown_model(request: ShowRequest) -> str:
+    """The model /api/show asks about: ``model``, or ``name`` as older clients send it."""
+    name = request.model or request.name
+    if not name:
+        raise invalid_request("model: name the model to show")
+    return name
+
+
+def unloads(keep_alive: object) -> bool:
+    """A request with nothing to generate and ``keep_alive`` 0 asks Ollama to unload the model."""
+    return keep_alive in (0, "0", "0s")

@@ -7,7 +7,6 @@ durations are left out, as Ollama's Go encoder leaves them out (``omitempty``).
 from __future__ import annotations
 
 import contextlib
-import time
 from datetime import UTC, datetime
 from typing import Any
 
@@ -16,14 +15,20 @@ import orjson
 from ...backends.base import ModelInfo
 from ...errors import GatewayError
 from ...events import Event, EventType
+from ..clock import Clock, Instant
+from ..openai.tool_calls import merge_tool_call, merged_tool_calls
 
 #: The version of Ollama's API that velesio speaks (clients check it for features).
 API_VERSION = "0.12.6"
 RUNNING = b"Ollama is running"
 
 
-def now_rfc3339() -> str:
-    return datetime.now(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+def rfc3339(wall: float) -> str:
+    return datetime.fromtimestamp(wall, UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
+def _nanoseconds(started: Instant, now: Instant) -> int:
+    return int((now.monotonic - started.monotonic) * 1e9)
 
 
 def tagged(name: str) -> str:
@@ -42,12 +47,12 @@ def done_reason(result: dict[str, Any]) -> str:
     return "length" if result.get("stop_type") == "limit" else "stop"
 
 
-def _done(result: dict[str, Any], started: float) -> dict[str, Any]:
+def _done(result: dict[str, Any], started: Instant, now: Instant) -> dict[str, Any]:
     timings = result.get("timings") or {}
     fields = {
         "done": True,
         "done_reason": done_reason(result),
-        "total_duration": int((time.monotonic() - started) * 1e9),
+        "total_duration": _nanoseconds(started, now),
         "prompt_eval_count": int(result.get("tokens_evaluated") or 0),
         "prompt_eval_duration": int(float(timings.get("prompt_ms") or 0) * 1e6),
         "eval_count": int(result.get("tokens_predicted") or 0),
@@ -79,35 +84,48 @@ def _message(content: str, result_or_piece: dict[str, Any]) -> dict[str, Any]:
     return message
 
 
-def generate_response(result: dict[str, Any], *, model: str, started: float) -> dict[str, Any]:
-    answer = {"model": model, "created_at": now_rfc3339(), "response": result.get("content") or ""}
+def loaded(model: str, *, unloaded: bool, chat: bool, now: Instant) -> dict[str, Any]:
+    """Ollama's answer to a request with nothing to generate: the model is (un)loaded."""
+    answer: dict[str, Any] = {"model": model, "created_at": rfc3339(now.wall)}
+    answer |= {"message": {"role": "assistant", "content": ""}} if chat else {"response": ""}
+    return {**answer, "done": True, "done_reason": "unload" if unloaded else "load"}
+
+
+def generate_response(result: dict[str, Any], *, model: str, started: Instant, now: Instant) -> dict[str, Any]:
+    answer = {"model": model, "created_at": rfc3339(now.wall), "response": result.get("content") or ""}
     if result.get("reasoning_content"):
         answer["thinking"] = result["reasoning_content"]
-    return {**answer, **_done(result, started)}
+    return {**answer, **_done(result, started, now)}
 
 
-def chat_response(result: dict[str, Any], *, model: str, started: float) -> dict[str, Any]:
+def chat_response(result: dict[str, Any], *, model: str, started: Instant, now: Instant) -> dict[str, Any]:
     message = _message(result.get("content") or "", result)
-    return {"model": model, "created_at": now_rfc3339(), "message": message, **_done(result, started)}
+    return {"model": model, "created_at": rfc3339(now.wall), "message": message, **_done(result, started, now)}
 
 
 class GenerateLines:
     """The NDJSON stream of /api/generate."""
 
-    def __init__(self, *, model: str, started: float) -> None:
+    def __init__(self, *, model: str, started: Instant, clock: Clock) -> None:
         self._model = model
         self._started = started
+        self._clock = clock
 
     def encode(self, event: Event) -> list[bytes]:
         if event.type is EventType.TOKEN:
             piece = event.value()
-            line = {"model": self._model, "created_at": now_rfc3339(), "response": piece.get("content", "")}
+            line = {
+                "model": self._model,
+                "created_at": rfc3339(self._clock().wall),
+                "response": piece.get("content", ""),
+            }
             if piece.get("reasoning_content"):
                 line["thinking"] = piece["reasoning_content"]
             return [_line({**line, "done": False})]
         if event.type is EventType.RESULT:
-            final = {"model": self._model, "created_at": now_rfc3339(), "response": ""}
-            return [_line({**final, **_done(event.value(), self._started)})]
+            now = self._clock()
+            final = {"model": self._model, "created_at": rfc3339(now.wall), "response": ""}
+            return [_line({**final, **_done(event.value(), self._started, now)})]
         if event.type is EventType.ERROR:
             # Mid-stream, Ollama reports an error as one more line; the status stays 200.
             return [_line({"error": event.as_error().message})]
@@ -117,32 +135,30 @@ class GenerateLines:
 class ChatLines:
     """The NDJSON stream of /api/chat. Tool calls arrive in fragments and leave whole, at the end."""
 
-    def __init__(self, *, model: str, started: float) -> None:
+    def __init__(self, *, model: str, started: Instant, clock: Clock) -> None:
         self._model = model
         self._started = started
+        self._clock = clock
         self._calls: dict[int, dict[str, Any]] = {}
 
     def encode(self, event: Event) -> list[bytes]:
         if event.type is EventType.TOKEN:
             piece = event.value()
             for call in piece.get("tool_calls") or ():
-                merged = self._calls.setdefault(call.get("index", 0), {"function": {"name": "", "arguments": ""}})
-                function = call.get("function") or {}
-                merged["function"]["name"] += function.get("name") or ""
-                merged["function"]["arguments"] += function.get("arguments") or ""
+                merge_tool_call(self._calls, call)
             if not piece.get("content") and not piece.get("reasoning_content"):
                 return []
             line = {
                 "model": self._model,
-                "created_at": now_rfc3339(),
+                "created_at": rfc3339(self._clock().wall),
                 "message": _message(piece.get("content", ""), piece),
             }
             return [_line({**line, "done": False})]
         if event.type is EventType.RESULT:
-            calls = [self._calls[index] for index in sorted(self._calls)]
-            message = _message("", {"tool_calls": calls})
-            final = {"model": self._model, "created_at": now_rfc3339(), "message": message}
-            return [_line({**final, **_done(event.value(), self._started)})]
+            now = self._clock()
+            message = _message("", {"tool_calls": merged_tool_calls(self._calls)})
+            final = {"model": self._model, "created_at": rfc3339(now.wall), "message": message}
+            return [_line({**final, **_done(event.value(), self._started, now)})]
         if event.type is EventType.ERROR:
             return [_line({"error": event.as_error().message})]
         return []
@@ -170,8 +186,12 @@ def details(model: ModelInfo) -> dict[str, Any]:
 
 
 def model_entry(model: ModelInfo) -> dict[str, Any]:
-    entry = {"name": tagged(model.id), "model": tagged(model.id), "size": model.details.get("size"),
-             "details": details(model)}  # fmt: skip
+    entry = {
+        "name": tagged(model.id),
+        "model": tagged(model.id),
+        "size": model.details.get("size"),
+        "details": details(model),
+    }
     return {key: value for key, value in entry.items() if value is not None}
 
 
@@ -202,9 +222,8 @@ def show(model: ModelInfo) -> dict[str, Any]:
     }
 
 
-def embed_response(result: dict[str, Any], *, model: str, started: float) -> dict[str, Any]:
-    answer = {"model": model, "embeddings": result["embeddings"],
-              "total_duration": int((time.monotonic() - started) * 1e9)}  # fmt: skip
+def embed_response(result: dict[str, Any], *, model: str, started: Instant, now: Instant) -> dict[str, Any]:
+    answer = {"model": model, "embeddings": result["embeddings"], "total_duration": _nanoseconds(started, now)}
     if result.get("prompt_tokens"):
         answer["prompt_eval_count"] = int(result["prompt_tokens"])
     return answer

@@ -47,11 +47,13 @@ def error_body(error: GatewayError) -> bytes:
     return orjson.dumps({"error": error_object(error)})
 
 
+def model(model: ModelInfo, created: int) -> dict[str, Any]:
+    """One model's entry; ``created`` is the answer's time (velesio does not know a model's age)."""
+    return {"id": model.id, "object": "model", "created": created, "owned_by": "velesio"}
+
+
 def model_list(models: list[ModelInfo], created: int) -> dict[str, Any]:
-    return {
-        "object": "list",
-        "data": [{"id": model.id, "object": "model", "created": created, "owned_by": "velesio"} for model in models],
-    }
+    return {"object": "list", "data": [model(each, created) for each in models]}
 
 
 def _sse(value: dict[str, Any]) -> bytes:
@@ -96,8 +98,13 @@ class _Chunks:
     object_name = ""
 
     def __init__(self, *, id: str, model: str, created: int, include_usage: bool) -> None:
-        self._head = {"id": id, "object": self.object_name, "created": created, "model": model,
-                      "system_fingerprint": FINGERPRINT}  # fmt: skip
+        self._head = {
+            "id": id,
+            "object": self.object_name,
+            "created": created,
+            "model": model,
+            "system_fingerprint": FINGERPRINT,
+        }
         self._include_usage = include_usage
 
     def _choice(self, piece: dict[str, Any], finish: str | None) -> dict[str, Any]:

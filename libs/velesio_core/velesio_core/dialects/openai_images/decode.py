@@ -14,6 +14,7 @@ import re
 from typing import Any
 
 from ...errors import invalid_request, not_supported
+from ..a1111 import decode as a1111
 from ..a1111.schemas import Img2ImgRequest, Txt2ImgRequest
 from .schemas import ImageEditRequest, ImageGenerationRequest
 
@@ -49,7 +50,7 @@ def _common(request: ImageGenerationRequest | ImageEditRequest, max_side: int) -
 
 
 def txt2img_payload(request: ImageGenerationRequest, *, max_side: int) -> dict[str, Any]:
-    return Txt2ImgRequest.model_validate(_common(request, max_side)).payload()
+    return a1111.payload(Txt2ImgRequest.model_validate(_common(request, max_side)))
 
 
 def img2img_payload(request: ImageEditRequest, image: bytes, mask: bytes | None, *, max_side: int) -> dict[str, Any]:
@@ -59,7 +60,7 @@ def img2img_payload(request: ImageEditRequest, image: bytes, mask: bytes | None,
         fields["mask"] = _a1111_mask(mask)
         # Repaint from the original picture under the mask, as OpenAI's edits do.
         fields["inpainting_fill"] = 1
-    return Img2ImgRequest.model_validate(fields).payload()
+    return a1111.payload(Img2ImgRequest.model_validate(fields))
 
 
 def _a1111_mask(mask: bytes) -> str:
