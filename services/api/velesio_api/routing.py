@@ -10,7 +10,8 @@ routes in an ``add_routes(routes, ...)`` function::
         api.add("/v1/models", Models(relay), public=True)
         api.add("/v1/chat/completions", ChatCompletions(relay))
 
-Nothing else lists paths. What the routes declared tells:
+A new dialect's module is added to ``app.add_routes``; nothing else lists paths or dialects.
+What the routes declared tells:
 
 - the auth middleware which paths are public (:meth:`Routes.is_public`);
 - the error handlers which dialect an error is rendered in, and the metrics which dialect label a
