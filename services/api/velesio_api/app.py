@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import falcon.asgi
 from falcon.routing import CompiledRouter
+from prometheus_client.core import Metric
 
 from velesio_core.auth import TokenSet
 from velesio_core.image_board import ImageBoard, RedisImageBoard
@@ -32,7 +34,7 @@ from .routing import Routes
 from .tenancy import AdmittingQueue, AfterResponse, KeyAuth
 
 
-async def _nothing_more() -> list:
+async def _nothing_more() -> list[Metric]:
     return []
 
 
@@ -71,7 +73,8 @@ def create_app(
     router = CompiledRouter()
     app = falcon.asgi.App(router=router)
     routes = Routes(app, router)
-    middleware = [
+    # Any: Falcon types middleware as a union of protocols; extra_middleware may be any of them.
+    middleware: list[Any] = [
         Cors(settings.cors_origins),
         KeyAuth(authenticator, admission, routes),
         CloseQueue(queue),

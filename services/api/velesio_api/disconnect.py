@@ -12,7 +12,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+#: ASGI's vocabulary (the asgiref package spells it out; velesio needs no more than this).
+Scope = dict[str, Any]
+Message = dict[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+AsgiApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 CONNECTION = "velesio.connection"
 
@@ -40,24 +48,24 @@ class ClientConnection:
 
 
 class DisconnectAware:
-    def __init__(self, app) -> None:
+    def __init__(self, app: AsgiApp) -> None:
         self.app = app
 
-    async def __call__(self, scope, receive, send) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
 
         connection = ClientConnection()
         scope[CONNECTION] = connection
-        watcher: asyncio.Task | None = None
+        watcher: asyncio.Task[None] | None = None
 
         async def watch() -> None:
             while (await receive())["type"] != "http.disconnect":
                 pass
             connection.mark_gone()
 
-        async def receive_body() -> dict:
+        async def receive_body() -> Message:
             nonlocal watcher
             if watcher is not None:
                 await connection.gone.wait()

@@ -7,15 +7,21 @@ logged here with their traceback and answered with a plain 500 that reveals noth
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
+from typing import Any
 
 import falcon
 import falcon.asgi
+from falcon.asgi import Request, Response
 
 from velesio_core.errors import ErrorKind, GatewayError
 
-from .routing import Dialect, Routes
+from .routing import App, Dialect, Routes
 
 log = logging.getLogger(__name__)
+
+#: A route's URI fields, as Falcon passes them to error handlers.
+Params = dict[str, Any]
 
 
 def render(dialect: Dialect, resp: falcon.asgi.Response, error: GatewayError) -> None:
@@ -40,22 +46,25 @@ _FALCON_KINDS = {
 }
 
 
-def install(app: falcon.asgi.App, routes: Routes) -> None:
+def install(app: App, routes: Routes) -> None:
     """Render every error in the dialect ``routes`` declared for the request's path."""
 
-    async def gateway_error(req, resp, error: GatewayError, params) -> None:
+    async def gateway_error(req: Request, resp: Response, error: GatewayError, params: Params) -> None:
         render(routes.dialect_of(req), resp, error)
 
-    async def falcon_error(req, resp, error: falcon.HTTPError, params) -> None:
-        kind, message = _FALCON_KINDS.get(error.status_code, (None, None))
-        if kind is None:
+    async def falcon_error(req: Request, resp: Response, error: falcon.HTTPError, params: Params) -> None:
+        known = _FALCON_KINDS.get(error.status_code)
+        if known is not None:
+            kind, message = known
+        else:
             kind = ErrorKind.SERVER if error.status_code >= 500 else ErrorKind.INVALID_REQUEST
-            message = error.description or error.title
+            message = error.description or error.title or ""
         render(routes.dialect_of(req), resp, GatewayError(kind, message))
-        for name, value in (error.headers or {}).items():
+        headers = error.headers or {}
+        for name, value in headers.items() if isinstance(headers, Mapping) else headers:
             resp.set_header(name, value)
 
-    async def unexpected(req, resp, exception: Exception, params) -> None:
+    async def unexpected(req: Request, resp: Response, exception: Exception, params: Params) -> None:
         log.exception("unexpected error on %s %s", req.method, req.path)
         error = GatewayError(ErrorKind.SERVER, "internal error; the server log has the details")
         render(routes.dialect_of(req), resp, error)

@@ -34,13 +34,15 @@ class RequestMetrics:
     async def process_request(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
         req.context.arrived = time.perf_counter()
 
-    async def process_response(self, req, resp: falcon.asgi.Response, resource, req_succeeded: bool) -> None:
+    async def process_response(
+        self, req: falcon.asgi.Request, resp: falcon.asgi.Response, resource: object, req_succeeded: bool
+    ) -> None:
         dialect = self._routes.dialect_of(req).name
         route = req.uri_template or UNMATCHED_ROUTE
         REQUESTS.labels(dialect, route, req.method, str(resp.status_code)).inc()
         if resp.stream is None:
             REQUEST_DURATION.labels(dialect, route, "false").observe(time.perf_counter() - req.context.arrived)
-        else:
+        elif isinstance(resp.stream, AsyncIterator):  # every stream velesio sends (relay.py)
             resp.stream = TimedStream(resp.stream, dialect, route, req.context.arrived)
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import falcon.asgi
 
 from velesio_core.queue.interface import JobQueue
@@ -44,7 +46,9 @@ class Cors:
                 resp.set_header("Access-Control-Allow-Headers", asked or "Authorization, Content-Type, X-Api-Key")
                 resp.set_header("Access-Control-Max-Age", "600")
 
-    async def process_response(self, req, resp, resource, req_succeeded) -> None:
+    async def process_response(
+        self, req: falcon.asgi.Request, resp: falcon.asgi.Response, resource: object, req_succeeded: bool
+    ) -> None:
         if req.method != "OPTIONS":
             self._allow(req.get_header("Origin"), resp)
 
@@ -55,10 +59,10 @@ class CloseQueue:
     def __init__(self, queue: JobQueue) -> None:
         self._queue = queue
 
-    async def process_startup(self, scope, event) -> None:
+    async def process_startup(self, scope: dict[str, Any], event: dict[str, Any]) -> None:
         start = getattr(self._queue, "start", None)  # only the Redis queue has any
         if start is not None:
             await start()
 
-    async def process_shutdown(self, scope, event) -> None:
+    async def process_shutdown(self, scope: dict[str, Any], event: dict[str, Any]) -> None:
         await self._queue.close()

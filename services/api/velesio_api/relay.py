@@ -170,7 +170,7 @@ class DisconnectGuard:
     """While armed, a client disconnect cancels the job and stops the request's task."""
 
     #: Cancellations under way, kept referenced until they finish.
-    _cancelling: set[asyncio.Task] = set()
+    _cancelling: set[asyncio.Task[None]] = set()
 
     def __init__(self, req: falcon.asgi.Request, handle: JobHandle) -> None:
         self._connection: ClientConnection | None = req.scope.get(CONNECTION)
@@ -191,10 +191,10 @@ class DisconnectGuard:
     def __enter__(self) -> DisconnectGuard:
         return self.arm()
 
-    def __exit__(self, *exc_info) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         self.disarm()
 
-    def _client_gone(self, request_task: asyncio.Task | None) -> None:
+    def _client_gone(self, request_task: asyncio.Task[Any] | None) -> None:
         cancelling = asyncio.get_running_loop().create_task(self._handle.cancel())
         self._cancelling.add(cancelling)
         cancelling.add_done_callback(self._cancelling.discard)

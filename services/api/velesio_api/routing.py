@@ -35,6 +35,8 @@ from falcon.routing import CompiledRouter
 
 from velesio_core.errors import GatewayError
 
+#: The API's Falcon app, with Falcon's own request and response types.
+App = falcon.asgi.App[falcon.asgi.Request, falcon.asgi.Response]
 #: Whether a route needs no token: False, True (for every method), or the methods that need none.
 Public = bool | tuple[str, ...]
 #: Marks a public key of Routes._public as a path prefix rather than a whole path.
@@ -58,7 +60,7 @@ class Dialect:
 class Routes:
     """The routes of one app: Falcon routes them, this remembers what each declared."""
 
-    def __init__(self, app: falcon.asgi.App, router: CompiledRouter) -> None:
+    def __init__(self, app: App, router: CompiledRouter) -> None:
         self._app = app
         self._router = router
         self._dialects: dict[str, Dialect] = {}

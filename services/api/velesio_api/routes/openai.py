@@ -47,7 +47,7 @@ class ChatCompletions:
         request = parse(ChatCompletionRequest, await self._relay.read_json(req))
         model = await self._relay.model(request.model)
         job = self._relay.job(JobKind.CHAT, chat_payload(request), model, stream=bool(request.stream))
-        answer = {"id": f"chatcmpl-{job.id}", "model": model.id, "created": int(time.time())}
+        answer: encode.AnswerHead = {"id": f"chatcmpl-{job.id}", "model": model.id, "created": int(time.time())}
         await self._relay.respond(
             req,
             resp,
@@ -66,7 +66,7 @@ class Completions:
         request = parse(CompletionRequest, await self._relay.read_json(req))
         model = await self._relay.model(request.model)
         job = self._relay.job(JobKind.COMPLETION, completion_payload(request), model, stream=bool(request.stream))
-        answer = {"id": f"cmpl-{job.id}", "model": model.id, "created": int(time.time())}
+        answer: encode.AnswerHead = {"id": f"cmpl-{job.id}", "model": model.id, "created": int(time.time())}
         await self._relay.respond(
             req,
             resp,

@@ -16,6 +16,7 @@ from ...backends.sd.checkpoints import resolve
 from ...backends.sd.images import decode_image
 from ...backends.sd.samplers import SamplerChoice, choose
 from ...errors import ErrorKind, GatewayError, invalid_request
+from ...results import ImageState
 from .schemas import Img2ImgRequest, OptionsRequest, Txt2ImgRequest
 
 #: The settings a generation may override for itself, and that it keeps when it asks to.
@@ -113,7 +114,7 @@ def progress_task(body: object) -> str:
     return task
 
 
-def chosen_options(request: OptionsRequest, pipelines: list[dict[str, Any]]) -> dict[str, str]:
+def chosen_options(request: OptionsRequest, pipelines: list[ImageState]) -> dict[str, str]:
     """The options POST /sdapi/v1/options sets, by the names the image workers list."""
     chosen: dict[str, str] = {}
     if request.sd_model_checkpoint is not None:
@@ -131,9 +132,9 @@ def switch_payload(chosen: Mapping[str, str]) -> dict[str, str] | None:
     return switch or None
 
 
-def _checkpoint_title(pipelines: list[dict[str, Any]], wanted: str) -> str:
+def _checkpoint_title(pipelines: list[ImageState], wanted: str) -> str:
     listed = {entry["title"]: entry for pipeline in pipelines for entry in pipeline["checkpoints"]}
-    found = resolve(list(listed.values()), wanted)
+    found = resolve([dict(entry) for entry in listed.values()], wanted)
     if found is None:
         raise invalid_request(
             f"sd_model_checkpoint: no checkpoint is called {wanted!r}; there are: {', '.join(listed) or 'none'}"
@@ -141,10 +142,10 @@ def _checkpoint_title(pipelines: list[dict[str, Any]], wanted: str) -> str:
     return str(found["title"])
 
 
-def _vae_name(pipelines: list[dict[str, Any]], wanted: str) -> str:
+def _vae_name(pipelines: list[ImageState], wanted: str) -> str:
     if wanted in ("Automatic", "None", ""):
         return "Automatic" if wanted != "None" else "None"
-    known = {name for pipeline in pipelines for name in pipeline["vaes"]}
+    known: set[str] = {name for pipeline in pipelines for name in pipeline["vaes"]}
     for name in known:
         if wanted in (name, name.rsplit(".", 1)[0]):
             return name

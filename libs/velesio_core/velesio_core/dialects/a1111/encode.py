@@ -15,6 +15,7 @@ import orjson
 from ...backends.sd.samplers import SAMPLERS, SCHEDULES
 from ...errors import ErrorKind, GatewayError
 from ...image_board import ImageProgress
+from ...results import CheckpointEntry, ImageState
 from .schemas import Img2ImgRequest, Txt2ImgRequest
 
 #: The message A1111 (FastAPI's HTTPBasic) gives a client without valid credentials.
@@ -120,7 +121,7 @@ def task_progress(job_id: str, position: int | None, current: ImageProgress) -> 
     while it runs. ``queue_position`` (0: next) is velesio's own addition."""
     active = current.job_id == job_id
     queued = position is not None
-    if queued:
+    if position is not None:
         textinfo = f"In queue: {position + 1} of {current.waiting}" if current.waiting else "In queue"
     elif active:
         textinfo = f"Step {current.step}/{current.steps}"
@@ -147,26 +148,26 @@ def schedulers() -> list[dict[str, Any]]:
     return [schedule.a1111() for schedule in SCHEDULES]
 
 
-def sd_models(pipelines: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def sd_models(pipelines: list[ImageState]) -> list[CheckpointEntry]:
     """GET /sdapi/v1/sd-models: every image worker's checkpoints, once each."""
-    listed: dict[str, dict[str, Any]] = {}
+    listed: dict[str, CheckpointEntry] = {}
     for pipeline in pipelines:
         for entry in pipeline["checkpoints"]:
             listed.setdefault(entry["title"], entry)
     return list(listed.values())
 
 
-def sd_vaes(pipelines: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def sd_vaes(pipelines: list[ImageState]) -> list[dict[str, Any]]:
     names = sorted({name for pipeline in pipelines for name in pipeline["vaes"]})
     return [{"model_name": name, "filename": name} for name in names]
 
 
-def loras(pipelines: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def loras(pipelines: list[ImageState]) -> list[dict[str, Any]]:
     names = sorted({name for pipeline in pipelines for name in pipeline["loras"]})
     return [{"name": name, "alias": name, "path": None, "metadata": {}} for name in names]
 
 
-def options(pipeline: dict[str, Any], chosen: dict[str, str]) -> dict[str, Any]:
+def options(pipeline: ImageState, chosen: dict[str, str]) -> dict[str, Any]:
     """GET /sdapi/v1/options: the settings velesio honours, with A1111's names and defaults.
     ``pipeline``: the first image worker's; ``chosen``: what POST /sdapi/v1/options set."""
     title = chosen.get("sd_model_checkpoint") or pipeline["sd_model_checkpoint"]

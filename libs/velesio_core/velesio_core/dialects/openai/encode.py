@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import base64
 import struct
-from typing import Any
+from typing import Any, TypedDict
 
 import orjson
 
@@ -19,6 +19,15 @@ from ...events import Event, EventType
 FINGERPRINT = "velesio"
 _FINISH_REASONS = {"eos": "stop", "word": "stop", "limit": "length", "tool_calls": "tool_calls"}
 _DONE = b"data: [DONE]\n\n"
+
+
+class AnswerHead(TypedDict):
+    """What every chunk and whole answer to one request repeats."""
+
+    id: str
+    model: str
+    #: The answer's time, in seconds since the epoch.
+    created: int
 
 
 def finish_reason(result: dict[str, Any]) -> str:
