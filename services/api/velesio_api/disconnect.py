@@ -13,14 +13,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, cast
 
-#: ASGI's vocabulary (the asgiref package spells it out; velesio needs no more than this).
-Scope = dict[str, Any]
-Message = dict[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
-AsgiApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+from .forwarded import Message, Receive, Scope, Send
+
+#: The app inside: Falcon's, which types an ASGI scope as the dict every server passes.
+FalconApp = Callable[[dict[str, Any], Receive, Send], Awaitable[None]]
 
 CONNECTION = "velesio.connection"
 
@@ -48,12 +46,12 @@ class ClientConnection:
 
 
 class DisconnectAware:
-    def __init__(self, app: AsgiApp) -> None:
+    def __init__(self, app: FalconApp) -> None:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
-            await self.app(scope, receive, send)
+            await self.app(cast(dict[str, Any], scope), receive, send)
             return
 
         connection = ClientConnection()
@@ -79,7 +77,7 @@ class DisconnectAware:
 
         task = asyncio.current_task()
         try:
-            await self.app(scope, receive_body, send)
+            await self.app(cast(dict[str, Any], scope), receive_body, send)
         except asyncio.CancelledError:
             # Handlers cancel their own request when its client leaves: nothing is left to say.
             if not connection.gone.is_set() or task is None:
