@@ -8,11 +8,11 @@ from __future__ import annotations
 import base64
 import json
 import struct
-import time
 
 import pytest
 
 from velesio_core.backends.base import ModelInfo
+from velesio_core.dialects.clock import Instant
 from velesio_core.dialects.ollama import decode as ollama_decode
 from velesio_core.dialects.ollama import encode as ollama_encode
 from velesio_core.dialects.ollama import schemas as ollama_schemas
@@ -375,18 +375,23 @@ def test_ollama_names_carry_the_latest_tag():
     assert ollama_encode.tagged("tiny") == "tiny:latest" and ollama_encode.tagged("qwen:7b") == "qwen:7b"
 
 
+#: The clock the Ollama encoders are given: half a second passes between the two readings.
+STARTED = Instant(wall=1_700_000_000.0, monotonic=100.0)
+NOW = Instant(wall=1_700_000_000.5, monotonic=100.5)
+
+
 def test_ollama_final_chat_object_has_nanosecond_durations():
-    started = time.monotonic() - 0.5
-    answer = ollama_encode.chat_response(RESULT, model="tiny", started=started)
+    answer = ollama_encode.chat_response(RESULT, model="tiny", started=STARTED, now=NOW)
     assert answer["message"] == {"role": "assistant", "content": "Hello there"}
     assert answer["done"] is True and answer["done_reason"] == "length"
     assert answer["prompt_eval_count"] == 7 and answer["eval_count"] == 2
     assert answer["prompt_eval_duration"] == 1_500_000 and answer["eval_duration"] == 4_250_000
-    assert answer["total_duration"] >= 500_000_000
+    assert answer["total_duration"] == 500_000_000
+    assert answer["created_at"] == "2023-11-14T22:13:20.500000Z"
 
 
 def test_ollama_leaves_zero_counts_out_as_go_does():
-    answer = ollama_encode.generate_response({"content": "", "stop_type": "eos"}, model="t", started=time.monotonic())
+    answer = ollama_encode.generate_response({"content": "", "stop_type": "eos"}, model="t", started=STARTED, now=NOW)
     assert answer["done_reason"] == "stop" and answer["response"] == ""
     for key in ("prompt_eval_count", "eval_count", "prompt_eval_duration", "eval_duration"):
         assert key not in answer
@@ -398,11 +403,11 @@ def test_ollama_thinking_and_tool_calls_in_a_whole_answer():
         "reasoning_content": "hmm",
         "tool_calls": [{"function": {"name": "f", "arguments": '{"a": 1}'}}],
     }
-    message = ollama_encode.chat_response(result, model="t", started=time.monotonic())["message"]
+    message = ollama_encode.chat_response(result, model="t", started=STARTED, now=NOW)["message"]
     assert message["thinking"] == "hmm" and message["tool_calls"] == [
         {"function": {"name": "f", "arguments": {"a": 1}}}
     ]
-    assert ollama_encode.generate_response(result, model="t", started=time.monotonic())["thinking"] == "hmm"
+    assert ollama_encode.generate_response(result, model="t", started=STARTED, now=NOW)["thinking"] == "hmm"
 
 
 def test_ollama_tool_arguments_that_are_not_json_are_passed_on():
@@ -411,7 +416,7 @@ def test_ollama_tool_arguments_that_are_not_json_are_passed_on():
 
 
 def test_ollama_generate_lines():
-    lines = ollama_encode.GenerateLines(model="tiny", started=time.monotonic())
+    lines = ollama_encode.GenerateLines(model="tiny", started=STARTED, clock=lambda: NOW)
     (piece,) = lines.encode(token({"content": "Hi", "tokens": [1], "stop": False}))
     assert piece.endswith(b"\n") and piece.count(b"\n") == 1
     assert {key: value for key, value in json.loads(piece).items() if key != "created_at"} == {
@@ -425,7 +430,7 @@ def test_ollama_generate_lines():
 
 
 def test_ollama_chat_lines_merge_tool_call_fragments_into_the_final_line():
-    lines = ollama_encode.ChatLines(model="tiny", started=time.monotonic())
+    lines = ollama_encode.ChatLines(model="tiny", started=STARTED, clock=lambda: NOW)
     fragments = [
         {"tool_calls": [{"index": 0, "id": "c", "function": {"name": "weather", "arguments": ""}}]},
         {"tool_calls": [{"index": 0, "function": {"arguments": '{"city": '}}]},
@@ -442,7 +447,10 @@ def test_ollama_chat_lines_merge_tool_call_fragments_into_the_final_line():
 
 
 def test_ollama_a_mid_stream_error_is_one_more_line():
-    for lines in (ollama_encode.ChatLines(model="t", started=0.0), ollama_encode.GenerateLines(model="t", started=0.0)):
+    for lines in (
+        ollama_encode.ChatLines(model="t", started=STARTED, clock=lambda: NOW),
+        ollama_encode.GenerateLines(model="t", started=STARTED, clock=lambda: NOW),
+    ):
         (line,) = lines.encode(Event.error(GatewayError(ErrorKind.TIMEOUT, "too slow")))
         assert json.loads(line) == {"error": "too slow"}
     assert json.loads(ollama_encode.error_body(GatewayError(ErrorKind.NOT_FOUND, "gone"))) == {"error": "gone"}
@@ -471,8 +479,8 @@ def test_ollama_model_lists_and_show():
 
 def test_ollama_embeddings():
     result = {"embeddings": [[0.5, 1.0]], "prompt_tokens": 2}
-    answer = ollama_encode.embed_response(result, model="t", started=time.monotonic())
+    answer = ollama_encode.embed_response(result, model="t", started=STARTED, now=NOW)
     assert answer["embeddings"] == [[0.5, 1.0]] and answer["prompt_eval_count"] == 2
-    assert isinstance(answer["total_duration"], int)
+    assert answer["total_duration"] == 500_000_000
     assert ollama_encode.legacy_embedding(result) == {"embedding": [0.5, 1.0]}
     assert ollama_encode.legacy_embedding({"embeddings": []}) == {"embedding": []}
