@@ -116,9 +116,6 @@ class FastStack:
             content_length=len(data) if data and declared_length else None,
             query_string=urlencode(params or {}),
         )
-        # Pairs in a list, as servers send them: create_scope gives one-pass iterators (ASGI allows
-        # any iterable), which a middleware that reads a header before Falcon does would use up.
-        scope["headers"] = [tuple(header) for header in scope["headers"]]
         emitter = testing.ASGIRequestEventEmitter(data)
         collector = testing.ASGIResponseEventCollector()
         task = asyncio.get_running_loop().create_task(self.app(scope, emitter, collector))

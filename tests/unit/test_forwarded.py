@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+from typing import Any
+
 import pytest
 
-from velesio_api.forwarded import client_address
+from velesio_api.forwarded import ForwardedClient, client_address
 from velesio_core.settings import Settings, SettingsError
 
 LOCAL = Settings.from_env({}).forwarded_allow_ips  # gunicorn's default: 127.0.0.1, ::1
@@ -40,3 +43,25 @@ def test_star_trusts_every_peer_and_a_bad_entry_is_a_clear_settings_error():
     assert client_address("192.0.2.7", ["203.0.113.9"], everyone) == "203.0.113.9"
     with pytest.raises(SettingsError, match="FORWARDED_ALLOW_IPS"):
         Settings.from_env({"FORWARDED_ALLOW_IPS": "10.0.0.0/33"})
+
+
+def test_the_app_behind_still_reads_headers_sent_as_a_one_pass_iterator():
+    # ASGI allows any iterable of iterable pairs; falcon.testing's scopes hold iterators of both.
+    seen: dict[str, Any] = {}
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        seen["headers"] = list(scope["headers"])
+        seen["client"] = scope["client"]
+        await send({"type": "http.response.start", "status": 204, "headers": []})
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: Any) -> None:
+        pass
+
+    pairs = [(b"x-forwarded-for", b"203.0.113.9"), (b"authorization", b"Bearer t")]
+    headers = iter([iter(pair) for pair in pairs])
+    scope = {"type": "http", "method": "GET", "path": "/", "client": ("127.0.0.1", 5000), "headers": headers}
+    asyncio.run(ForwardedClient(app, LOCAL)(scope, receive, send))
+    assert seen == {"headers": pairs, "client": ("203.0.113.9", 0)}

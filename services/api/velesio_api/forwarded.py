@@ -71,7 +71,10 @@ class ForwardedClient:
             await self.app(scope, receive, send)
             return
         peer = scope.get("client")
-        forwarded = [value.decode("latin-1") for name, value in scope["headers"] if name == b"x-forwarded-for"]
+        # ASGI allows any iterable of iterable pairs (falcon.testing sends iterators of iterators):
+        # read here, they would be used up before the app reads them.
+        headers = scope["headers"] = [tuple(pair) for pair in scope["headers"]]
+        forwarded = [value.decode("latin-1") for name, value in headers if name == b"x-forwarded-for"]
         host = client_address(peer[0] if peer else None, forwarded, self.trusted)
         if peer and host != peer[0]:
             scope["client"] = (host, 0)
