@@ -9,9 +9,7 @@ from typing import Any
 import falcon
 import falcon.asgi
 
-from velesio_core.backends.sd.images import decode_image
-from velesio_core.dialects.openai_images import encode
-from velesio_core.dialects.openai_images.decode import img2img_payload, txt2img_payload
+from velesio_core.dialects.openai_images import decode, encode
 from velesio_core.dialects.openai_images.schemas import ImageEditRequest, ImageGenerationRequest
 from velesio_core.errors import ErrorKind, GatewayError, invalid_request
 from velesio_core.image_board import ImageBoard
@@ -29,22 +27,20 @@ class _Images:
         self._relay = relay
         self._board = board
 
-    async def _generate(self, req: falcon.asgi.Request, resp: falcon.asgi.Response, kind: JobKind,
-                        payload: dict[str, Any]) -> None:  # fmt: skip
+    async def _generate(
+        self, req: falcon.asgi.Request, resp: falcon.asgi.Response, kind: JobKind, payload: dict[str, Any]
+    ) -> None:
         await image_pipelines(self._relay.models)  # no image worker at all: 503 now, not after JOB_DEADLINE
-        chosen = await self._board.options()
-        for key in ("sd_model_checkpoint", "sd_vae"):
-            if chosen.get(key):
-                payload[key] = chosen[key]
+        payload = decode.with_chosen(payload, await self._board.options())
         result = await self._relay.result(req, self._relay.job(kind, payload, IMAGE_MODEL))
-        send_json(resp, encode.images(result, created=int(time.time()), width=payload["width"],
-                                      height=payload["height"]))  # fmt: skip
+        created = int(time.time())
+        send_json(resp, encode.images(result, created=created, width=payload["width"], height=payload["height"]))
 
 
 class Generations(_Images):
     async def on_post(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
         request = parse(ImageGenerationRequest, await self._relay.read_json(req))
-        payload = txt2img_payload(request, max_side=self._relay.settings.sd_max_side)
+        payload = decode.txt2img_payload(request, max_side=self._relay.settings.sd_max_side)
         await self._generate(req, resp, JobKind.TXT2IMG, payload)
 
 
@@ -52,13 +48,7 @@ class Edits(_Images):
     async def on_post(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
         fields, files = await self._form(req)
         request = parse(ImageEditRequest, fields)
-        image = files.get("image") or files.get("image[]")
-        if image is None:
-            raise invalid_request("image: Field required (a file)")
-        max_side = self._relay.settings.sd_max_side
-        payload = img2img_payload(request, image, files.get("mask"), max_side=max_side)
-        # Checked here, so that a bad image is a 400 before anything is queued.
-        decode_image(payload["init_images"][0], field="image", max_side=max_side)
+        payload = decode.img2img_payload(request, files, max_side=self._relay.settings.sd_max_side)
         await self._generate(req, resp, JobKind.IMG2IMG, payload)
 
     async def _form(self, req: falcon.asgi.Request) -> tuple[dict[str, str], dict[str, bytes]]:

@@ -11,8 +11,10 @@ from __future__ import annotations
 import base64
 import io
 import re
+from collections.abc import Mapping
 from typing import Any
 
+from ...backends.sd.images import decode_image
 from ...errors import invalid_request, not_supported
 from ..a1111 import decode as a1111
 from ..a1111.schemas import Img2ImgRequest, Txt2ImgRequest
@@ -45,22 +47,42 @@ def _common(request: ImageGenerationRequest | ImageEditRequest, max_side: int) -
     if quality not in _STEPS:
         raise invalid_request(f"quality: must be one of {', '.join(_STEPS)}")
     width, height = _size(request.size, max_side)
-    return {"prompt": request.prompt, "width": width, "height": height, "batch_size": request.n or 1,
-            "steps": _STEPS[quality]}  # fmt: skip
+    return {
+        "prompt": request.prompt,
+        "width": width,
+        "height": height,
+        "batch_size": request.n or 1,
+        "steps": _STEPS[quality],
+    }
 
 
 def txt2img_payload(request: ImageGenerationRequest, *, max_side: int) -> dict[str, Any]:
     return a1111.payload(Txt2ImgRequest.model_validate(_common(request, max_side)))
 
 
-def img2img_payload(request: ImageEditRequest, image: bytes, mask: bytes | None, *, max_side: int) -> dict[str, Any]:
+def img2img_payload(request: ImageEditRequest, files: Mapping[str, bytes], *, max_side: int) -> dict[str, Any]:
+    """An edit: the form's ``image`` (or ``image[]``, the first of several) repainted under its
+    ``mask``, if any. The image is checked here, so that a bad one is a 400 before anything is
+    queued."""
+    image = files.get("image") or files.get("image[]")
+    if image is None:
+        raise invalid_request("image: Field required (a file)")
     fields = _common(request, max_side)
     fields["init_images"] = [base64.b64encode(image).decode()]
+    mask = files.get("mask")
     if mask is not None:
         fields["mask"] = _a1111_mask(mask)
         # Repaint from the original picture under the mask, as OpenAI's edits do.
         fields["inpainting_fill"] = 1
-    return a1111.payload(Img2ImgRequest.model_validate(fields))
+    payload = a1111.payload(Img2ImgRequest.model_validate(fields))
+    decode_image(payload["init_images"][0], field="image", max_side=max_side)
+    return payload
+
+
+def with_chosen(payload: dict[str, Any], chosen: Mapping[str, str]) -> dict[str, Any]:
+    """The payload on the checkpoint and VAE chosen with AUTOMATIC1111's POST /sdapi/v1/options
+    (the image board's ``chosen``), which OpenAI's requests have no field for."""
+    return payload | {key: chosen[key] for key in ("sd_model_checkpoint", "sd_vae") if chosen.get(key)}
 
 
 def _a1111_mask(mask: bytes) -> str:
