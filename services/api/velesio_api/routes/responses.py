@@ -14,8 +14,7 @@ import falcon
 import falcon.asgi
 
 from velesio_core.auth import credential_from_headers
-from velesio_core.dialects.responses import encode
-from velesio_core.dialects.responses.decode import chat_payload, conversation_payload, input_messages
+from velesio_core.dialects.responses import decode, encode
 from velesio_core.dialects.responses.schemas import InputTokensRequest, ResponsesRequest
 from velesio_core.errors import ErrorKind, GatewayError
 from velesio_core.jobs import JobKind
@@ -44,8 +43,11 @@ async def _history(store: ResponseStore, owner: str, previous: str | None) -> li
         return []
     record = await store.get(owner, previous)
     if record is None:
-        raise GatewayError(ErrorKind.NOT_FOUND, f"Previous response with id '{previous}' not found.",
-                           extra={"param": "previous_response_id"})  # fmt: skip
+        raise GatewayError(
+            ErrorKind.NOT_FOUND,
+            f"Previous response with id '{previous}' not found.",
+            extra={"param": "previous_response_id"},
+        )
     messages: list[dict[str, Any]] = record["messages"]
     return messages
 
@@ -56,19 +58,17 @@ class Responses:
         self._store = store
 
     async def on_post(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
-        body = await self._relay.read_json(req)
-        request = parse(ResponsesRequest, body)
+        request = parse(ResponsesRequest, await self._relay.read_json(req))
         owner = _owner(req)
         history = await _history(self._store, owner, request.previous_response_id)
         model = await self._relay.model(request.model)
-        job = self._relay.job(JobKind.CHAT, chat_payload(request, history), model, stream=bool(request.stream))
-        head = encode.head(request.model_dump(exclude_unset=True, by_alias=True), id=f"resp_{job.id}",
-                           model=model.id, created_at=int(time.time()))  # fmt: skip
-        conversation = history + input_messages(request.input)
-        store = request.store is not False
+        job = self._relay.job(JobKind.CHAT, decode.chat_payload(request, history), model, stream=bool(request.stream))
+        asked = request.model_dump(exclude_unset=True, by_alias=True)
+        head = encode.head(asked, id=f"resp_{job.id}", model=model.id, created_at=int(time.time()))
+        conversation = decode.stored_messages(request, history)
 
         async def keep(response: dict[str, Any]) -> None:
-            if store:
+            if conversation is not None:
                 messages = conversation + encode.output_messages(response)
                 await self._store.put(owner, response["id"], {"response": response, "messages": messages})
 
@@ -121,7 +121,7 @@ class InputTokens:
         request = parse(InputTokensRequest, await self._relay.read_json(req))
         history = await _history(self._store, _owner(req), request.previous_response_id)
         model = await self._relay.model(request.model)
-        conversation = conversation_payload(request, history)
+        conversation = decode.conversation_payload(request, history)
         send_json(resp, encode.input_tokens(await self._relay.prompt_tokens(req, conversation, model)))
 
 

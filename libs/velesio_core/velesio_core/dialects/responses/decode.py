@@ -168,3 +168,12 @@ def chat_payload(request: ResponsesRequest, history: list[dict[str, Any]]) -> di
         schema = {"name": text_format.name or "response", "schema": text_format.schema_}
         payload["response_format"] = {"type": "json_schema", "json_schema": schema}
     return payload
+
+
+def stored_messages(request: ResponsesRequest, history: list[dict[str, Any]]) -> list[dict[str, Any]] | None:
+    """What a response keeps for the one that continues it, before its own output: ``history``
+    and the request's input (its instructions are not carried over, as OpenAI's are not). None
+    when the request asks not to be stored (``store: false``)."""
+    if request.store is False:
+        return None
+    return history + input_messages(request.input)
