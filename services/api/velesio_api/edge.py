@@ -25,8 +25,9 @@ log = logging.getLogger("velesio.api.edge")
 
 #: Written to a connection over the cap: the request is not read, so its dialect is unknown;
 #: every dialect's clients read a 503 with Retry-After as "retry later".
-_BUSY_BODY = orjson.dumps({"error": {"code": 503, "message": "too many open connections; retry shortly",
-                                     "type": "unavailable_error"}})  # fmt: skip
+_BUSY_BODY = orjson.dumps(
+    {"error": {"code": 503, "message": "too many open connections; retry shortly", "type": "unavailable_error"}}
+)
 BUSY_RESPONSE = (
     b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nRetry-After: 1\r\n"
     b"Connection: close\r\nContent-Length: " + str(len(_BUSY_BODY)).encode() + b"\r\n\r\n" + _BUSY_BODY
@@ -84,8 +85,9 @@ class EdgeProtocol(_Protocol):  # type: ignore[misc]
 
     def _headers_too_slow(self) -> None:
         self._header_deadline = None
-        self.worker.warn(f"closed a connection whose request headers took over {self.worker.header_timeout_s:g} s "
-                         "(HEADER_TIMEOUT)")  # fmt: skip
+        self.worker.warn(
+            f"closed a connection whose request headers took over {self.worker.header_timeout_s:g} s (HEADER_TIMEOUT)"
+        )
         self._close_transport()
         if self._request_ready is not None:
             self._request_ready.set()

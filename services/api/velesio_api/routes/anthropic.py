@@ -30,10 +30,13 @@ class Messages:
         job = self._relay.job(JobKind.CHAT, chat_payload(request), model, stream=bool(request.stream))
         answer = {"id": f"msg_{job.id}", "model": model.id}
         await self._relay.respond(
-            req, resp, job, content_type=SSE,
+            req,
+            resp,
+            job,
+            content_type=SSE,
             chunks=encode.MessageEvents(**answer),
             whole=lambda result: encode.message(result, **answer),
-        )  # fmt: skip
+        )
 
 
 class CountTokens:

@@ -71,8 +71,12 @@ def tool_use_block(call: dict[str, Any], fallback_id: str) -> dict[str, Any]:
     except orjson.JSONDecodeError:
         # A model that wrote broken JSON: the client still sees what it wrote.
         arguments = {"arguments": function.get("arguments")}
-    return {"type": "tool_use", "id": call.get("id") or fallback_id, "name": function.get("name", ""),
-            "input": arguments if isinstance(arguments, dict) else {"value": arguments}}  # fmt: skip
+    return {
+        "type": "tool_use",
+        "id": call.get("id") or fallback_id,
+        "name": function.get("name", ""),
+        "input": arguments if isinstance(arguments, dict) else {"value": arguments},
+    }
 
 
 def message(result: dict[str, Any], *, id: str, model: str) -> dict[str, Any]:
@@ -138,8 +142,12 @@ class MessageEvents:
         out = self._close_block()
         self._index += 1
         self._open = key
-        return [*out, _event("content_block_start", {"type": "content_block_start", "index": self._index,
-                                                     "content_block": block})]  # fmt: skip
+        return [
+            *out,
+            _event(
+                "content_block_start", {"type": "content_block_start", "index": self._index, "content_block": block}
+            ),
+        ]
 
     def _close_block(self) -> list[bytes]:
         if self._open is None:

@@ -60,8 +60,13 @@ def head(request: dict[str, Any], *, id: str, model: str, created_at: int) -> di
 
 def _message_item(id: str, text: str, status: str) -> dict[str, Any]:
     part = {"type": "output_text", "text": text, "annotations": [], "logprobs": []}
-    return {"id": f"msg_{id}", "type": "message", "status": status, "role": "assistant",
-            "content": [part] if status == "completed" else []}  # fmt: skip
+    return {
+        "id": f"msg_{id}",
+        "type": "message",
+        "status": status,
+        "role": "assistant",
+        "content": [part] if status == "completed" else [],
+    }
 
 
 def _reasoning_item(id: str, text: str) -> dict[str, Any]:
@@ -71,9 +76,14 @@ def _reasoning_item(id: str, text: str) -> dict[str, Any]:
 
 def _call_item(id: str, index: int, call: dict[str, Any], status: str) -> dict[str, Any]:
     function = call.get("function") or {}
-    return {"id": f"fc_{id}_{index}", "type": "function_call", "status": status,
-            "call_id": call.get("id") or f"call_{id}_{index}", "name": function.get("name", ""),
-            "arguments": function.get("arguments") or ""}  # fmt: skip
+    return {
+        "id": f"fc_{id}_{index}",
+        "type": "function_call",
+        "status": status,
+        "call_id": call.get("id") or f"call_{id}_{index}",
+        "name": function.get("name", ""),
+        "arguments": function.get("arguments") or "",
+    }
 
 
 def output_items(result: dict[str, Any], *, id: str) -> list[dict[str, Any]]:
@@ -112,10 +122,8 @@ def response(result: dict[str, Any], head: dict[str, Any]) -> dict[str, Any]:
 def output_messages(response: dict[str, Any]) -> list[dict[str, Any]]:
     """A finished response's output as the chat messages a later turn sees (previous_response_id)."""
     text = "".join(
-        part.get("text", "")
-        for item in response["output"] if item["type"] == "message"
-        for part in item["content"]
-    )  # fmt: skip
+        part.get("text", "") for item in response["output"] if item["type"] == "message" for part in item["content"]
+    )
     calls = [
         {"id": item["call_id"], "type": "function", "function": {"name": item["name"], "arguments": item["arguments"]}}
         for item in response["output"]
@@ -181,8 +189,10 @@ class ResponseEvents:
         if self._started:
             return []
         self._started = True
-        return [self._event("response.created", response=self._head),
-                self._event("response.in_progress", response=self._head)]  # fmt: skip
+        return [
+            self._event("response.created", response=self._head),
+            self._event("response.in_progress", response=self._head),
+        ]
 
     @property
     def _index(self) -> int:
@@ -194,8 +204,15 @@ class ResponseEvents:
         out.append(self._event("response.output_item.added", output_index=self._index, item=item))
         if item["type"] == "message":
             part = {"type": "output_text", "text": "", "annotations": [], "logprobs": []}
-            out.append(self._event("response.content_part.added", item_id=item["id"], output_index=self._index,
-                                   content_index=0, part=part))  # fmt: skip
+            out.append(
+                self._event(
+                    "response.content_part.added",
+                    item_id=item["id"],
+                    output_index=self._index,
+                    content_index=0,
+                    part=part,
+                )
+            )
         return out
 
     def _close(self) -> list[bytes]:
@@ -214,8 +231,9 @@ class ResponseEvents:
             out.append(self._event("response.reasoning_text.done", **where, content_index=0, text=self._text))
         else:
             item = {**item, "status": "completed", "arguments": self._text}
-            out.append(self._event("response.function_call_arguments.done", **where, name=item["name"],
-                                   arguments=self._text))  # fmt: skip
+            out.append(
+                self._event("response.function_call_arguments.done", **where, name=item["name"], arguments=self._text)
+            )
         out.append(self._event("response.output_item.done", output_index=self._index, item=item))
         self._output.append(item)
         self._open = self._open_key = None
@@ -233,8 +251,16 @@ class ResponseEvents:
             if self._open_key != "message":
                 out += self._add("message", _message_item(self._id, "", "in_progress"))
             self._text += piece["content"]
-            out.append(self._event("response.output_text.delta", item_id=f"msg_{self._id}", output_index=self._index,
-                                   content_index=0, delta=piece["content"], logprobs=[]))  # fmt: skip
+            out.append(
+                self._event(
+                    "response.output_text.delta",
+                    item_id=f"msg_{self._id}",
+                    output_index=self._index,
+                    content_index=0,
+                    delta=piece["content"],
+                    logprobs=[],
+                )
+            )
         for call in piece.get("tool_calls") or ():
             index = call.get("index", 0)
             key = f"call:{index}"
@@ -243,8 +269,14 @@ class ResponseEvents:
             arguments = (call.get("function") or {}).get("arguments")
             if arguments:
                 self._text += arguments
-                out.append(self._event("response.function_call_arguments.delta", item_id=self._open["id"],  # type: ignore[index]
-                                       output_index=self._index, delta=arguments))  # fmt: skip
+                out.append(
+                    self._event(
+                        "response.function_call_arguments.delta",
+                        item_id=self._open["id"],  # type: ignore[index]
+                        output_index=self._index,
+                        delta=arguments,
+                    )
+                )
         return out
 
     def _end(self, result: dict[str, Any]) -> list[bytes]:
