@@ -1,7 +1,8 @@
 """The API's routes, each declared once with the dialect it speaks and whether it needs a token.
 
-Every route module (``routes/<dialect>.py``) declares its :class:`Dialect` and registers its
-routes in an ``add_routes(routes, ...)`` function::
+Every route module (``routes/<dialect>.py``) declares its :class:`Dialect`, or speaks another
+module's (OpenAI's responses and images speak ``openai.DIALECT``), and registers its routes in an
+``add_routes(routes, ...)`` function::
 
     DIALECT = Dialect("openai", encode.error_body)
 
