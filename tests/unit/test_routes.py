@@ -7,13 +7,16 @@ moved between modules cannot silently change who may call it or how its errors l
 from __future__ import annotations
 
 import falcon.asgi
+import orjson
 import pytest
 from falcon.routing import CompiledRouter
 
 from velesio_api import console
 from velesio_api.app import add_routes
+from velesio_api.errors import render
 from velesio_api.relay import Relay
 from velesio_api.routing import Routes
+from velesio_core.errors import ErrorKind, GatewayError
 from velesio_core.settings import Settings
 from velesio_core.stored_responses import MemoryResponseStore
 
@@ -99,3 +102,16 @@ def test_a_templated_public_route_makes_its_prefix_public_for_the_methods_it_nam
     assert routes.is_public("GET", "/ui") and routes.is_public("GET", "/ui/")
     assert not routes.is_public("POST", "/ui/") and not routes.is_public("GET", "/uix")
     assert routes.dialect_of_path("/ui/app.js").name == "llamacpp"
+
+
+def test_anthropics_routes_answer_a_full_queue_with_its_overloaded_529_and_openais_with_503(routes):
+    full = GatewayError(ErrorKind.UNAVAILABLE, "the queue is full", retry_after_s=1)
+    for path, status, body in [
+        ("/v1/messages", 529, {"type": "error", "error": {"type": "overloaded_error", "message": "the queue is full"}}),
+        ("/v1/responses", 503, None),
+    ]:
+        resp = falcon.asgi.Response()
+        render(routes.dialect_of_path(path), resp, full)
+        assert resp.status == status and resp.get_header("Retry-After") == "1"
+        if body is not None:
+            assert orjson.loads(resp.data) == body
