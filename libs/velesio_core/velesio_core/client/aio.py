@@ -19,7 +19,9 @@ from typing import Any, Generic, Literal, TypeVar, overload
 
 import redis.asyncio as aioredis
 
+from ..dialects.a1111 import decode as a1111_decode
 from ..dialects.a1111.schemas import Img2ImgRequest, Txt2ImgRequest
+from ..dialects.llamacpp import decode as llamacpp_decode
 from ..dialects.llamacpp.schemas import CompletionRequest as LlamaCompletionRequest
 from ..dialects.llamacpp.schemas import EmbeddingsRequest, TokenizeRequest
 from ..dialects.openai.decode import chat_payload
@@ -410,7 +412,7 @@ class AsyncClient:
         body = {"prompt": prompt} | _options(
             n_predict=max_tokens, temperature=temperature, stop=list(stop) if stop else None, seed=seed
         ) | options  # fmt: skip
-        payload = self._valid(lambda: parse(LlamaCompletionRequest, body).forwarded())
+        payload = self._valid(lambda: llamacpp_decode.forwarded(parse(LlamaCompletionRequest, body)))
         name = await self._model(model)
         return await self._run(JobKind.COMPLETION, payload, name, stream, _completion(name))
 
@@ -454,7 +456,7 @@ class AsyncClient:
     async def embed(self, texts: str | Sequence[str], *, model: str | None = None) -> Embeddings:
         """One embedding vector per text (a single string gives one vector)."""
         content = texts if isinstance(texts, str) else list(texts)
-        payload = self._valid(lambda: parse(EmbeddingsRequest, {"content": content}).forwarded())
+        payload = self._valid(lambda: llamacpp_decode.forwarded(parse(EmbeddingsRequest, {"content": content})))
         name = await self._model(model)
 
         def finish(result: EmbeddingsResult, _collected: _Collected) -> Embeddings:
@@ -465,7 +467,7 @@ class AsyncClient:
     async def tokenize(self, text: str, *, model: str | None = None, add_special: bool | None = None) -> Tokens:
         """The model's token ids for ``text``."""
         body = {"content": text} | _options(add_special=add_special)
-        payload = self._valid(lambda: parse(TokenizeRequest, body).forwarded())
+        payload = self._valid(lambda: llamacpp_decode.forwarded(parse(TokenizeRequest, body)))
         name = await self._model(model)
 
         def finish(result: dict[str, Any], _collected: _Collected) -> Tokens:
@@ -524,8 +526,8 @@ class AsyncClient:
     async def _images(
         self, kind: JobKind, request: Txt2ImgRequest, checkpoint: str | None, stream: bool
     ) -> Images | AsyncStream[Images]:
-        self._valid(lambda: request.check_size(self._max_side))
-        payload = self._valid(request.payload)
+        self._valid(lambda: a1111_decode.check_size(request, max_side=self._max_side))
+        payload = self._valid(lambda: a1111_decode.payload(request))
         if checkpoint is not None:
             payload["sd_model_checkpoint"] = checkpoint
         try:

@@ -31,13 +31,18 @@ def override(request: Txt2ImgRequest, key: str) -> Any:
     return (request.override_settings or {}).get(key)
 
 
-def check(request: Txt2ImgRequest, *, max_side: int) -> None:
-    """What a generation cannot be, beyond its schema: larger than this server allows, an img2img
-    without an image (404, A1111's answer), or an input image that does not decode (400)."""
+def check_size(request: Txt2ImgRequest, *, max_side: int) -> None:
+    """A generation larger than this server allows is a 400."""
     if request.width > max_side or request.height > max_side:
         raise invalid_request(
             f"width/height: {request.width}x{request.height} is larger than this server allows ({max_side} per side)"
         )
+
+
+def check(request: Txt2ImgRequest, *, max_side: int) -> None:
+    """What a generation cannot be, beyond its schema: larger than this server allows, an img2img
+    without an image (404, A1111's answer), or an input image that does not decode (400)."""
+    check_size(request, max_side=max_side)
     if isinstance(request, Img2ImgRequest):
         if not request.init_images:
             raise GatewayError(ErrorKind.NOT_FOUND, "Init image not found")
