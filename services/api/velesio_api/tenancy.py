@@ -34,7 +34,8 @@ from velesio_core.tenants.authn import ADMIN, Authenticator, Principal
 from velesio_core.tenants.headers import RateSnapshot
 from velesio_core.tenants.scopes import scope_of_path
 
-from .forwarded import App, Receive, Scope, Send
+from .disconnect import FalconApp
+from .forwarded import Receive, Send
 from .routing import Routes
 
 
@@ -62,10 +63,10 @@ class AfterResponse:
     so a client that waits for one answer before asking again never meets its own lease.
     """
 
-    def __init__(self, app: App) -> None:
+    def __init__(self, app: FalconApp) -> None:
         self.app = app
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
