@@ -15,10 +15,12 @@ from velesio_api import console
 from velesio_api.app import add_routes
 from velesio_api.errors import render
 from velesio_api.relay import Relay
+from velesio_api.routes import admin
 from velesio_api.routing import Routes
 from velesio_core.errors import ErrorKind, GatewayError
 from velesio_core.settings import Settings
 from velesio_core.stored_responses import MemoryResponseStore
+from velesio_core.tenants.config import TenantSettings
 
 
 @pytest.fixture(scope="module")
@@ -29,6 +31,7 @@ def routes() -> Routes:
     # images routes read the body limit from the settings as they are added.
     relay = Relay(queue=None, models=None, settings=Settings.from_env({}))
     add_routes(declared, relay, board=None, stored_responses=MemoryResponseStore())
+    admin.add_routes(declared, relay, None, TenantSettings(server_secret=None, mint_max_ttl_s=0, lease_ttl_s=30))
     console.add_routes(declared, None)
     return declared
 
@@ -80,6 +83,8 @@ def test_public_paths_and_preflights(routes):
         ("/v1/responses/resp_123", "openai"),
         ("/v1/images/generations", "openai"),
         ("/v1/images/edits", "openai"),
+        ("/admin/keys", "llamacpp"),
+        ("/admin/keys/key_1/rotate", "llamacpp"),
         ("/api/chat", "ollama"),
         ("/api/no-such-route", "ollama"),
         ("/api/options", "a1111"),
