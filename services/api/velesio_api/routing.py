@@ -94,7 +94,7 @@ class Routes:
             # Auth runs before routing: a templated route makes every path under its fixed part
             # public (for the methods given), whether or not the route then matches it.
             key = path if "{" not in path else _PREFIX + path[: path.index("{")]
-            self._public[key] = None if public is True else frozenset(public)
+            self._public[key] = None if isinstance(public, bool) else frozenset(public)
 
     @property
     def request_options(self) -> falcon.RequestOptions:
