@@ -21,7 +21,7 @@ from tests.deploy.variables import known_variables
 from tests.support.processes import ROOT, free_port, wait_until
 from velesio_api.main import gunicorn_options
 from velesio_core.settings import Settings
-from velesio_worker.main import ACK_GRACE_S, SHUTDOWN_GRACE_S
+from velesio_worker.main import ACK_GRACE_S
 
 DEPLOY = ROOT / "deploy"
 COMPOSE = DEPLOY / "compose.yaml"
@@ -160,7 +160,7 @@ def test_stop_grace_periods_cover_the_services_own_drains():
     assert seconds(services["api"]["stop_grace_period"]) > graceful
     for name, service in velesio_services().items():
         if name != "api":
-            assert seconds(service["stop_grace_period"]) > SHUTDOWN_GRACE_S + ACK_GRACE_S, name
+            assert seconds(service["stop_grace_period"]) > Settings.from_env({}).drain_timeout_s + ACK_GRACE_S, name
     for name, service in services.items():
         assert service.get("restart") == "unless-stopped", name
         assert "healthcheck" in service or image_name(service) == "velesio-worker-cuda", name

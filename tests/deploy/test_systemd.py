@@ -19,7 +19,7 @@ from tests.deploy.variables import known_variables
 from tests.support.processes import ROOT
 from velesio_api.main import gunicorn_options
 from velesio_core.settings import Settings
-from velesio_worker.main import ACK_GRACE_S, SHUTDOWN_GRACE_S
+from velesio_worker.main import ACK_GRACE_S
 
 SYSTEMD = ROOT / "deploy" / "systemd"
 UNITS = {"velesio-api.service": "velesio-api.service", "velesio-worker@.service": "velesio-worker@0.service"}
@@ -82,7 +82,7 @@ def stop_timeout(name: str) -> float:
 
 def test_stop_timeouts_cover_each_service_s_drain():
     assert stop_timeout("velesio-api.service") > gunicorn_options(Settings.from_env({}))["graceful_timeout"]
-    assert stop_timeout("velesio-worker@.service") > SHUTDOWN_GRACE_S + ACK_GRACE_S
+    assert stop_timeout("velesio-worker@.service") > Settings.from_env({}).drain_timeout_s + ACK_GRACE_S
     for name in UNITS:
         # SIGTERM to the service alone: it stops its children (gunicorn's workers, llama-server).
         assert re.search(r"^KillMode=mixed$", (SYSTEMD / name).read_text(), re.M), name

@@ -25,6 +25,10 @@ class Reason(Enum):
     TIMEOUT = "the job ran out of time"
     SHUTDOWN = "the worker is shutting down"
     INTERRUPTED = "the job was interrupted"
+    #: The backend made no progress for JOB_PROGRESS_TIMEOUT (hung): it is being restarted.
+    STALLED = "the backend stopped making progress"
+    #: The worker was reaped as dead (queue/reaper.py) and the job is no longer its own.
+    LOST = "the job was handed to another worker"
 
 
 class JobCancelled(Exception):
@@ -112,4 +116,10 @@ def error_for(reason: Reason, *, timeout_s: float) -> GatewayError | None:
         return GatewayError(ErrorKind.UNAVAILABLE, "the worker is shutting down; retry", retry_after_s=1)
     if reason is Reason.INTERRUPTED:
         return GatewayError(ErrorKind.CONFLICT, "the job was interrupted")
+    if reason is Reason.STALLED:
+        return GatewayError(
+            ErrorKind.UNAVAILABLE,
+            "the backend made no progress within JOB_PROGRESS_TIMEOUT; it is being restarted, retry",
+            retry_after_s=2,
+        )
     return None

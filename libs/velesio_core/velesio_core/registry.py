@@ -37,6 +37,8 @@ class WorkerCard:
     models: list[ModelInfo]
     #: The image pipeline's state, when the worker runs one.
     images: ImageState | None = None
+    #: Its Dramatiq broker's id: whose unacked messages the reaper hands back (queue/reaper.py).
+    broker_id: str | None = None
     host: str = field(default_factory=socket.gethostname)
     pid: int = field(default_factory=os.getpid)
     started_at: float = field(default_factory=time.time)

@@ -82,6 +82,12 @@ class Settings:
     queue_cap: int
     job_deadline_s: float
     job_timeout_s: float
+    #: Seconds a running job may go without an event (a token, an image step) before its backend
+    #: is taken for hung: the job ends with a 503 and the backend is restarted. llama-server says
+    #: nothing while it reads a prompt, so this bounds prompt processing too.
+    job_progress_timeout_s: float
+    #: Seconds a stopping worker (SIGTERM) gives its running jobs; what it prefetched goes back at once.
+    drain_timeout_s: float
     max_body_bytes: int
     #: Seconds a client may take to send its request body: then a 408, and the connection closes.
     body_timeout_s: float
@@ -174,6 +180,8 @@ class Settings:
             queue_cap=read.integer("QUEUE_CAP", 256, minimum=1),
             job_deadline_s=read.seconds("JOB_DEADLINE", 60.0),
             job_timeout_s=read.seconds("JOB_TIMEOUT", 600.0),
+            job_progress_timeout_s=read.seconds("JOB_PROGRESS_TIMEOUT", 60.0),
+            drain_timeout_s=read.seconds("DRAIN_TIMEOUT", 15.0),
             max_body_bytes=read.integer("MAX_BODY_BYTES", 16 * 1024 * 1024, minimum=1024),
             body_timeout_s=read.seconds("BODY_TIMEOUT", 30.0),
             header_timeout_s=read.seconds("HEADER_TIMEOUT", 10.0),

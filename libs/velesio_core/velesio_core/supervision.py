@@ -5,8 +5,10 @@ A job whose deadline passed while it waited is dropped unrun: its client has bee
 already. A job whose client went away is cancelled wherever it runs: the API publishes its id on
 the cancel channel, and the worker cancels it, which closes its backend request (llama-server
 frees the slot at its next token). One watchdog thread sweeps the running jobs a few dozen times a
-second: it cancels those past their timeout and sends ``started`` for those that have been silent
-for ``STARTED_NOTICE_S``, instead of a timer per job. When the worker shuts down,
+second: it cancels those past their timeout, and those whose backend has made no progress (no
+event) for the progress timeout, which it also reports so the backend is restarted (a hung
+llama-server, a driver hang); and it sends ``started`` for those that have been silent for
+``STARTED_NOTICE_S``, instead of a timer per job. When the worker shuts down,
 running jobs get a grace period, then end with an error their clients can retry on.
 """
 
@@ -15,6 +17,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Protocol
@@ -53,6 +56,8 @@ class Outcome(StrEnum):
     CANCELLED = "cancelled"
     TIMEOUT = "timeout"
     SHUTDOWN = "shutdown"
+    #: Its backend made no progress for the progress timeout.
+    STALLED = "stalled"
     #: Dropped unrun: its deadline passed while it waited.
     EXPIRED = "expired"
 
@@ -74,6 +79,8 @@ class _Running:
     worker_id: str
     cancellation: Cancellation = field(default_factory=Cancellation)
     started_at: float = field(default_factory=time.monotonic)
+    #: When the job last sent an event (or started): the progress timeout counts from here.
+    progressed_at: float = field(default_factory=time.monotonic)
     spoken: bool = False
     final: Event | None = None
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -82,6 +89,7 @@ class _Running:
         if not self.spoken:
             with self.lock:
                 self.spoken = True
+        self.progressed_at = time.monotonic()
         if event.type.is_final:
             self.final = event
         self.sink.emit(event)
@@ -95,7 +103,9 @@ class _Running:
             return Outcome.TIMEOUT
         if reason is Reason.SHUTDOWN:
             return Outcome.SHUTDOWN
-        if reason is Reason.CLIENT_LEFT or self.final is None:
+        if reason is Reason.STALLED:
+            return Outcome.STALLED
+        if reason is Reason.CLIENT_LEFT or reason is Reason.LOST or self.final is None:
             return Outcome.CANCELLED
         code = self.final.value().get("code")
         return Outcome.INVALID if isinstance(code, int) and code < 500 else Outcome.ERROR
@@ -112,9 +122,21 @@ class _Running:
 class JobSupervisor:
     """Thread-safe: jobs run on threads of their own, cancellations arrive on another."""
 
-    def __init__(self, dispatcher: JobDispatcher, observer: JobObserver | None = None) -> None:
+    def __init__(
+        self,
+        dispatcher: JobDispatcher,
+        observer: JobObserver | None = None,
+        *,
+        progress_timeout_s: float = 0.0,
+        on_stalled: Callable[[Job], None] | None = None,
+    ) -> None:
+        """``progress_timeout_s`` (0: none) ends a job silent that long; ``on_stalled`` is then
+        called (on the watchdog thread, at most once per progress timeout) to restart its backend."""
         self.dispatcher = dispatcher
         self._observer = observer
+        self._progress_timeout_s = progress_timeout_s
+        self._on_stalled = on_stalled
+        self._stall_reported_at = float("-inf")
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)
         self._running: dict[str, _Running] = {}
@@ -152,8 +174,8 @@ class JobSupervisor:
             self._observer.job_started(job, time.time() - job.enqueued_at)
         try:
             self.dispatcher.run(job, running, running.cancellation)
-        except JobCancelled:
-            log.info("cancelled job %s: its client went away", job.id)
+        except JobCancelled as cancelled:
+            log.info("cancelled job %s: %s", job.id, cancelled.reason.value)
         finally:
             with self._lock:
                 del self._running[job.id]
@@ -226,6 +248,8 @@ class JobSupervisor:
                 elapsed = now - job.started_at
                 if elapsed >= job.job.timeout_s:
                     job.cancellation.cancel(Reason.TIMEOUT)
+                elif self._progress_timeout_s and now - job.progressed_at >= self._progress_timeout_s:
+                    self._stalled(job, now)
                 elif elapsed >= STARTED_NOTICE_S and not job.spoken:
                     try:
                         job.announce()
@@ -234,6 +258,23 @@ class JobSupervisor:
             # The sweep period bounds how late a notice or a timeout can be; it only runs while
             # jobs do, and the request path never waits on it.
             time.sleep(_SWEEP_S)
+
+    def _stalled(self, running: _Running, now: float) -> None:
+        if running.cancellation.reason is not None:
+            return  # already ending
+        log.error(
+            "job %s made no progress for %g s (JOB_PROGRESS_TIMEOUT): its backend is taken for hung",
+            running.job.id,
+            self._progress_timeout_s,
+        )
+        running.cancellation.cancel(Reason.STALLED)
+        # Every job on a hung backend stalls at once: one restart for them all.
+        if self._on_stalled is not None and now - self._stall_reported_at >= self._progress_timeout_s:
+            self._stall_reported_at = now
+            try:
+                self._on_stalled(running.job)
+            except Exception:
+                log.exception("could not restart the backend of stalled job %s", running.job.id)
 
 
 def listen_for_cancellations(

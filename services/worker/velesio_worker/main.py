@@ -8,8 +8,10 @@ import logging
 import signal
 import threading
 import time
+from collections import defaultdict
 
 import dramatiq
+from dramatiq.common import iter_queue
 
 from velesio_core.download import DownloadError, fetch_missing
 from velesio_core.logs import configure_logging
@@ -24,8 +26,6 @@ from .standalone import serve
 
 log = logging.getLogger("velesio.worker")
 
-#: Seconds running jobs get to finish when the worker is asked to stop.
-SHUTDOWN_GRACE_S = 10.0
 #: Seconds the consumers then get to hand their acknowledgements to Redis.
 ACK_GRACE_S = 5.0
 
@@ -77,15 +77,17 @@ def run_queue_worker(settings: Settings) -> None:
         signal.signal(signum, lambda *_: stop.set())
     stop.wait()
 
-    log.info("stopping: running jobs get %g s to finish", SHUTDOWN_GRACE_S)
-    timeout_ms = int((SHUTDOWN_GRACE_S + 10) * 1000)
+    drain_s = settings.drain_timeout_s
+    log.info("stopping: taking no more jobs, handing back the prefetched ones; running jobs get %g s", drain_s)
+    hand_back_prefetched(broker, workers)
+    timeout_ms = int((drain_s + 10) * 1000)
     stoppers = [
         threading.Thread(target=worker.stop, kwargs={"timeout": timeout_ms}, name="stopper", daemon=True)
         for worker in workers
     ]
     for stopper in stoppers:
         stopper.start()
-    runtime.supervisor.drain(SHUTDOWN_GRACE_S)
+    runtime.supervisor.drain(drain_s)
     # Dramatiq retries acks until Redis answers; without Redis the stop would wait for ever.
     acks_due = time.monotonic() + ACK_GRACE_S  # one grace for all: not one per Dramatiq worker
     for stopper in stoppers:
@@ -95,6 +97,22 @@ def run_queue_worker(settings: Settings) -> None:
     runtime.close()
     broker.close()
     log.info("stopped")
+
+
+def hand_back_prefetched(broker: WakingRedisBroker, workers: list[dramatiq.Worker]) -> None:
+    """Stop fetching, and put the messages fetched but not started back on their queues at once
+    (waking idle consumers), so other workers run them now rather than after this one's drain."""
+    broker.draining.set()
+    for worker in workers:
+        by_queue: dict[str, list] = defaultdict(list)
+        for item in iter_queue(worker.work_queue):
+            by_queue[item.message.queue_name].append(item.message)
+        for queue_name, messages in by_queue.items():
+            try:
+                worker.consumers[queue_name].requeue_messages(messages)
+                log.info("handed back %d prefetched jobs of %s", len(messages), queue_name)
+            except Exception as error:  # Redis gone: the reaper hands them back once we stop beating
+                log.warning("could not hand back the prefetched jobs of %s: %s", queue_name, error)
 
 
 def main() -> None:

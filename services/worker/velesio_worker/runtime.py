@@ -22,7 +22,7 @@ from velesio_core.backends.service import LlmService, start_llm_service
 from velesio_core.dispatch import JobDispatcher
 from velesio_core.errors import GatewayError
 from velesio_core.image_board import ImageBoardWriter, RedisImageBoardWriter
-from velesio_core.jobs import IMAGE_MODEL, Queue
+from velesio_core.jobs import IMAGE_MODEL, Job, Queue
 from velesio_core.metrics.worker import (
     HEARTBEAT,
     BackendState,
@@ -32,6 +32,7 @@ from velesio_core.metrics.worker import (
 )
 from velesio_core.queue.broker import WakingRedisBroker
 from velesio_core.queue.event_sink import RedisEventSinks
+from velesio_core.queue.reaper import BEAT_S, Liveness
 from velesio_core.redis_clients import sync_client
 from velesio_core.registry import HEARTBEAT_S, CardPublisher, WorkerCard
 from velesio_core.settings import Settings, SettingsError
@@ -107,6 +108,17 @@ class Backends:
     def image_status(self) -> dict[str, Any] | None:
         return dataclasses.asdict(self.images.status()) if self.images else None
 
+    def restart_hung(self, job: Job) -> None:
+        """A job's backend stopped making progress: restart it so the worker serves again.
+
+        An image pipeline cannot be restarted safely inside the process (a hung CUDA call holds
+        its thread): its job ends with an error, and the pipeline is left as it is.
+        """
+        if job.kind.is_image:
+            log.error("the image pipeline made no progress under job %s; it cannot be restarted in-process", job.id)
+        elif self.service is not None:
+            self.service.restart_hung()
+
     def close(self) -> None:
         if self.service is not None:
             self.service.close()
@@ -138,6 +150,7 @@ class WorkerRuntime:
     sinks: RedisEventSinks
     card: WorkerCard
     redis: redis.Redis
+    liveness: Liveness
     _stop_metrics: Callable[[], None] = lambda: None
     _stopping: threading.Event = field(default_factory=threading.Event)
     _publish_lock: threading.Lock = field(default_factory=threading.Lock)
@@ -162,6 +175,8 @@ class WorkerRuntime:
             supervisor = JobSupervisor(
                 backends.dispatcher(worker_id, RedisImageBoardWriter(client)),
                 JobMetrics() if settings.metrics else None,
+                progress_timeout_s=settings.job_progress_timeout_s,
+                on_stalled=backends.restart_hung,
             )
             models = backends.models()
             card = WorkerCard(
@@ -169,12 +184,14 @@ class WorkerRuntime:
                 queues_for(models, images=backends.images is not None),
                 models,
                 images=backends.image_status(),
+                broker_id=broker.broker_id,
             )
             stop_metrics = start_metrics(settings, worker_id, backends, supervisor)
         except BaseException:
             backends.close()
             raise
-        runtime = cls(backends, supervisor, sinks, card, client, stop_metrics)
+        liveness = Liveness(client, worker_id, broker.broker_id, broker.namespace)
+        runtime = cls(backends, supervisor, sinks, card, client, liveness, stop_metrics)
         holder.append(runtime)
         subscribed = threading.Event()
         listener = threading.Thread(
@@ -190,7 +207,9 @@ class WorkerRuntime:
             raise RuntimeError("could not subscribe to the cancel channel in Redis")
         CardPublisher(client).publish(card)
         HEARTBEAT.set(card.heartbeat_at)
+        liveness.beat()
         threading.Thread(target=runtime._heartbeat, name="heartbeat", daemon=True).start()
+        threading.Thread(target=runtime._beat, name="liveness", daemon=True).start()
         return runtime
 
     def refresh_images(self) -> None:
@@ -216,10 +235,20 @@ class WorkerRuntime:
             except Exception as error:  # keep beating: Redis or the backend may come back
                 log.warning("heartbeat failed: %s", error)
 
+    def _beat(self) -> None:
+        """Say we are alive, and reap the workers that no longer do (queue/reaper.py)."""
+        while not self._stopping.wait(BEAT_S):
+            try:
+                self.liveness.beat()
+                self.liveness.reap()
+            except Exception as error:  # keep beating: Redis may come back
+                log.warning("liveness beat failed: %s", error)
+
     def close(self) -> None:
         self._stopping.set()
         self._stop_metrics()
         with contextlib.suppress(redis.RedisError):
+            self.liveness.forget()
             CardPublisher(self.redis).remove(self.card.worker_id)
         self.supervisor.close()
         self.backends.close()

@@ -20,6 +20,10 @@ class LlmService(Protocol):
         """How often the backend's processes were restarted (its model list may have changed)."""
         ...
 
+    def restart_hung(self) -> None:
+        """The backend stopped making progress under a job: restart what this service runs."""
+        ...
+
     def close(self) -> None: ...
 
 

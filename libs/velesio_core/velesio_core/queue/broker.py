@@ -16,6 +16,7 @@ for an ack or nack of its own instead of polling.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterable
 from typing import Any
 
@@ -42,6 +43,8 @@ class WakingRedisBroker(RedisBroker):
         self._enqueue_script = self.client.register_script(lua_script("enqueue"))
         # Messages whose job acknowledged them itself, with its final event (finish.lua).
         self._acked_by_job: set[str] = set()
+        #: Set when the worker drains: consumers fetch nothing more, and hand back what they hold.
+        self.draining = threading.Event()
 
     @property
     def consumer_class(self) -> type[_WakingConsumer]:
@@ -112,6 +115,11 @@ class _WakingConsumer(_RedisConsumer):
     def __next__(self) -> MessageProxy | None:
         try:
             while True:
+                if self.broker.draining.is_set():
+                    self._hand_back_cache()
+                    # The consumer thread checks in (its stop) between calls; do not spin.
+                    time.sleep(0.1)
+                    return None
                 if self.message_cache:
                     data = self.message_cache.pop(0)
                     if data is None:
@@ -143,6 +151,12 @@ class _WakingConsumer(_RedisConsumer):
                     return None
         except redis.ConnectionError as e:
             raise ConnectionClosed(e) from None
+
+    def _hand_back_cache(self) -> None:
+        """Messages fetched but not yet handed to a worker thread go back to the queue."""
+        cached, self.message_cache = [data for data in self.message_cache if data is not None], []
+        if cached:
+            self.requeue([MessageProxy(Message.decode(data)) for data in cached])
 
     def _wait_for_wake(self) -> bool:
         return self.broker.client.blpop([self._wake_key], timeout=self._timeout_s) is not None

@@ -11,6 +11,7 @@ from redis import Redis
 from redis.commands.core import Script
 from redis.typing import EncodableT
 
+from ..cancellation import JobCancelled, Reason
 from ..events import Event
 from ..jobs import Job
 from .keys import DRAMATIQ_NAMESPACE, QueueKeys, events_key, lua_script
@@ -41,7 +42,9 @@ class RedisEventSink:
     """Appends a job's events to the Redis Stream the API opened for it.
 
     The final event also acknowledges the job's Dramatiq message, atomically (see finish.lua),
-    and calls ``on_acked`` so that Dramatiq's own ack need not go to Redis again.
+    and calls ``on_acked`` so that Dramatiq's own ack need not go to Redis again. With an ack,
+    every event is written only while the worker still holds the message (emit.lua): one that
+    was reaped as dead gets :class:`JobCancelled` (Reason.LOST) instead, and stops the job.
     """
 
     def __init__(
@@ -49,6 +52,7 @@ class RedisEventSink:
         redis: Redis,
         finish: Script,
         job_id: str,
+        fenced_emit: Script | None = None,
         *,
         ack: MessageAck | None = None,
         on_acked: Callable[[str], None] | None = None,
@@ -58,17 +62,24 @@ class RedisEventSink:
         self._key = events_key(job_id)
         self._ack = ack
         self._on_acked = on_acked
+        self._fenced_emit = fenced_emit
 
     def emit(self, event: Event) -> None:
         if not event.type.is_final:
-            self._redis.xadd(self._key, {"t": event.type.value, "d": event.data})
+            if self._ack is None or self._fenced_emit is None:
+                self._redis.xadd(self._key, {"t": event.type.value, "d": event.data})
+            elif not self._fenced_emit(
+                keys=[self._key, self._ack.unacked_set], args=[event.type.value, event.data, self._ack.message_id]
+            ):
+                raise JobCancelled(Reason.LOST)
             return
         keys = [self._key]
         args: list[EncodableT] = [event.type.value, event.data, FINISHED_STREAM_TTL_S]
         if self._ack is not None:
             keys += [self._ack.unacked_set, self._ack.messages_hash]
             args.append(self._ack.message_id)
-        self._finish(keys=keys, args=args)
+        if not self._finish(keys=keys, args=args):
+            raise JobCancelled(Reason.LOST)
         if self._ack is not None and self._on_acked is not None:
             self._on_acked(self._ack.message_id)
 
@@ -90,6 +101,7 @@ class RedisEventSinks:
     ) -> None:
         self._redis = redis
         self._finish = redis.register_script(lua_script("finish"))
+        self._fenced_emit = redis.register_script(lua_script("emit"))
         self._broker_id = broker_id
         self._namespace = namespace
         self._on_acked = on_acked
@@ -99,7 +111,7 @@ class RedisEventSinks:
         if self._broker_id is not None:
             keys = QueueKeys(job.queue, self._namespace)
             ack = MessageAck(keys.unacked_set(self._broker_id), keys.messages_hash, job.id)
-        return RedisEventSink(self._redis, self._finish, job.id, ack=ack, on_acked=self._on_acked)
+        return RedisEventSink(self._redis, self._finish, job.id, self._fenced_emit, ack=ack, on_acked=self._on_acked)
 
 
 class LoopEventSink:

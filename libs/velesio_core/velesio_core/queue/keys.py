@@ -34,6 +34,10 @@ SD_OPTIONS_KEY = "velesio:sd:options"
 #: Hash of worker id -> the worker's card (models, queues, heartbeat), see registry.py.
 WORKERS_KEY = "velesio:workers"
 
+#: Sorted set of worker id -> when it last said it was alive (Redis's clock, in ms): a worker
+#: silent for longer than reaper.DEAD_AFTER_S is reaped (reaper.py).
+BEATS_KEY = "velesio:beats"
+
 #: Wake tokens kept when no consumer is idle: enough to wake every idle consumer of a busy
 #: deployment, few enough that an unconsumed pile stays tiny.
 WAKE_TOKENS_MAX = 64

@@ -28,6 +28,7 @@ from ..redis_clients import async_client, async_client_for_url, follow_master, l
 from ..settings import Settings
 from .event_sink import FINISHED_EVENTS_TTL_S
 from .keys import CANCEL_CHANNEL, WAKE_TOKENS_MAX, QueueKeys, events_key, lua_script
+from .reaper import REAP_EVERY_S, AsyncReaper
 
 log = logging.getLogger(__name__)
 
@@ -81,10 +82,23 @@ class RedisJobQueue:
         self._enqueue = redis.register_script(lua_script("enqueue"))
         self._cancel = redis.register_script(lua_script("cancel"))
         self._following: asyncio.Task[None] | None = None
+        self._reaping: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
-        """On the event loop that serves requests: follow a Sentinel failover (redis_clients)."""
-        self._following = asyncio.get_running_loop().create_task(follow_master(self.redis))
+        """On the event loop that serves requests: follow a Sentinel failover (redis_clients), and
+        take a share of reaping dead workers, so their clients hear within seconds (reaper.py)."""
+        loop = asyncio.get_running_loop()
+        self._following = loop.create_task(follow_master(self.redis))
+        self._reaping = loop.create_task(self._reap_dead_workers())
+
+    async def _reap_dead_workers(self) -> None:
+        reaper = AsyncReaper(self.redis)
+        while True:
+            await asyncio.sleep(REAP_EVERY_S)
+            try:
+                await reaper.reap()
+            except RedisError as error:  # requests report Redis's absence; the reaper just retries
+                log.debug("could not reap dead workers: %s", error)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> RedisJobQueue:
@@ -114,8 +128,9 @@ class RedisJobQueue:
         return await self.redis.llen(QueueKeys(queue).messages_list)
 
     async def close(self) -> None:
-        if self._following is not None:
-            self._following.cancel()
+        for task in (self._following, self._reaping):
+            if task is not None:
+                task.cancel()
         await self.redis.aclose()
 
     async def _cancel_job(self, job: Job) -> None:

@@ -145,6 +145,14 @@ class LlamaServerProcess:
         if self._supervisor is not None and self._supervisor is not threading.current_thread():
             self._supervisor.join(timeout=5)
 
+    def kill_hung(self) -> None:
+        """SIGKILL a llama-server that stopped making progress (SIGSTOP, a driver hang: SIGTERM
+        might never be handled); the supervising thread starts a new one as after any exit."""
+        process = self._process
+        if process is not None and process.poll() is None:
+            log.error("killing llama-server (pid %d): it stopped making progress", process.pid)
+            process.kill()
+
     def _launch(self) -> None:
         self._output.clear()
         self.socket_path.unlink(missing_ok=True)

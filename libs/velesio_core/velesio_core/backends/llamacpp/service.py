@@ -99,6 +99,12 @@ class LlamaCppService:
     def restarts(self) -> int:
         return sum(process.restarts for process in self.processes)
 
+    def restart_hung(self) -> None:
+        """Its llama-servers stopped making progress: kill them (each is restarted at once).
+        Without processes of its own (LLAMA_SERVER_URL) there is nothing here to restart."""
+        for process in self.processes:
+            process.kill_hung()
+
     def close(self) -> None:
         for process in self.processes:
             process.stop()

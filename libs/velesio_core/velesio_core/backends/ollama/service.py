@@ -63,6 +63,9 @@ class OllamaService:
     def models(self) -> list[ModelInfo]:
         return list(self._models)
 
+    def restart_hung(self) -> None:
+        """Ollama runs outside the worker: nothing to restart here; its stalled jobs still end."""
+
     def close(self) -> None:
         self.backend.close()
 

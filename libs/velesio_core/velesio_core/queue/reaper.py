@@ -1,0 +1,102 @@
+"""Find dead workers in seconds and hand back, or end, the jobs they held.
+
+Every worker beats (beat.lua) every :data:`BEAT_S` from a thread of its own; a worker silent for
+:data:`DEAD_AFTER_S` is dead. Every worker and every API process runs the reaper every
+:data:`REAP_EVERY_S` (reap.lua, atomic: exactly one of them reaps each dead worker). A job the
+dead worker held goes back to its queue if its client has been sent nothing yet, and ends with a
+503 error event if output was sent, so its client is answered within
+``DEAD_AFTER_S + REAP_EVERY_S`` (3 s) of the death instead of the job's whole timeout.
+
+A worker that was only cut off and comes back has lost those jobs: its writes to their streams
+are refused (emit.lua, finish.lua), so a job run again elsewhere never shows its client the
+output of two runs.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import orjson
+import redis
+import redis.asyncio as aioredis
+
+from ..errors import ErrorKind, GatewayError
+from .event_sink import FINISHED_STREAM_TTL_S
+from .keys import BEATS_KEY, DRAMATIQ_NAMESPACE, WAKE_TOKENS_MAX, WORKERS_KEY, lua_script
+
+log = logging.getLogger(__name__)
+
+#: How often a worker beats. Its own thread: jobs, Redis writes of events and the card's
+#: heartbeat (registry.HEARTBEAT_S) never delay it.
+BEAT_S = 0.5
+#: Silence after which a worker is dead: five beats missed, so a loaded machine's scheduling
+#: hiccups do not kill a live worker, while the client of a dead worker's job still hears
+#: within 3 s.
+DEAD_AFTER_S = 2.5
+REAP_EVERY_S = 0.5
+
+LOST_WORKER = GatewayError(
+    ErrorKind.UNAVAILABLE,
+    "the worker running this job stopped answering after it had sent part of the answer; retry",
+    retry_after_s=1,
+)
+
+
+def _args(namespace: str) -> list[str | int | bytes]:
+    return [
+        int(DEAD_AFTER_S * 1000),
+        namespace,
+        orjson.dumps(LOST_WORKER.to_event_data()),
+        FINISHED_STREAM_TTL_S,
+        WAKE_TOKENS_MAX,
+    ]
+
+
+def _log(report: list) -> None:
+    for index in range(0, len(report), 3):
+        worker, requeued, ended = report[index : index + 3]
+        name = worker.decode() if isinstance(worker, bytes) else worker
+        log.warning(
+            "worker %s was silent for %g s: reaped; %d of its jobs went back to the queue, %d ended with an error",
+            name,
+            DEAD_AFTER_S,
+            requeued,
+            ended,
+        )
+
+
+class Liveness:
+    """A worker's side: its beat, and its share of reaping (both from the worker's beat thread)."""
+
+    def __init__(
+        self, client: redis.Redis, worker_id: str, broker_id: str, namespace: str = DRAMATIQ_NAMESPACE
+    ) -> None:
+        self._client = client
+        self._worker_id = worker_id
+        self._dramatiq_heartbeat = (f"{namespace}:__heartbeats__", broker_id)
+        self._beat = client.register_script(lua_script("beat"))
+        self._reap = client.register_script(lua_script("reap"))
+        self._args = _args(namespace)
+
+    def beat(self) -> None:
+        self._beat(keys=[BEATS_KEY], args=[self._worker_id])
+
+    def reap(self) -> None:
+        _log(self._reap(keys=[BEATS_KEY, WORKERS_KEY], args=self._args))
+
+    def forget(self) -> None:
+        """A worker that stops cleanly leaves nothing to reap, nor its Dramatiq heartbeat."""
+        self._client.zrem(BEATS_KEY, self._worker_id)
+        key, broker_id = self._dramatiq_heartbeat
+        self._client.zrem(key, broker_id)
+
+
+class AsyncReaper:
+    """An API process's share of reaping."""
+
+    def __init__(self, client: aioredis.Redis, namespace: str = DRAMATIQ_NAMESPACE) -> None:
+        self._reap = client.register_script(lua_script("reap"))
+        self._args = _args(namespace)
+
+    async def reap(self) -> None:
+        _log(await self._reap(keys=[BEATS_KEY, WORKERS_KEY], args=self._args))

@@ -1,0 +1,153 @@
+"""The reaper on a real Redis: a worker that stopped beating is reaped once, its unstarted jobs go
+back to their queue, its jobs that had sent output end with an error event, and whatever it
+writes afterwards is refused."""
+
+from __future__ import annotations
+
+import asyncio
+
+import orjson
+import pytest
+
+from velesio_core.cancellation import JobCancelled, Reason
+from velesio_core.events import Event, EventType
+from velesio_core.jobs import Job, JobKind, Queue
+from velesio_core.queue.broker import WakingRedisBroker
+from velesio_core.queue.event_sink import RedisEventSinks
+from velesio_core.queue.keys import BEATS_KEY, WORKERS_KEY, QueueKeys, events_key
+from velesio_core.queue.reaper import Liveness
+from velesio_core.queue.redis_queue import RedisJobQueue
+from velesio_core.registry import CardPublisher, WorkerCard
+
+LLM = Queue.LLM.for_model("m")
+
+
+@pytest.fixture
+def db(redis_server):
+    client = redis_server.client(13)
+    client.flushdb()
+    yield redis_server.url(13), client
+    client.flushdb()
+
+
+def submit(url: str, *jobs: Job) -> None:
+    async def go():
+        queue = RedisJobQueue.from_url(url, queue_cap=100)
+        for job in jobs:
+            await queue.submit(job)
+        await queue.close()
+
+    asyncio.run(go())
+
+
+def job() -> Job:
+    return Job.create(JobKind.COMPLETION, {"prompt": "x"}, model="m", stream=True, deadline_s=30, timeout_s=30)
+
+
+def a_worker_that_took(url: str, client, count: int, name: str = "w-dead") -> tuple[WakingRedisBroker, Liveness]:
+    """A worker as the real one starts (card with its broker, a beat), that fetched ``count``
+    messages the way Dramatiq does (into its broker's unacked set)."""
+    broker = WakingRedisBroker(url=url, middleware=[])
+    broker.declare_queue(LLM)
+    CardPublisher(client).publish(WorkerCard(name, [LLM], [], broker_id=broker.broker_id))
+    liveness = Liveness(client, name, broker.broker_id)
+    liveness.beat()
+    fetched = broker.do_fetch(LLM, count)
+    assert len(fetched) == count
+    return broker, liveness
+
+
+def silence(client, name: str, seconds: float = 10.0) -> None:
+    """The worker's last beat was ``seconds`` ago (on Redis's clock)."""
+    now_s, now_us = client.time()
+    client.zadd(BEATS_KEY, {name: now_s * 1000 + now_us // 1000 - seconds * 1000})
+
+
+def stream_types(client, job_id: str) -> list[str]:
+    return [fields[b"t"].decode() for _, fields in client.xrange(events_key(job_id))]
+
+
+def test_a_silent_workers_unstarted_jobs_go_back_to_the_head_of_their_queue(db):
+    url, client = db
+    first, second, waiting = job(), job(), job()
+    submit(url, first, second)
+    broker, _ = a_worker_that_took(url, client, 2)
+    submit(url, waiting)
+    keys = QueueKeys(LLM)
+    client.delete(keys.wake_list)
+    # A live worker reaps the dead one.
+    live = Liveness(client, "w-live", "other-broker")
+    live.beat()
+    live.reap()
+    assert client.lrange(keys.messages_list, 0, -1) == [waiting.id.encode()], "reaped too early"
+
+    silence(client, "w-dead")
+    live.reap()
+    queued = [item.decode() for item in client.lrange(keys.messages_list, 0, -1)]
+    assert sorted(queued[:2]) == sorted([first.id, second.id]) and queued[2] == waiting.id
+    assert client.llen(keys.wake_list) == 2
+    assert client.scard(keys.unacked_set(broker.broker_id)) == 0
+    assert client.hget(WORKERS_KEY, "w-dead") is None
+    assert client.zscore(BEATS_KEY, "w-dead") is None
+    assert client.zscore(BEATS_KEY, "w-live") is not None
+    # The messages are whole again: another worker fetches and runs them.
+    other = WakingRedisBroker(url=url, middleware=[])
+    assert len(other.do_fetch(LLM, 3)) == 3
+    broker.close()
+    other.close()
+
+
+def test_a_silent_workers_job_that_had_streamed_ends_with_an_error_event(db):
+    url, client = db
+    streaming, unstarted = job(), job()
+    submit(url, streaming, unstarted)
+    broker, _ = a_worker_that_took(url, client, 2)
+    sinks = RedisEventSinks(client, broker_id=broker.broker_id)
+    sinks.for_job(streaming).emit(Event.of(EventType.STARTED, {"worker": "w-dead", "started_at": 0.0}))
+    sinks.for_job(streaming).emit(Event(EventType.TOKEN, b'{"content":"hi"}'))
+    sinks.for_job(unstarted).emit(Event.of(EventType.STARTED, {"worker": "w-dead", "started_at": 0.0}))
+
+    silence(client, "w-dead")
+    Liveness(client, "w-live", "other").reap()
+
+    assert stream_types(client, streaming.id) == ["queued", "started", "token", "error"]
+    error = orjson.loads(client.xrange(events_key(streaming.id))[-1][1][b"d"])
+    assert error["code"] == 503 and "stopped answering" in error["message"]
+    assert 0 < client.ttl(events_key(streaming.id)) <= 10
+    keys = QueueKeys(LLM)
+    assert not client.hexists(keys.messages_hash, streaming.id), "an answered job's message was kept"
+    assert client.lrange(keys.messages_list, 0, -1) == [unstarted.id.encode()]
+    broker.close()
+
+
+def test_a_reaped_worker_can_write_nothing_more_to_its_lost_jobs(db):
+    url, client = db
+    lost = job()
+    submit(url, lost)
+    broker, _ = a_worker_that_took(url, client, 1)
+    sink = RedisEventSinks(client, broker_id=broker.broker_id).for_job(lost)
+    silence(client, "w-dead")
+    Liveness(client, "w-live", "other").reap()
+
+    # It was only cut off, and comes back: its token and its result must not reach the client,
+    # whose job now runs elsewhere.
+    with pytest.raises(JobCancelled) as token:
+        sink.emit(Event(EventType.TOKEN, b'{"content":"late"}'))
+    assert token.value.reason is Reason.LOST
+    with pytest.raises(JobCancelled):
+        sink.emit(Event(EventType.RESULT, b'{"content":"late"}'))
+    assert stream_types(client, lost.id) == ["queued"]
+    assert client.lrange(QueueKeys(LLM).messages_list, 0, -1) == [lost.id.encode()]
+    broker.close()
+
+
+def test_each_dead_worker_is_reaped_by_exactly_one_of_many_reapers(db):
+    url, client = db
+    submit(url, job())
+    broker, _ = a_worker_that_took(url, client, 1)
+    silence(client, "w-dead")
+    reapers = [Liveness(client, f"w{index}", "b") for index in range(8)]
+    reports = [reaper._reap(keys=[BEATS_KEY, WORKERS_KEY], args=reaper._args) for reaper in reapers]
+    assert [report for report in reports if report] == [[b"w-dead", 1, 0]]
+    assert client.llen(QueueKeys(LLM).messages_list) == 1
+    broker.close()
