@@ -10,7 +10,8 @@ import orjson
 import redis
 from prometheus_client.parser import text_string_to_metric_families
 
-from velesio_core.queue.keys import DRAMATIQ_NAMESPACE, SD_OPTIONS_KEY, SD_RUNNING_KEY, WORKERS_KEY
+from velesio_core.queue.keys import BEATS_KEY, DRAMATIQ_NAMESPACE, SD_OPTIONS_KEY, SD_RUNNING_KEY, WORKERS_KEY
+from velesio_core.queue.reaper import DEAD_AFTER_S
 from velesio_core.registry import STALE_AFTER_S
 
 from .cluster import Cluster
@@ -37,7 +38,8 @@ def leaked_keys(client: redis.Redis) -> list[str]:
 
     Kept on purpose, so not leaks: Dramatiq's queue lists and message hashes (emptied as
     messages are taken), its heartbeats, velesio's registry hash, the image options and the
-    running image set. Leaks inside them count too: a registry card whose worker stopped beating,
+    running image set, the workers' beats. Leaks inside them count too: a beat the reaper left
+    behind, a registry card whose worker stopped beating,
     an unacked set of a Dramatiq broker that stopped beating, a message in a hash that is neither
     queued nor held by a live broker.
     """
@@ -57,11 +59,15 @@ def leaked_keys(client: redis.Redis) -> list[str]:
             continue
         if client.ttl(key) != -1:
             continue
-        if key in (WORKERS_KEY, SD_OPTIONS_KEY, SD_RUNNING_KEY, heartbeats_key):
+        if key in (WORKERS_KEY, SD_OPTIONS_KEY, SD_RUNNING_KEY, BEATS_KEY, heartbeats_key):
             continue
         if key.startswith(f"{DRAMATIQ_NAMESPACE}:") and not key.startswith(f"{DRAMATIQ_NAMESPACE}:__"):
             continue  # a queue's list, message hash, delay queue or wake list
         leaks.append(key)
+    now_s, now_us = client.time()
+    silent_since_ms = now_s * 1000 + now_us // 1000 - 2 * DEAD_AFTER_S * 1000
+    for worker_id in client.zrangebyscore(BEATS_KEY, "-inf", silent_since_ms):
+        leaks.append(f"{BEATS_KEY}[{worker_id.decode()}] (a dead worker nobody reaped)")
     for worker_id, card in client.hgetall(WORKERS_KEY).items():
         if time.time() - orjson.loads(card)["heartbeat_at"] > STALE_AFTER_S:
             leaks.append(f"{WORKERS_KEY}[{worker_id.decode()}] (a card nobody refreshes)")

@@ -22,6 +22,11 @@ JOB_DEADLINE_S = 10
 JOB_TIMEOUT_S = 20
 HEADER_TIMEOUT_S = 2
 BODY_TIMEOUT_S = 3
+#: A job silent this long is taken for hung (the llama-server SIGSTOP scenario); the tiny model
+#: reads its prompts in milliseconds, so no live job comes near it.
+JOB_PROGRESS_TIMEOUT_S = 4
+#: What a SIGTERMed worker gives its running jobs (rolling restarts).
+DRAIN_TIMEOUT_S = 10
 SLOTS_PER_WORKER = 4
 #: Per API process; the slow-socket flood opens more than this many sockets against each.
 MAX_CONNECTIONS = 200
@@ -63,6 +68,7 @@ class Cluster:
     model: Path
     apis: list[Api] = field(default_factory=list)
     workers: list[Worker] = field(default_factory=list)
+    _replacements: int = 0
 
     @property
     def auth(self) -> dict[str, str]:
@@ -103,6 +109,8 @@ class Cluster:
             JOB_TIMEOUT=str(JOB_TIMEOUT_S),
             HEADER_TIMEOUT=str(HEADER_TIMEOUT_S),
             BODY_TIMEOUT=str(BODY_TIMEOUT_S),
+            JOB_PROGRESS_TIMEOUT=str(JOB_PROGRESS_TIMEOUT_S),
+            DRAIN_TIMEOUT=str(DRAIN_TIMEOUT_S),
             API_MAX_CONNECTIONS=str(MAX_CONNECTIONS),
             **values,
         )
@@ -117,6 +125,24 @@ class Cluster:
         )
         self.workers.append(worker)
         return worker
+
+    def replace_worker(self, worker: Worker) -> Worker:
+        """Start a new worker (on a new host) in place of one that died or stopped; the cluster
+        forgets the old one."""
+        self.workers.remove(worker)
+        self._replacements += 1
+        return self.add_worker(f"{worker.host.name.split('-')[0]}-{self._replacements}")
+
+    def busy_slots(self, worker: Worker) -> float:
+        """The worker's busy generation slots, from its /metrics (0 when it does not answer)."""
+        try:
+            text = requests.get(worker.metrics_url, timeout=2).text
+        except requests.RequestException:
+            return 0.0
+        for line in text.splitlines():
+            if line.startswith("velesio_worker_busy_slots"):
+                return float(line.split()[-1])
+        return 0.0
 
     def add_api(self, name: str) -> Api:
         port = free_port()

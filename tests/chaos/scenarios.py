@@ -7,15 +7,8 @@ recover from. It must leave the cluster whole again (restart what it killed) bef
 or in its ``repair``. test_faults.py runs every registered scenario, counts the outcomes, checks
 for leaks and writes the figures to bench/RESULTS.md.
 
-Adding one (SIGKILL a worker mid-job, SIGSTOP a llama-server, cut a worker off from Redis)::
-
-    @scenario("worker-sigkill-mid-job", "SIGKILL a worker while it streams", needs_isolation=False)
-    def worker_sigkill(cluster: Cluster, load: Load) -> float:
-        worker = cluster.workers[0]
-        os.kill(worker.pid, signal.SIGKILL)
-        ...  # start a replacement: cluster.add_worker("w0-again")
-        return time.time()
-
+The worker faults (SIGKILL mid-job, a hung llama-server, a host cut off, a rolling restart) are
+at the end: ``cluster.replace_worker`` starts a new worker in place of one that is gone.
 ``cluster.workers[i].host.cut_off()`` / ``reconnect()`` unplug a worker's host from the network
 (with network namespaces only: ``needs_isolation=True``); ``worker.llama_server_pid()`` finds its
 llama-server. A target a scenario cannot meet yet goes in ``known_gaps`` with the reason: the
@@ -24,19 +17,35 @@ figure is still measured and written, and the check is an expected failure until
 
 from __future__ import annotations
 
+import os
+import signal
 import socket
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import orjson
 
-from .cluster import HEADER_TIMEOUT_S, MAX_CONNECTIONS, SLOTS_PER_WORKER, Cluster
+from velesio_core.queue.reaper import DEAD_AFTER_S, REAP_EVERY_S
+
+from .cluster import (
+    DRAIN_TIMEOUT_S,
+    HEADER_TIMEOUT_S,
+    JOB_PROGRESS_TIMEOUT_S,
+    MAX_CONNECTIONS,
+    SLOTS_PER_WORKER,
+    Cluster,
+    Worker,
+)
 from .load import Load
 
 #: Figures a scenario is judged on, with their targets (issue 11 item 7).
 RECOVERY_TARGET_S = 3.0
+#: A dead worker's clients hear within this (issue 11 item 1): the reaper's bound plus the time
+#: a requeued job takes on another worker.
+WORKER_DEATH_TARGET_S = 5.0
 
 
 @dataclass(frozen=True)
@@ -53,6 +62,8 @@ class Scenario:
     known_gaps: dict[str, str] = field(default_factory=dict)
     #: Extra figures the fault itself measured (e.g. sockets left open), name -> value; 0 is the target.
     extra: dict[str, float] = field(default_factory=dict)
+    #: False where every request must be answered, not even a clean error allowed (a rolling restart).
+    errors_allowed: bool = True
 
 
 SCENARIOS: dict[str, Scenario] = {}
@@ -190,3 +201,94 @@ def slow_socket_flood(cluster: Cluster, load: Load) -> float:
         sock.close()
     SCENARIOS["slow-socket-flood"].extra["sockets still open after the header timeout"] = alive
     return flood_started
+
+
+def _when_busy(cluster: Cluster, worker: Worker, timeout: float = 10.0) -> None:
+    """Wait until ``worker`` runs jobs, so that the fault lands mid-job."""
+    deadline = time.monotonic() + timeout
+    while cluster.busy_slots(worker) < 1 and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, IndexError):
+        return False
+    return state != "Z"
+
+
+@scenario(
+    "worker-sigkill-mid-job",
+    "SIGKILL a worker while it streams; a new one starts in its place",
+    recovery_target_s=WORKER_DEATH_TARGET_S,
+)
+def worker_sigkill_mid_job(cluster: Cluster, load: Load) -> float:
+    victim = cluster.workers[0]
+    _when_busy(cluster, victim)
+    os.kill(victim.pid, signal.SIGKILL)
+    killed_at = time.time()
+    victim.process.popen.wait(timeout=10)
+    cluster.replace_worker(victim)
+    return killed_at
+
+
+@scenario(
+    "llama-server-sigstop",
+    f"SIGSTOP a worker's llama-server mid-job (a driver hang); JOB_PROGRESS_TIMEOUT is {JOB_PROGRESS_TIMEOUT_S} s",
+    # The stalled jobs end at the progress timeout; jobs the worker takes while llama-server
+    # restarts end with a clean 503 until it answers again (its restart backoff, 1-2 s, and load).
+    recovery_target_s=JOB_PROGRESS_TIMEOUT_S + 6.0,
+)
+def llama_server_sigstop(cluster: Cluster, load: Load) -> float:
+    worker = cluster.workers[0]
+    pid = worker.llama_server_pid()
+    if pid is None:
+        raise RuntimeError(f"{worker.host.name} runs no llama-server")
+    _when_busy(cluster, worker)
+    os.kill(pid, signal.SIGSTOP)
+    stopped_at = time.time()
+    deadline = time.monotonic() + JOB_PROGRESS_TIMEOUT_S + 10
+    while _pid_alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    hung = _pid_alive(pid)
+    if hung:
+        os.kill(pid, signal.SIGCONT)  # leave the cluster whole for the next scenario
+    SCENARIOS["llama-server-sigstop"].extra["llama-server left stopped"] = int(hung)
+    return stopped_at
+
+
+@scenario(
+    "worker-cut-off",
+    "unplug a worker's host from the network for 6 s mid-job (its jobs go to the other worker)",
+    needs_isolation=True,
+    recovery_target_s=WORKER_DEATH_TARGET_S,
+)
+def worker_cut_off(cluster: Cluster, load: Load) -> float:
+    worker = cluster.workers[-1]
+    _when_busy(cluster, worker)
+    worker.host.cut_off()
+    cut_at = time.time()
+    try:
+        time.sleep(max(6.0, DEAD_AFTER_S + REAP_EVERY_S + 2))
+    finally:
+        worker.host.reconnect()
+    return cut_at
+
+
+@scenario(
+    "rolling-restart",
+    f"SIGTERM every worker in turn under load (DRAIN_TIMEOUT {DRAIN_TIMEOUT_S} s), each replaced before the next",
+    recovery_target_s=None,
+    errors_allowed=False,
+    after_s=5.0,
+)
+def rolling_restart(cluster: Cluster, load: Load) -> float:
+    started = time.time()
+    for worker in list(cluster.workers):
+        _when_busy(cluster, worker)
+        worker.process.popen.send_signal(signal.SIGTERM)
+        worker.process.popen.wait(timeout=DRAIN_TIMEOUT_S + 30)
+        cluster.replace_worker(worker)
+        cluster.wait_healthy(timeout=120)
+    return started

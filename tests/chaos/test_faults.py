@@ -36,7 +36,7 @@ def test_fault_under_load(name, cluster, chaos_report):
         sum(1 for value in leaks.gauges.values() if value),
         tally.recovery_s,
         scenario.recovery_target_s,
-        dict(scenario.extra),
+        dict(scenario.extra) | ({} if scenario.errors_allowed else {"clean errors": tally.counts["clean_error"]}),
     )
     chaos_report.scenarios.append(figures)
     print(f"{name}: {dict(tally.counts)}, recovery {tally.recovery_s}, leaks {leaks}, examples {tally.examples}")
