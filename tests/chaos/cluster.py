@@ -43,11 +43,18 @@ class Worker:
         return self.process.popen.pid
 
     def llama_server_pid(self) -> int | None:
-        """The worker's llama-server (a child process), for scenarios that stop or kill it."""
-        children = Path(f"/proc/{self.pid}/task/{self.pid}/children")
-        for pid in children.read_text().split() if children.exists() else ():
-            if "llama-server" in Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace"):
-                return int(pid)
+        """The worker's generating llama-server (a child process; not the embeddings one), for
+        scenarios that stop or kill it."""
+        # A thread of the worker starts it (its supervisor), so it is that thread's child.
+        for task in Path(f"/proc/{self.pid}/task").glob("*"):
+            try:
+                children = (task / "children").read_text().split()
+            except OSError:
+                continue
+            for pid in children:
+                command = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
+                if "llama-server" in command and "generate.sock" in command:
+                    return int(pid)
         return None
 
 

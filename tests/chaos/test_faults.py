@@ -25,6 +25,7 @@ def test_fault_under_load(name, cluster, chaos_report):
     answered_before = load.answered_since(0)
     recovery_from = scenario.inject(cluster, load)
     time.sleep(scenario.after_s)
+    load_ended = time.time()
     outcomes = load.stop()
     tally = Tally.of(outcomes, recovery_from=recovery_from)
     leaks = settle_and_find_leaks(cluster)
@@ -47,7 +48,7 @@ def test_fault_under_load(name, cluster, chaos_report):
 
     # The load itself worked: without answers before the fault, nothing here would mean anything.
     assert answered_before > 0, tally.examples
-    assert load.answered_since(time.time() - scenario.after_s / 2) > 0, f"nothing answered after {name}"
+    assert load.answered_since(load_ended - scenario.after_s / 2) > 0, f"nothing answered after {name}"
     misses = figures.misses()
     unexpected = [miss for miss in misses if miss not in scenario.known_gaps]
     assert not unexpected, f"{name} missed {unexpected}: {tally.examples}, leaks {leaks}"

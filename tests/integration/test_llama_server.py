@@ -149,3 +149,45 @@ def test_stop_ends_llama_server(tiny_model, tmp_path):
     started = time.monotonic()
     process.stop()
     assert not alive(pid) and time.monotonic() - started < 10
+
+
+def test_a_hung_llama_server_ends_its_jobs_with_a_clean_error_and_is_restarted(llama, backend):
+    from velesio_core.dispatch import JobDispatcher
+    from velesio_core.jobs import Job, JobKind
+    from velesio_core.supervision import JobSupervisor
+
+    class Collected:
+        def __init__(self) -> None:
+            self.events = []
+
+        def emit(self, event) -> None:
+            self.events.append(event)
+
+    supervisor = JobSupervisor(
+        JobDispatcher(backend, worker_id="w"), progress_timeout_s=2.0, on_stalled=lambda job: llama.kill_hung()
+    )
+    stopped = llama.pid
+    long_story = {"prompt": "a tale", "n_predict": 100_000, "ignore_eos": True, "stream": True}
+    job = Job.create(JobKind.COMPLETION, long_story, model="tiny", stream=True, deadline_s=60, timeout_s=600)
+    sink = Collected()
+    running = threading.Thread(target=supervisor.execute, args=(job, sink))
+    running.start()
+    wait_until(lambda: any(event.type is EventType.TOKEN for event in sink.events), timeout=60, what="a first token")
+    os.kill(stopped, signal.SIGSTOP)  # a driver hang: the socket stays open, nothing more comes
+    try:
+        running.join(timeout=30)
+        assert not running.is_alive(), "the job waited on the hung llama-server"
+        final = sink.events[-1]
+        assert final.type is EventType.ERROR
+        assert final.value()["code"] == 503 and "JOB_PROGRESS_TIMEOUT" in final.value()["message"]
+        wait_until(lambda: llama.restarts == 1 and backend.healthy(), timeout=60, what="llama-server restarting")
+        assert not alive(stopped)
+    finally:
+        if alive(stopped):
+            os.kill(stopped, signal.SIGCONT)
+    # The worker serves again.
+    again = Collected()
+    short = Job.create(JobKind.COMPLETION, {"prompt": "hi", "n_predict": 4}, model="tiny", deadline_s=60, timeout_s=60)
+    supervisor.execute(short, again)
+    assert again.events[-1].type is EventType.RESULT
+    supervisor.close()

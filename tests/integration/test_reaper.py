@@ -151,3 +151,15 @@ def test_each_dead_worker_is_reaped_by_exactly_one_of_many_reapers(db):
     assert [report for report in reports if report] == [[b"w-dead", 1, 0]]
     assert client.llen(QueueKeys(LLM).messages_list) == 1
     broker.close()
+
+
+def test_a_reaped_worker_that_comes_back_learns_it_from_its_next_beat(db):
+    url, client = db
+    broker, liveness = a_worker_that_took(url, client, 0)
+    assert liveness.beat(), "a beating worker was taken for reaped"
+    silence(client, "w-dead")
+    Liveness(client, "w-live", "other").reap()
+    assert client.hget(WORKERS_KEY, "w-dead") is None
+    assert not liveness.beat()  # so the worker publishes its card again at once
+    assert liveness.beat()
+    broker.close()

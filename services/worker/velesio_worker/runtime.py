@@ -207,7 +207,7 @@ class WorkerRuntime:
             raise RuntimeError("could not subscribe to the cancel channel in Redis")
         CardPublisher(client).publish(card)
         HEARTBEAT.set(card.heartbeat_at)
-        liveness.beat()
+        liveness.beat()  # the card first, then the beat: the reaper needs the card's broker
         threading.Thread(target=runtime._heartbeat, name="heartbeat", daemon=True).start()
         threading.Thread(target=runtime._beat, name="liveness", daemon=True).start()
         return runtime
@@ -239,7 +239,10 @@ class WorkerRuntime:
         """Say we are alive, and reap the workers that no longer do (queue/reaper.py)."""
         while not self._stopping.wait(BEAT_S):
             try:
-                self.liveness.beat()
+                if not self.liveness.beat():
+                    log.warning("this worker was reaped after a silence: its jobs went to others; serving again")
+                    with self._publish_lock:
+                        CardPublisher(self.redis).publish(self.card)
                 self.liveness.reap()
             except Exception as error:  # keep beating: Redis may come back
                 log.warning("liveness beat failed: %s", error)

@@ -78,8 +78,10 @@ class Liveness:
         self._reap = client.register_script(lua_script("reap"))
         self._args = _args(namespace)
 
-    def beat(self) -> None:
-        self._beat(keys=[BEATS_KEY], args=[self._worker_id])
+    def beat(self) -> bool:
+        """Returns False when this worker had been reaped (it was silent too long, e.g. cut off
+        from Redis): its card is gone and the jobs it held are no longer its own."""
+        return not self._beat(keys=[BEATS_KEY], args=[self._worker_id])
 
     def reap(self) -> None:
         _log(self._reap(keys=[BEATS_KEY, WORKERS_KEY], args=self._args))
