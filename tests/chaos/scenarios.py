@@ -292,3 +292,32 @@ def rolling_restart(cluster: Cluster, load: Load) -> float:
         cluster.replace_worker(worker)
         cluster.wait_healthy(timeout=120)
     return started
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            found += [int(child) for child in (task / "children").read_text().split()]
+        except OSError:
+            continue
+    return found
+
+
+@scenario(
+    "api-process-killed",
+    "SIGKILL an API's serving process (gunicorn's worker) mid-stream; gunicorn starts another",
+    recovery_target_s=None,
+    known_gaps={
+        "lost": "a stream whose API process dies is cut with no error: nothing is left to send one "
+        "(clients retry on the reset; the job is cancelled when its stream's TTL ends it)"
+    },
+)
+def api_process_killed(cluster: Cluster, load: Load) -> float:
+    gunicorn = cluster.apis[0].process.popen.pid
+    serving = _children(gunicorn)
+    if not serving:
+        raise RuntimeError("the API's gunicorn has no serving process")
+    _when_busy(cluster, cluster.workers[0])
+    os.kill(serving[0], signal.SIGKILL)
+    return time.time()
