@@ -11,6 +11,7 @@ import time
 from collections import defaultdict
 
 import dramatiq
+from dramatiq.broker import MessageProxy
 from dramatiq.common import iter_queue
 
 from velesio_core.download import DownloadError, fetch_missing
@@ -104,7 +105,7 @@ def hand_back_prefetched(broker: WakingRedisBroker, workers: list[dramatiq.Worke
     (waking idle consumers), so other workers run them now rather than after this one's drain."""
     broker.draining.set()
     for worker in workers:
-        by_queue: dict[str, list] = defaultdict(list)
+        by_queue: dict[str, list[MessageProxy]] = defaultdict(list)
         for item in iter_queue(worker.work_queue):
             by_queue[item.message.queue_name].append(item.message)
         for queue_name, messages in by_queue.items():

@@ -52,7 +52,7 @@ def _args(namespace: str) -> list[str | int | bytes]:
     ]
 
 
-def _log(report: list) -> None:
+def _log(report: list[bytes | int]) -> None:
     for index in range(0, len(report), 3):
         worker, requeued, ended = report[index : index + 3]
         name = worker.decode() if isinstance(worker, bytes) else worker
