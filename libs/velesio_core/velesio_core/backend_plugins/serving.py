@@ -275,5 +275,8 @@ class PluginService:
     def restarts(self) -> int:
         return 0
 
+    def restart_hung(self) -> None:
+        """A plugin runs inside the worker: nothing here to restart; its stalled jobs still end."""
+
     def close(self) -> None:
         self.backend.close()
