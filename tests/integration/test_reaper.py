@@ -50,7 +50,7 @@ def a_worker_that_took(url: str, client, count: int, name: str = "w-dead") -> tu
     broker = WakingRedisBroker(url=url, middleware=[])
     broker.declare_queue(LLM)
     CardPublisher(client).publish(WorkerCard(name, [LLM], [], broker_id=broker.broker_id))
-    liveness = Liveness(client, name, broker.broker_id)
+    liveness = Liveness(client, name)
     liveness.beat()
     fetched = broker.do_fetch(LLM, count)
     assert len(fetched) == count
@@ -76,7 +76,7 @@ def test_a_silent_workers_unstarted_jobs_go_back_to_the_head_of_their_queue(db):
     keys = QueueKeys(LLM)
     client.delete(keys.wake_list)
     # A live worker reaps the dead one.
-    live = Liveness(client, "w-live", "other-broker")
+    live = Liveness(client, "w-live")
     live.beat()
     live.reap()
     assert client.lrange(keys.messages_list, 0, -1) == [waiting.id.encode()], "reaped too early"
@@ -108,7 +108,7 @@ def test_a_silent_workers_job_that_had_streamed_ends_with_an_error_event(db):
     sinks.for_job(unstarted).emit(Event.of(EventType.STARTED, {"worker": "w-dead", "started_at": 0.0}))
 
     silence(client, "w-dead")
-    Liveness(client, "w-live", "other").reap()
+    Liveness(client, "w-live").reap()
 
     assert stream_types(client, streaming.id) == ["queued", "started", "token", "error"]
     error = orjson.loads(client.xrange(events_key(streaming.id))[-1][1][b"d"])
@@ -127,7 +127,7 @@ def test_a_reaped_worker_can_write_nothing_more_to_its_lost_jobs(db):
     broker, _ = a_worker_that_took(url, client, 1)
     sink = RedisEventSinks(client, broker_id=broker.broker_id).for_job(lost)
     silence(client, "w-dead")
-    Liveness(client, "w-live", "other").reap()
+    Liveness(client, "w-live").reap()
 
     # It was only cut off, and comes back: its token and its result must not reach the client,
     # whose job now runs elsewhere.
@@ -146,7 +146,7 @@ def test_each_dead_worker_is_reaped_by_exactly_one_of_many_reapers(db):
     submit(url, job())
     broker, _ = a_worker_that_took(url, client, 1)
     silence(client, "w-dead")
-    reapers = [Liveness(client, f"w{index}", "b") for index in range(8)]
+    reapers = [Liveness(client, f"w{index}") for index in range(8)]
     reports = [reaper._reap(keys=[BEATS_KEY, WORKERS_KEY], args=reaper._args) for reaper in reapers]
     assert [report for report in reports if report] == [[b"w-dead", 1, 0]]
     assert client.llen(QueueKeys(LLM).messages_list) == 1
@@ -158,8 +158,21 @@ def test_a_reaped_worker_that_comes_back_learns_it_from_its_next_beat(db):
     broker, liveness = a_worker_that_took(url, client, 0)
     assert liveness.beat(), "a beating worker was taken for reaped"
     silence(client, "w-dead")
-    Liveness(client, "w-live", "other").reap()
+    Liveness(client, "w-live").reap()
     assert client.hget(WORKERS_KEY, "w-dead") is None
     assert not liveness.beat()  # so the worker publishes its card again at once
     assert liveness.beat()
+    broker.close()
+
+
+def test_a_stopping_worker_hands_back_what_it_still_holds_and_leaves_no_key(db):
+    url, client = db
+    held = job()
+    submit(url, held)
+    broker, liveness = a_worker_that_took(url, client, 1)  # e.g. taken by a thread as the drain began
+    liveness.forget()
+    keys = QueueKeys(LLM)
+    assert client.lrange(keys.messages_list, 0, -1) == [held.id.encode()]
+    assert not client.exists(keys.unacked_set(broker.broker_id))
+    assert client.hget(WORKERS_KEY, "w-dead") is None and client.zscore(BEATS_KEY, "w-dead") is None
     broker.close()

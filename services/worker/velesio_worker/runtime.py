@@ -154,6 +154,10 @@ class WorkerRuntime:
     _stop_metrics: Callable[[], None] = lambda: None
     _stopping: threading.Event = field(default_factory=threading.Event)
     _publish_lock: threading.Lock = field(default_factory=threading.Lock)
+    _beat_thread: threading.Thread = field(init=False)
+
+    def __post_init__(self) -> None:
+        self._beat_thread = threading.Thread(target=self._beat, name="liveness", daemon=True)
 
     @property
     def image_queues(self) -> list[str]:
@@ -190,7 +194,7 @@ class WorkerRuntime:
         except BaseException:
             backends.close()
             raise
-        liveness = Liveness(client, worker_id, broker.broker_id, broker.namespace)
+        liveness = Liveness(client, worker_id, broker.namespace)
         runtime = cls(backends, supervisor, sinks, card, client, liveness, stop_metrics)
         holder.append(runtime)
         subscribed = threading.Event()
@@ -209,7 +213,7 @@ class WorkerRuntime:
         HEARTBEAT.set(card.heartbeat_at)
         liveness.beat()  # the card first, then the beat: the reaper needs the card's broker
         threading.Thread(target=runtime._heartbeat, name="heartbeat", daemon=True).start()
-        threading.Thread(target=runtime._beat, name="liveness", daemon=True).start()
+        runtime._beat_thread.start()
         return runtime
 
     def refresh_images(self) -> None:
@@ -250,8 +254,10 @@ class WorkerRuntime:
     def close(self) -> None:
         self._stopping.set()
         self._stop_metrics()
+        if self._beat_thread.is_alive():
+            self._beat_thread.join(timeout=5)  # its last beat must not follow the self-reaping
         with contextlib.suppress(redis.RedisError):
-            self.liveness.forget()
+            self.liveness.forget()  # hands back what is still held, removes the card
             CardPublisher(self.redis).remove(self.card.worker_id)
         self.supervisor.close()
         self.backends.close()

@@ -68,12 +68,9 @@ def _log(report: list[bytes | int]) -> None:
 class Liveness:
     """A worker's side: its beat, and its share of reaping (both from the worker's beat thread)."""
 
-    def __init__(
-        self, client: redis.Redis, worker_id: str, broker_id: str, namespace: str = DRAMATIQ_NAMESPACE
-    ) -> None:
+    def __init__(self, client: redis.Redis, worker_id: str, namespace: str = DRAMATIQ_NAMESPACE) -> None:
         self._client = client
         self._worker_id = worker_id
-        self._dramatiq_heartbeat = (f"{namespace}:__heartbeats__", broker_id)
         self._beat = client.register_script(lua_script("beat"))
         self._reap = client.register_script(lua_script("reap"))
         self._args = _args(namespace)
@@ -87,10 +84,11 @@ class Liveness:
         _log(self._reap(keys=[BEATS_KEY, WORKERS_KEY], args=self._args))
 
     def forget(self) -> None:
-        """A worker that stops cleanly leaves nothing to reap, nor its Dramatiq heartbeat."""
-        self._client.zrem(BEATS_KEY, self._worker_id)
-        key, broker_id = self._dramatiq_heartbeat
-        self._client.zrem(key, broker_id)
+        """A stopping worker reaps itself: whatever it still holds (a message a worker thread took
+        as the drain began, a job cut short) goes back to its queue or ends with the error event,
+        and its card and Dramatiq heartbeat go. Call it once its beat has stopped."""
+        self._client.zadd(BEATS_KEY, {self._worker_id: 0})
+        self.reap()
 
 
 class AsyncReaper:
