@@ -14,11 +14,36 @@ public API, versioned semantically (see the docs' "Versions and deprecations"); 
 is velesio's own and may change in any release.
 """
 
-# Before the imports: modules imported below read it (metrics, image infotexts).
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
 __version__ = "0.1.0"
 
-from .backend_plugins import Capability, GenerationRequest, JobContext, TextBackend
-from .client import AsyncClient, Client
+if TYPE_CHECKING:
+    from .backend_plugins import Capability, GenerationRequest, JobContext, TextBackend
+    from .client import AsyncClient, Client
+
+#: Public name -> the module that defines it. Imported on first use (PEP 562), not here: every
+#: ``import velesio_core.<module>`` runs this file first, and the client pulls in
+#: prometheus-client, which the API must import only after it has set up its multiprocess
+#: directory (velesio_core.metrics.multiprocess), else its processes' metrics vanish.
+_LAZY = {
+    "AsyncClient": ".client",
+    "Client": ".client",
+    "Capability": ".backend_plugins",
+    "GenerationRequest": ".backend_plugins",
+    "JobContext": ".backend_plugins",
+    "TextBackend": ".backend_plugins",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name], __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "AsyncClient",
