@@ -147,6 +147,7 @@ class LlamaServerBackend:
             "parameters": meta.get("n_params"),
             "context_length": meta.get("n_ctx_train"),
             "embedding_length": meta.get("n_embd"),
+            "modified_at": _modified_at(path),
         }
         return [
             ModelInfo(
@@ -246,6 +247,7 @@ class _ChatStream:
         self._finish_reason = "stop"
         self._usage: dict[str, Any] = {}
         self._timings: dict[str, Any] = {}
+        self._logprobs: list[dict[str, Any]] = []
 
     def feed(self, chunk: dict[str, Any]) -> Event | None:
         self._usage = chunk.get("usage") or self._usage
@@ -257,6 +259,11 @@ class _ChatStream:
         self._finish_reason = choice.get("finish_reason") or self._finish_reason
         delta = choice.get("delta") or {}
         piece = {key: delta[key] for key in ("content", "reasoning_content", "tool_calls") if delta.get(key)}
+        # Per-token log probabilities (asked for with logprobs), in llama.cpp's entries.
+        logprobs = (choice.get("logprobs") or {}).get("content")
+        if logprobs:
+            piece["logprobs"] = logprobs
+            self._logprobs.extend(logprobs)
         if not piece:
             return None
         self._content.append(piece.get("content", ""))
@@ -279,6 +286,8 @@ class _ChatStream:
             result["reasoning_content"] = reasoning
         if self._tool_calls and not self._stream:
             result["tool_calls"] = merged_tool_calls(self._tool_calls)
+        if self._logprobs and not self._stream:
+            result["logprobs"] = self._logprobs
         return Event.of(EventType.RESULT, result)
 
 
@@ -297,6 +306,14 @@ def _error_from(response: http.client.HTTPResponse) -> GatewayError:
 def _unreachable(error: Exception) -> GatewayError:
     log.warning("llama-server is unreachable: %s", error)
     return unavailable("the LLM backend (llama-server) is not reachable; retry shortly", retry_after_s=2)
+
+
+def _modified_at(path: str | None) -> float | None:
+    """When the model file changed (Ollama's modified_at), if it is on this machine."""
+    try:
+        return Path(path).stat().st_mtime if path else None
+    except OSError:
+        return None
 
 
 def _gguf_names(model_file: Path | None) -> tuple[str | None, str | None]:
