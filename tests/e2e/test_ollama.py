@@ -119,7 +119,7 @@ def test_an_unknown_model_is_a_404_in_ollamas_shape(client, stack):
         ("/api/chat", {"model": "tiny", "messages": MESSAGES, "options": {"num_predict": "many"}}, 400),
         ("/api/chat", {"model": "tiny", "messages": MESSAGES, "options": {"top_p": 7}}, 400),
         ("/api/chat", {"messages": MESSAGES}, 400),
-        ("/api/generate", {"model": "tiny", "prompt": "x", "images": ["aGk="]}, 501),
+        ("/api/generate", {"model": "tiny", "prompt": "x", "images": ["aGk="]}, 400),
         ("/api/generate", {"model": "tiny", "prompt": "x", "suffix": "y"}, 501),
         ("/api/generate", {"model": "tiny", "prompt": "x", "format": "yaml"}, 400),
         ("/api/embed", {"model": "tiny", "input": 5}, 400),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import falcon
 import falcon.asgi
 
+from velesio_core.backends.base import ModelInfo
 from velesio_core.dialects.clock import Instant
 from velesio_core.dialects.ollama import decode, encode
 from velesio_core.dialects.ollama.schemas import (
@@ -14,6 +15,7 @@ from velesio_core.dialects.ollama.schemas import (
     GenerateRequest,
     ShowRequest,
 )
+from velesio_core.errors import ErrorKind, GatewayError
 from velesio_core.jobs import JobKind
 from velesio_core.validation import parse
 
@@ -78,22 +80,62 @@ class Generate:
         started = Instant.now()
         request = parse(GenerateRequest, await self._relay.read_json(req))
         model = await self._relay.model(request.model)
-        if not request.prompt:
+        if not request.prompt and not request.context:
             unloaded = decode.unloads(request.keep_alive)
             send_json(resp, encode.loaded(request.model, unloaded=unloaded, chat=False, now=Instant.now()))
             return
-        kind, payload = decode.generate_job(request)
+        decode.check(request, model)
+        route = decode.generate_route(request)
+        context: list[int] | None = None
+        if route is decode.GenerateRoute.TOKENS:
+            context = await self._prompt_tokens(req, request, model)
+            route = decode.GenerateRoute.RAW if context is not None else decode.GenerateRoute.CHAT
+        if route is decode.GenerateRoute.CHAT:
+            kind, payload = JobKind.CHAT, decode.chat_payload(request)
+        else:
+            prompt: str | list[int] = context if context is not None else (request.prompt or "")
+            kind, payload = JobKind.COMPLETION, decode.completion_payload(request, prompt)
+        top_logprobs = decode.top_logprobs(request)
         job = self._relay.job(kind, payload, model, stream=request.stream is not False)
         await self._relay.respond(
             req,
             resp,
             job,
             content_type=NDJSON,
-            chunks=encode.GenerateLines(model=request.model, started=started, clock=Instant.now),
+            chunks=encode.GenerateLines(
+                model=request.model, started=started, clock=Instant.now, context=context, top_logprobs=top_logprobs
+            ),
             whole=lambda result: encode.generate_response(
-                result, model=request.model, started=started, now=Instant.now()
+                result,
+                model=request.model,
+                started=started,
+                now=Instant.now(),
+                context=context,
+                top_logprobs=top_logprobs,
             ),
         )
+
+    async def _prompt_tokens(
+        self, req: falcon.asgi.Request, request: GenerateRequest, model: ModelInfo
+    ) -> list[int] | None:
+        """The tokens a templated prompt continues the ``context`` with, all of them: rendered
+        with the request's template or the model's, then tokenized by the model.
+
+        None where the worker can neither render nor tokenize (the Ollama backend): the
+        generation is then a one-message chat, and answers no ``context``.
+        """
+        try:
+            prompt = decode.own_template_prompt(request)
+            if prompt is None:
+                job = self._relay.job(JobKind.APPLY_TEMPLATE, decode.template_payload(request), model)
+                prompt = (await self._relay.result(req, job))["prompt"]
+            job = self._relay.job(JobKind.TOKENIZE, decode.tokenize_payload(request, prompt), model)
+            tokens: list[int] = (await self._relay.result(req, job))["tokens"]
+        except GatewayError as error:
+            if error.kind is not ErrorKind.NOT_SUPPORTED or request.context or request.template:
+                raise
+            return None
+        return [*(request.context or ()), *tokens]
 
 
 class Chat:
@@ -108,14 +150,18 @@ class Chat:
             unloaded = decode.unloads(request.keep_alive)
             send_json(resp, encode.loaded(request.model, unloaded=unloaded, chat=True, now=Instant.now()))
             return
+        decode.check(request, model)
+        top_logprobs = decode.top_logprobs(request)
         job = self._relay.job(JobKind.CHAT, decode.chat_payload(request), model, stream=request.stream is not False)
         await self._relay.respond(
             req,
             resp,
             job,
             content_type=NDJSON,
-            chunks=encode.ChatLines(model=request.model, started=started, clock=Instant.now),
-            whole=lambda result: encode.chat_response(result, model=request.model, started=started, now=Instant.now()),
+            chunks=encode.ChatLines(model=request.model, started=started, clock=Instant.now, top_logprobs=top_logprobs),
+            whole=lambda result: encode.chat_response(
+                result, model=request.model, started=started, now=Instant.now(), top_logprobs=top_logprobs
+            ),
         )
 
 

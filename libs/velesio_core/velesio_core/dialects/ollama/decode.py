@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from enum import Enum
 from typing import Any
 
 import orjson
 
+from ...backends.base import ModelInfo
 from ...errors import invalid_request, not_supported
-from ...jobs import JobKind
+from . import capabilities, template
 from .options import SAME_AS_LLAMACPP
 from .schemas import ChatRequest, EmbeddingsRequest, EmbedRequest, GenerateRequest, Message, Options, ShowRequest
 
@@ -28,18 +30,24 @@ def sampling(options: Options | None) -> dict[str, Any]:
     return params
 
 
-def _refuse_unsupported(request: GenerateRequest | ChatRequest) -> None:
+def check(request: GenerateRequest | ChatRequest, model: ModelInfo) -> None:
+    """Refuse, as Ollama or llama-server would, what the model cannot do or velesio does not."""
+    images = request.images if isinstance(request, GenerateRequest) else None
+    if not images and isinstance(request, ChatRequest):
+        images = [image for message in request.messages or () for image in message.images or ()]
+    if images and not capabilities.vision(model):
+        # llama-server's words (it answers them with a 500); a 400, as Ollama answers it.
+        raise invalid_request(
+            f'"{model.id}" does not support images: image input is not supported - hint: if this is '
+            "unexpected, you may need to provide the mmproj"
+        )
+    if request.think and not capabilities.thinking(model):
+        raise invalid_request(f'"{model.id}" does not support thinking')
     if isinstance(request, GenerateRequest):
-        if request.images:
-            raise not_supported("images are not supported: the models velesio serves here read text")
         if request.suffix:
             raise not_supported("suffix (fill-in-the-middle) is not supported")
-        if request.template:
-            raise not_supported("a per-request template is not supported; the model's own template applies")
-        if request.context:
-            raise not_supported("context (deprecated) is not supported; send the conversation with /api/chat")
-    elif any(message.images for message in request.messages or ()):
-        raise not_supported("images are not supported: the models velesio serves here read text")
+        if request.context and images:
+            raise not_supported("context with images is not supported; send the conversation with /api/chat")
 
 
 def _format(format: str | dict[str, Any] | None, *, chat: bool) -> dict[str, Any]:
@@ -62,48 +70,123 @@ def _chat_sampling(options: Options | None) -> dict[str, Any]:
 
 
 def _thinking(think: bool | str | None) -> dict[str, Any]:
-    # llama.cpp's chat templates take enable_thinking; its levels ("low", ...) have no equal here.
-    return {"chat_template_kwargs": {"enable_thinking": False}} if think is False else {}
+    """``think`` as the chat template's switches (Ollama's levels are gpt-oss's reasoning_effort)."""
+    if think is None:
+        return {}
+    kwargs: dict[str, Any] = {"enable_thinking": think is not False}
+    if isinstance(think, str):
+        kwargs["reasoning_effort"] = think
+    return {"chat_template_kwargs": kwargs}
+
+
+def _logprobs(request: GenerateRequest | ChatRequest, *, chat: bool) -> dict[str, Any]:
+    if not request.logprobs:
+        return {}
+    # llama-server gives no probabilities at all for 0 alternatives, where Ollama gives the chosen
+    # token's: ask for one at least (the encoder keeps as many as the client asked for).
+    top = max(request.top_logprobs or 0, 1)
+    return {"logprobs": True, "top_logprobs": top} if chat else {"n_probs": top}
+
+
+def top_logprobs(request: GenerateRequest | ChatRequest) -> int | None:
+    """How many alternatives each logprob lists, or None when logprobs are not asked for."""
+    return (request.top_logprobs or 0) if request.logprobs else None
+
+
+def _image_part(image: str) -> dict[str, Any]:
+    # Ollama's images are bare base64; llama-server's (OpenAI's) image parts are data URLs.
+    mime = next((kind for prefix, kind in _IMAGE_MAGIC if image.startswith(prefix)), "image/png")
+    return {"type": "image_url", "image_url": {"url": f"data:{mime};base64,{image}"}}
+
+
+_IMAGE_MAGIC = (("iVBOR", "image/png"), ("/9j/", "image/jpeg"), ("R0lGOD", "image/gif"), ("UklGR", "image/webp"))
+
+
+def _content(text: str, images: list[str] | None) -> str | list[dict[str, Any]]:
+    if not images:
+        return text
+    return [{"type": "text", "text": text}, *(_image_part(image) for image in images)]
 
 
 def _message(message: Message) -> dict[str, Any]:
-    converted: dict[str, Any] = {"role": message.role, "content": message.content or ""}
+    converted: dict[str, Any] = {"role": message.role, "content": _content(message.content or "", message.images)}
+    if message.thinking and message.role == "assistant":
+        converted["reasoning_content"] = message.thinking
     if message.tool_calls:
         # Ollama's tool-call arguments are an object; OpenAI's (llama-server's) a JSON string.
         converted["tool_calls"] = [
             {
                 "type": "function",
+                "id": call.get("id") or f"call_{index}",
                 "function": {
                     "name": (call.get("function") or {}).get("name", ""),
                     "arguments": orjson.dumps((call.get("function") or {}).get("arguments") or {}).decode(),
                 },
             }
-            for call in message.tool_calls
+            for index, call in enumerate(message.tool_calls)
         ]
     if message.tool_name:
         converted["name"] = message.tool_name
+    if message.tool_call_id:
+        converted["tool_call_id"] = message.tool_call_id
     return converted
 
 
-def generate_job(request: GenerateRequest) -> tuple[JobKind, dict[str, Any]]:
-    """/api/generate: a raw one is a completion of the prompt as it is, else a chat (templated)."""
+class GenerateRoute(Enum):
+    """How an /api/generate runs on llama-server."""
+
+    #: ``raw``: a completion of the prompt as it is (after the ``context`` tokens, if any).
+    RAW = "raw"
+    #: Templated, then tokenized, then completed as tokens: the answer carries ``context``.
+    TOKENS = "tokens"
+    #: A one-message chat: llama-server's chat parser splits the thinking out (``think``) and
+    #: reads images; no ``context`` comes back.
+    CHAT = "chat"
+
+
+def generate_route(request: GenerateRequest) -> GenerateRoute:
     if request.raw:
-        return JobKind.COMPLETION, completion_payload(request)
-    return JobKind.CHAT, chat_payload(request)
+        return GenerateRoute.RAW
+    if request.images or (request.think and not request.context and not request.template):
+        return GenerateRoute.CHAT
+    return GenerateRoute.TOKENS
 
 
-def completion_payload(request: GenerateRequest) -> dict[str, Any]:
-    """A raw /api/generate: the prompt as it is, no template."""
-    _refuse_unsupported(request)
-    return {"prompt": request.prompt or "", **sampling(request.options), **_format(request.format, chat=False)}
+def _user_messages(request: GenerateRequest) -> list[dict[str, Any]]:
+    messages: list[dict[str, Any]] = [{"role": "system", "content": request.system}] if request.system else []
+    messages.append({"role": "user", "content": _content(request.prompt or "", request.images)})
+    return messages
+
+
+def template_payload(request: GenerateRequest) -> dict[str, Any]:
+    """/apply-template's body: the prompt (and system) as the model's template renders them."""
+    return {"messages": _user_messages(request), **_thinking(request.think)}
+
+
+def own_template_prompt(request: GenerateRequest) -> str | None:
+    """The prompt rendered with the request's own ``template``, if it has one."""
+    if not request.template:
+        return None
+    return template.render(request.template, {"System": request.system or "", "Prompt": request.prompt or ""})
+
+
+def tokenize_payload(request: GenerateRequest, prompt: str) -> dict[str, Any]:
+    # A conversation's first turn starts with the model's BOS; a later one continues the context.
+    return {"content": prompt, "add_special": not request.context}
+
+
+def completion_payload(request: GenerateRequest, prompt: str | list[int]) -> dict[str, Any]:
+    """A completion of ``prompt``: text (after the ``context`` tokens, if any), or all tokens."""
+    # llama-server's mixed prompts: token ids, then text that it tokenizes.
+    mixed = [*request.context, prompt] if isinstance(prompt, str) and request.context else prompt
+    payload = {"prompt": mixed, **sampling(request.options), **_format(request.format, chat=False)}
+    return {**payload, **_logprobs(request, chat=False), "return_tokens": not request.raw}
 
 
 def chat_payload(request: GenerateRequest | ChatRequest) -> dict[str, Any]:
-    """/api/chat, or a templated /api/generate (its prompt is the user's message)."""
-    _refuse_unsupported(request)
+    """/api/chat, or an /api/generate run as a one-message chat."""
     if isinstance(request, GenerateRequest):
-        messages = [{"role": "system", "content": request.system}] if request.system else []
-        messages.append({"role": "user", "content": request.prompt or ""})
+        messages = _user_messages(request)
     else:
         messages = [_message(message) for message in request.messages or ()]
         if not messages:
@@ -111,7 +194,7 @@ def chat_payload(request: GenerateRequest | ChatRequest) -> dict[str, Any]:
     payload = {"messages": messages, **_chat_sampling(request.options), **_format(request.format, chat=True)}
     if isinstance(request, ChatRequest) and request.tools:
         payload["tools"] = request.tools
-    return {**payload, **_thinking(request.think)}
+    return {**payload, **_thinking(request.think), **_logprobs(request, chat=True)}
 
 
 def embed_payload(request: EmbedRequest) -> dict[str, Any]:

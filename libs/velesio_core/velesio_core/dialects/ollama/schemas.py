@@ -7,7 +7,7 @@ worker's to decide and are accepted and left out, as a shared server must.
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -47,7 +47,12 @@ class _Generation(_Request):
     stream: bool | None = None
     format: str | dict[str, Any] | None = None
     options: Options | None = None
-    think: bool | str | None = None
+    think: bool | Literal["low", "medium", "high"] | None = None
+    logprobs: bool | None = None
+    top_logprobs: Annotated[int, Field(ge=0, le=20)] | None = None
+    #: Ollama cuts what does not fit the context when true (its default); llama-server refuses it.
+    truncate: bool | None = None
+    shift: bool | None = None
 
 
 class GenerateRequest(_Generation):
@@ -68,6 +73,7 @@ class Message(BaseModel):
     images: list[str] | None = None
     tool_calls: list[dict[str, Any]] | None = None
     tool_name: str | None = None
+    tool_call_id: str | None = None
 
 
 class ChatRequest(_Generation):
