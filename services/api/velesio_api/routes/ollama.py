@@ -80,7 +80,7 @@ class Generate:
         started = Instant.now()
         request = parse(GenerateRequest, await self._relay.read_json(req))
         model = await self._relay.model(request.model)
-        if not request.prompt and not request.context:
+        if not request.prompt:
             unloaded = decode.unloads(request.keep_alive)
             send_json(resp, encode.loaded(request.model, unloaded=unloaded, chat=False, now=Instant.now()))
             return
