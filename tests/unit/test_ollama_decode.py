@@ -6,6 +6,7 @@ import pytest
 
 from velesio_core.backends.base import ModelInfo
 from velesio_core.dialects.ollama import decode, encode
+from velesio_core.dialects.ollama.capabilities import capabilities
 from velesio_core.dialects.ollama.schemas import ChatRequest, GenerateRequest
 from velesio_core.dialects.ollama.template import render
 from velesio_core.errors import GatewayError
@@ -104,3 +105,16 @@ def test_what_a_text_model_refuses():
         assert raised.value.status == 400
     vision = ModelInfo(id="v", n_ctx=64, slots=1, props={"modalities": {"vision": True}})
     decode.check(GenerateRequest(model="v", prompt="x", images=["iVBOR"]), vision)
+
+
+@pytest.mark.parametrize(
+    ("template", "thinks"),
+    [
+        ("{% if enable_thinking %}<think>{% endif %}", True),  # Qwen3's Jinja, as llama-server has it
+        ("{{ if .Thinking }}<think>{{ .Thinking }}</think>{{ end }}", True),  # an Ollama server's Go template
+        ("<|im_start|>{{ message.role }}", False),
+    ],
+)
+def test_thinking_is_read_from_the_template(template, thinks):
+    model = ModelInfo(id="m", n_ctx=64, slots=1, chat_template=template)
+    assert ("thinking" in capabilities(model)) is thinks

@@ -7,8 +7,12 @@ from typing import Any
 
 from ...backends.base import ModelInfo
 
-#: Text in a chat template that only templates of reasoning models have.
-_THINKING_MARKERS = ("<think>", "enable_thinking", "reasoning_content", "<|channel|>analysis")
+#: Text in a chat template that only templates of reasoning models have: Jinja ones (llama-server's)
+#: and Go ones (an Ollama server's, behind an Ollama-backed worker).
+_THINKING_MARKERS = (
+    *("<think>", "enable_thinking", "reasoning_content", "<|channel|>analysis"),
+    *(".Thinking", "IsThinkSet"),
+)
 
 
 def _caps(model: ModelInfo) -> dict[str, Any]:
