@@ -288,7 +288,9 @@ def test_ollama_chat_payload():
         "tools": [{"type": "function"}],
         "chat_template_kwargs": {"enable_thinking": False},
     }
-    assert "chat_template_kwargs" not in ollama_decode.chat_payload(ollama_chat(think=True))
+    # think: true turns the template's thinking on, as Ollama does, rather than leaving its default.
+    assert ollama_decode.chat_payload(ollama_chat(think=True))["chat_template_kwargs"] == {"enable_thinking": True}
+    assert "chat_template_kwargs" not in ollama_decode.chat_payload(ollama_chat())
 
 
 def test_ollama_tool_calls_in_history_get_json_string_arguments_and_tool_names():
