@@ -6,6 +6,7 @@ checked against the dialects' published contracts (CONTRACTS.md 2.4 and 4), not 
 from __future__ import annotations
 
 import base64
+import dataclasses
 import json
 import struct
 
@@ -296,15 +297,26 @@ def test_ollama_chat_payload():
 def test_ollama_tool_calls_in_history_get_json_string_arguments_and_tool_names():
     request = ollama_chat(
         messages=[
-            {"role": "assistant", "tool_calls": [{"function": {"name": "f", "arguments": {"a": 1}}}]},
+            {
+                "role": "assistant",
+                "tool_calls": [
+                    {"function": {"name": "f", "arguments": {"a": 1}}},
+                    {"id": "given", "function": {"name": "g", "arguments": {}}},
+                ],
+            },
             {"role": "tool", "content": "42", "tool_name": "f"},
         ]
     )
+    # OpenAI's tool calls (llama-server's templates) need an id: Ollama's has none, so it is named
+    # by its place, and one a client gave is kept.
     assert ollama_decode.chat_payload(request)["messages"] == [
         {
             "role": "assistant",
             "content": "",
-            "tool_calls": [{"type": "function", "function": {"name": "f", "arguments": '{"a":1}'}}],
+            "tool_calls": [
+                {"type": "function", "id": "call_0", "function": {"name": "f", "arguments": '{"a":1}'}},
+                {"type": "function", "id": "given", "function": {"name": "g", "arguments": "{}"}},
+            ],
         },
         {"role": "tool", "content": "42", "name": "f"},
     ]
@@ -333,7 +345,7 @@ def test_ollama_format_in_each_job_kind(format, chat, expected):
         payload = ollama_decode.chat_payload(ollama_chat(format=format))
     else:
         request = parse(ollama_schemas.GenerateRequest, {"model": "t", "prompt": "x", "raw": True, "format": format})
-        payload = ollama_decode.completion_payload(request)
+        payload = ollama_decode.completion_payload(request, "x")
     assert {key: payload[key] for key in expected} == expected
 
 
@@ -345,21 +357,32 @@ def test_ollama_templated_generate_is_a_chat_with_its_system_prompt():
     ]
 
 
+VISION_MODEL = dataclasses.replace(MODEL, props={"modalities": {"vision": True}})
+
+
 @pytest.mark.parametrize(
-    ("body", "kind"),
+    ("body", "model", "kind"),
     [
-        ({"images": ["aGk="]}, ErrorKind.NOT_SUPPORTED),
-        ({"suffix": "y"}, ErrorKind.NOT_SUPPORTED),
-        ({"template": "t"}, ErrorKind.NOT_SUPPORTED),
-        ({"context": [1]}, ErrorKind.NOT_SUPPORTED),
-        ({"format": "yaml"}, ErrorKind.INVALID_REQUEST),
+        ({"suffix": "y"}, VISION_MODEL, ErrorKind.NOT_SUPPORTED),
+        ({"images": ["aGk="], "context": [1]}, VISION_MODEL, ErrorKind.NOT_SUPPORTED),
+        # llama-server's refusal of images to a model without a projector, as Ollama's 400.
+        ({"images": ["aGk="]}, MODEL, ErrorKind.INVALID_REQUEST),
+        ({"think": True}, MODEL, ErrorKind.INVALID_REQUEST),
+        ({"think": "low"}, MODEL, ErrorKind.INVALID_REQUEST),
+        ({"format": "yaml"}, VISION_MODEL, ErrorKind.INVALID_REQUEST),
     ],
 )
-def test_ollama_generate_refuses_what_it_cannot_do(body, kind):
+def test_ollama_generate_refuses_what_it_cannot_do(body, model, kind):
     request = parse(ollama_schemas.GenerateRequest, {"model": "t", "prompt": "x", **body})
     with pytest.raises(GatewayError) as refused:
-        ollama_decode.chat_payload(request)
+        ollama_decode.check(request, model)
     assert refused.value.kind is kind
+
+
+@pytest.mark.parametrize("body", [{"template": "{{ .Prompt }}"}, {"context": [1]}, {"images": ["aGk="]}])
+def test_ollama_generate_takes_a_template_context_and_images_to_a_vision_model(body):
+    request = parse(ollama_schemas.GenerateRequest, {"model": "t", "prompt": "x", **body})
+    ollama_decode.check(request, VISION_MODEL)  # no refusal
 
 
 def test_ollama_embed_payload():

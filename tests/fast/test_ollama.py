@@ -11,7 +11,17 @@ import re
 import pytest
 
 from tests.fast.conftest import ndjson
-from tests.support.fake_backend import MODEL, N_CTX, STORY, THOUGHT, TOOL_ARGUMENTS, embedding, render_chat, tokenize
+from tests.support.fake_backend import (
+    MODEL,
+    N_CTX,
+    STORY,
+    THOUGHT,
+    TOOL_ARGUMENTS,
+    embedding,
+    render_chat,
+    token_of,
+    tokenize,
+)
 
 TAGGED = f"{MODEL}:latest"
 MESSAGES = [{"role": "system", "content": "You are a knight."}, {"role": "user", "content": "Greet the king"}]
@@ -143,34 +153,98 @@ def test_a_tool_call_in_the_history_goes_to_the_model_with_json_string_arguments
     assert sent[3] == {"role": "tool", "content": "sunny", "name": "weather"}
 
 
-def test_generate_is_a_one_message_chat_with_its_system_prompt(stack):
-    generated = stack.post(
-        "/api/generate",
-        {
-            "model": MODEL,
-            "prompt": "Greet the king",
-            "system": "You are a knight.",
-            "stream": False,
-            "options": {"num_predict": 3},
-        },
-    ).json
+def test_generate_renders_the_models_template_tokenizes_it_and_completes_the_tokens(stack):
+    body = {"model": MODEL, "prompt": "Greet the king", "system": "You are a knight.", "stream": False}
+    generated = stack.post("/api/generate", {**body, "options": {"num_predict": 3}}).json
+    prompt_tokens = tokenize(render_chat(MESSAGES))
     assert generated["response"] == "".join(STORY[:3])
-    assert_final(generated, done_reason="length", eval_count=3, prompt_eval_count=len(tokenize(render_chat(MESSAGES))))
+    assert_final(generated, done_reason="length", eval_count=3, prompt_eval_count=len(prompt_tokens))
+    # Ollama's context: the prompt's tokens, then the response's, for the next turn to continue.
+    assert generated["context"] == [*prompt_tokens, *(token_of(piece) for piece in STORY[:3])]
+    # llama-server's vocabulary: /apply-template, /tokenize (a first turn starts with the model's
+    # special tokens), then /completion of the token ids, which answers the sampled ids.
+    assert stack.llm.received == [
+        ("apply_template", {"messages": MESSAGES}),
+        ("tokenize", {"content": render_chat(MESSAGES), "add_special": True}),
+        ("completion", {"prompt": prompt_tokens, "n_predict": 3, "return_tokens": True}),
+    ]
+
+
+def test_context_continues_the_conversation_as_tokens(stack):
+    first = stack.post("/api/generate", {"model": MODEL, "prompt": "Greet the king", "stream": False}).json
+    stack.llm.received.clear()
+    body = {"model": MODEL, "prompt": "And the queen?", "context": first["context"], "stream": False}
+    second = stack.post("/api/generate", {**body, "options": {"num_predict": 2}}).json
+    turn = render_chat([{"role": "user", "content": "And the queen?"}])
+    prompt = [*first["context"], *tokenize(turn)]
+    # A later turn continues the context: no special tokens at its start.
+    assert stack.llm.received[1] == ("tokenize", {"content": turn, "add_special": False})
+    assert stack.llm.received[2] == ("completion", {"prompt": prompt, "n_predict": 2, "return_tokens": True})
+    assert second["response"] == "".join(STORY[:2]) and second["prompt_eval_count"] == len(prompt)
+    assert second["context"] == [*prompt, *(token_of(piece) for piece in STORY[:2])]
+
+
+def test_a_raw_prompt_continues_the_context_with_its_text_and_answers_no_context(stack):
+    body = {"model": MODEL, "prompt": " there", "raw": True, "context": [1, 2], "stream": False}
+    answer = stack.post("/api/generate", {**body, "options": {"num_predict": 2}}).json
+    # llama-server's mixed prompt: token ids, then text it tokenizes.
+    assert stack.llm.received == [("completion", {"prompt": [1, 2, " there"], "n_predict": 2, "return_tokens": False})]
+    assert answer["response"] == "".join(STORY[:2]) and "context" not in answer
+
+
+def test_a_template_of_its_own_renders_system_and_prompt_without_the_models(stack):
+    template = "{{ if .System }}[{{ .System }}] {{ end }}Q: {{ .Prompt }}\nA:{{ .Response }}"
+    body = {"model": MODEL, "prompt": "Who rules?", "system": "Be brief", "template": template, "stream": False}
+    answer = stack.post("/api/generate", {**body, "options": {"num_predict": 1}}).json
+    rendered = "[Be brief] Q: Who rules?\nA:"
+    assert [kind for kind, _ in stack.llm.received] == ["tokenize", "completion"]  # no /apply-template
+    assert stack.llm.received[0] == ("tokenize", {"content": rendered, "add_special": True})
+    assert answer["prompt_eval_count"] == len(tokenize(rendered)) and answer["response"] == STORY[0]
+
+
+@pytest.mark.parametrize("template", ["{{ range .Messages }}{{ .Content }}{{ end }}", "{{ if .System }}open"])
+def test_a_template_velesio_cannot_render_is_a_400(stack, template):
+    error = ollama_error(stack.post("/api/generate", {"model": MODEL, "prompt": "x", "template": template}), 400)
+    assert "template" in error and stack.llm.received == []
 
 
 def test_raw_generate_is_a_completion_of_the_prompt_as_it_is(stack):
     body = {"model": MODEL, "prompt": "Once", "raw": True, "stream": False, "options": {"num_predict": 2}}
     answer = stack.post("/api/generate", body).json
     assert answer["response"] == "".join(STORY[:2]) and answer["prompt_eval_count"] == len(tokenize("Once"))
-    assert stack.llm.received[-1] == ("completion", {"prompt": "Once", "n_predict": 2})
+    assert stack.llm.received == [("completion", {"prompt": "Once", "n_predict": 2, "return_tokens": False})]
+    assert "context" not in answer  # Ollama answers none for a raw prompt
 
 
-def test_generate_streams_ndjson(stack):
+def test_generate_streams_ndjson_and_the_last_line_carries_the_context(stack):
     written = stack.writes("POST", "/api/generate", {"model": MODEL, "prompt": "hi", "options": {"num_predict": 5}})
     assert written.headers["content-type"].startswith("application/x-ndjson")
     lines = ndjson(written.body)
     assert "".join(line["response"] for line in lines) == "".join(STORY[:5])
     assert lines[-1]["response"] == "" and lines[-1]["done_reason"] == "length" and lines[-1]["eval_count"] == 5
+    prompt_tokens = tokenize(render_chat([{"role": "user", "content": "hi"}]))
+    assert lines[-1]["context"] == [*prompt_tokens, *(token_of(piece) for piece in STORY[:5])]
+    assert all("context" not in line for line in lines[:-1])
+
+
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        ("/api/generate", {"model": MODEL, "prompt": "What is this?", "images": ["iVBORw0KGgo="]}),
+        ("/api/chat", {"model": MODEL, "messages": [{"role": "user", "content": "?", "images": ["iVBORw0KGgo="]}]}),
+    ],
+)
+def test_images_to_a_model_without_vision_are_llama_servers_refusal_as_a_400(stack, path, body):
+    assert "image input is not supported" in ollama_error(stack.post(path, body), 400)
+    assert stack.llm.received == []
+
+
+@pytest.mark.parametrize("think", [True, "high"])
+def test_think_to_a_model_whose_template_does_not_think_is_a_400(stack, think):
+    for path, body in (("/api/chat", {"messages": MESSAGES}), ("/api/generate", {"prompt": "Hi"})):
+        error = ollama_error(stack.post(path, {"model": MODEL, **body, "think": think}), 400)
+        assert error == f'"{MODEL}" does not support thinking'
+    assert stack.llm.received == []
 
 
 @pytest.mark.parametrize(
@@ -195,6 +269,8 @@ def test_format_becomes_a_response_format(stack, format, sent):
 
 def test_an_empty_prompt_loads_and_keep_alive_zero_unloads(stack):
     assert stack.post("/api/generate", {"model": MODEL, "prompt": ""}).json["done_reason"] == "load"
+    # Ollama answers "load" to an empty prompt whatever context comes with it.
+    assert stack.post("/api/generate", {"model": MODEL, "context": [1, 2]}).json["done_reason"] == "load"
     assert stack.post("/api/generate", {"model": MODEL, "keep_alive": 0}).json["done_reason"] == "unload"
     chat = stack.post("/api/chat", {"model": MODEL, "messages": []}).json
     assert chat["done_reason"] == "load" and chat["message"] == {"role": "assistant", "content": ""}
@@ -233,12 +309,11 @@ def test_a_stream_that_fails_midway_ends_with_an_error_line_and_status_200(make_
         ("/api/chat", {"model": MODEL, "messages": MESSAGES, "options": {"num_predict": "many"}}, 400),
         ("/api/chat", {"model": MODEL, "messages": MESSAGES, "options": {"top_p": 7}}, 400),
         ("/api/chat", {"messages": MESSAGES}, 400),
-        ("/api/chat", {"model": MODEL, "messages": [{"role": "user", "content": "x", "images": ["aGk="]}]}, 501),
-        ("/api/generate", {"model": MODEL, "prompt": "x", "images": ["aGk="]}, 501),
         ("/api/generate", {"model": MODEL, "prompt": "x", "suffix": "y"}, 501),
-        ("/api/generate", {"model": MODEL, "prompt": "x", "template": "{{ .Prompt }}"}, 501),
-        ("/api/generate", {"model": MODEL, "prompt": "x", "context": [1, 2]}, 501),
         ("/api/generate", {"model": MODEL, "prompt": "x", "format": "yaml"}, 400),
+        ("/api/generate", {"model": MODEL, "prompt": "x", "think": "extreme"}, 400),
+        ("/api/generate", {"model": MODEL, "prompt": "x", "context": ["a"]}, 400),
+        ("/api/chat", {"model": MODEL, "messages": MESSAGES, "logprobs": True, "top_logprobs": 21}, 400),
         ("/api/embed", {"model": MODEL, "input": 5}, 400),
         ("/api/embed", {"model": MODEL, "input": "x", "dimensions": 8}, 501),
         ("/api/embeddings", {"model": MODEL}, 400),

@@ -307,6 +307,7 @@ class FakeLlm:
             stop_type = "limit"
         stops = request.get("stop") or []
         predicted = 0
+        generated_tokens: list[int] = []
         for index, generated in self._generating_steps(pieces, cancellation, clock):
             text = content + generated
             stop = next((stop for stop in stops if stop in text), None)
@@ -314,6 +315,8 @@ class FakeLlm:
             piece = text[: text.index(stop)][len(content) :] if stop is not None else generated
             content += piece
             predicted = index + 1
+            if request.get("return_tokens"):
+                generated_tokens.append(token_of(generated))
             if stream and piece:
                 yield Event.of(
                     EventType.TOKEN,
@@ -336,7 +339,9 @@ class FakeLlm:
             {
                 "index": 0,
                 "content": "" if stream else content,
-                "tokens": [],
+                # llama-server keeps the sampled ids only under return_tokens, and sends them
+                # whole only when it did not stream them piece by piece.
+                "tokens": [] if stream else generated_tokens,
                 "id_slot": 0,
                 "stop": True,
                 "model": MODEL,
