@@ -43,6 +43,8 @@ def check(request: GenerateRequest | ChatRequest, model: ModelInfo) -> None:
         )
     if request.think and not capabilities.thinking(model):
         raise invalid_request(f'"{model.id}" does not support thinking')
+    # Before the templated generate's render and tokenize jobs, not after them.
+    _format(request.format, chat=isinstance(request, ChatRequest))
     if isinstance(request, GenerateRequest):
         if request.suffix:
             raise not_supported("suffix (fill-in-the-middle) is not supported")
