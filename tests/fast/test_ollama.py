@@ -227,6 +227,23 @@ def test_generate_streams_ndjson_and_the_last_line_carries_the_context(stack):
     assert all("context" not in line for line in lines[:-1])
 
 
+def test_generate_logprobs_are_llama_servers_with_as_many_alternatives_as_asked(stack):
+    body = {"model": MODEL, "prompt": "Once", "raw": True, "stream": False, "options": {"num_predict": 3}}
+    answer = stack.post("/api/generate", {**body, "logprobs": True, "top_logprobs": 2}).json
+    assert stack.llm.received[-1][1]["n_probs"] == 2
+    assert [entry["token"] for entry in answer["logprobs"]] == list(STORY[:3])
+    assert all(entry["logprob"] == -0.25 for entry in answer["logprobs"])
+    for entry in answer["logprobs"]:
+        assert len(entry["top_logprobs"]) == 2 and entry["top_logprobs"][0]["token"] == entry["token"]
+
+    # top_logprobs 0: the chosen token's alone (llama-server is asked for one alternative at least).
+    lines = ndjson(stack.writes("POST", "/api/generate", {**body, "stream": True, "logprobs": True}).body)
+    assert stack.llm.received[-1][1]["n_probs"] == 1
+    streamed = [entry for line in lines[:-1] for entry in line["logprobs"]]
+    assert [entry["token"] for entry in streamed] == list(STORY[:3])
+    assert all("top_logprobs" not in entry for entry in streamed)
+
+
 @pytest.mark.parametrize(
     ("path", "body"),
     [

@@ -308,6 +308,7 @@ class FakeLlm:
         stops = request.get("stop") or []
         predicted = 0
         generated_tokens: list[int] = []
+        probabilities: list[dict[str, Any]] = []
         for index, generated in self._generating_steps(pieces, cancellation, clock):
             text = content + generated
             stop = next((stop for stop in stops if stop in text), None)
@@ -317,6 +318,8 @@ class FakeLlm:
             predicted = index + 1
             if request.get("return_tokens"):
                 generated_tokens.append(token_of(generated))
+            chosen = _probabilities(generated, request.get("n_probs") or 0)
+            probabilities += chosen
             if stream and piece:
                 yield Event.of(
                     EventType.TOKEN,
@@ -328,6 +331,7 @@ class FakeLlm:
                         "id_slot": 0,
                         "tokens_predicted": predicted,
                         "tokens_evaluated": prompt_tokens,
+                        **({"completion_probabilities": chosen} if chosen else {}),
                     },
                 )
             if stop is not None:
@@ -360,6 +364,8 @@ class FakeLlm:
                 "stopping_word": stopping_word,
                 "tokens_cached": prompt_tokens + predicted,
                 "timings": clock.timings(prompt_tokens, predicted),
+                # Streamed, each token's probabilities went with it.
+                **({"completion_probabilities": probabilities} if probabilities and not stream else {}),
             },
         )
 
@@ -414,6 +420,20 @@ class FakeLlm:
                 }
             ]
         yield Event.of(EventType.RESULT, result)
+
+
+def _probabilities(word: str, n_probs: int) -> list[dict[str, Any]]:
+    """llama-server's /completion probabilities of one sampled token under ``n_probs``: the story's
+    word is always the likeliest, the next words of the vocabulary less and less likely."""
+    if n_probs <= 0:
+        return []
+
+    def entry(other: str, rank: int) -> dict[str, Any]:
+        return {"id": token_of(other), "token": other, "bytes": list(other.encode()), "logprob": -0.25 * (rank + 1)}
+
+    others = [other for other in WORDS if other != word]
+    top = [entry(word, 0), *(entry(other, rank + 1) for rank, other in enumerate(others[: n_probs - 1]))]
+    return [{**entry(word, 0), "top_logprobs": top}]
 
 
 class _Clock:
