@@ -33,7 +33,7 @@
       curl -sf http://127.0.0.1:18000/health > /dev/null && break
       sleep 1
     done
-    curl -sf http://127.0.0.1:18000/completion -H 'Authorization: Bearer nix-check' \
+    curl -sf http://127.0.0.1:18000/completion -H 'Authorization: Bearer nix-check' -H 'Content-Type: application/json' \
       -d '{"prompt": "Hello", "n_predict": 4}' | grep -q '"content"' || { cat stack.log; exit 1; }
     kill %1
     wait || true

@@ -28,6 +28,10 @@ NIX_CONFIG = "\n".join([
     "build-users-group =",  # single-user, as root
     "substituters =",  # nothing from the network
     "sandbox = false",  # the stub's builders use /bin/sh
+    # A clean tree's evaluation is cached by its content, with the derivation paths it made; an
+    # earlier run whose .drv files are gone from the store then fails with "... is not in the Nix
+    # store" (seen on a clean clone whose content another checkout had evaluated).
+    "eval-cache = false",
 ])  # fmt: skip
 
 
