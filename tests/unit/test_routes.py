@@ -44,6 +44,7 @@ def test_the_public_paths_are_the_health_checks_the_model_lists_and_a1111_progre
         "/v1/models",
         "/api/tags",
         "/sdapi/v1/progress",
+        "/models",
         "/ui",
         "/ui/",
         "/ui/*",
@@ -56,9 +57,9 @@ def test_public_paths_and_preflights(routes):
     )
     assert routes.is_public("OPTIONS", "/completion")
     assert not routes.is_public("POST", "/completion") and not routes.is_public("GET", "/props")
-    # One model's entry, and /models (a path velesio does not serve), need a token.
-    assert not routes.is_public("GET", "/v1/models/tiny") and not routes.is_public("GET", "/models")
-    # So do the agents' dialects and OpenAI's images.
+    # One model's entry needs a token; /models is /v1/models' twin, as on llama-server.
+    assert not routes.is_public("GET", "/v1/models/tiny") and routes.is_public("GET", "/models")
+    # The agents' dialects and OpenAI's images need a token.
     for path in ("/v1/messages", "/v1/messages/count_tokens", "/v1/responses", "/v1/responses/input_tokens"):
         assert not routes.is_public("POST", path)
     assert not routes.is_public("POST", "/v1/images/generations") and not routes.is_public("POST", "/v1/images/edits")

@@ -77,6 +77,10 @@ class JobDispatcher:
             result = backend.embeddings(job.payload, model=model, cancellation=cancellation)
         elif job.kind is JobKind.SLOTS:
             result = backend.slots(model=model, cancellation=cancellation)
+        elif job.kind is JobKind.LLAMA_ENDPOINT:
+            result = backend.endpoint(
+                job.payload["endpoint"], job.payload["body"], model=model, cancellation=cancellation
+            )
         else:
             raise GatewayError(ErrorKind.NOT_SUPPORTED, f"this worker cannot run {job.kind} jobs")
         sink.emit(Event.of(EventType.RESULT, result))

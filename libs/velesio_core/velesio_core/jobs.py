@@ -37,6 +37,9 @@ class JobKind(StrEnum):
     APPLY_TEMPLATE = "apply_template"
     EMBEDDINGS = "embeddings"
     SLOTS = "slots"
+    #: One of llama-server's own endpoints (/infill, /rerank, ...), its body and answer passed
+    #: through as they are: velesio adds nothing but the queue.
+    LLAMA_ENDPOINT = "llama_endpoint"
     TXT2IMG = "txt2img"
     IMG2IMG = "img2img"
     #: Load another checkpoint (or VAE) into a worker's image pipeline: a job of its own on the

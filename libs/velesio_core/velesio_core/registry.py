@@ -12,6 +12,7 @@ import dataclasses
 import os
 import socket
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -94,15 +95,34 @@ def find_model(models: list[ModelInfo], name: str | None) -> ModelInfo:
     )
 
 
-async def resolve_model(directory: ModelDirectory, name: str | None = None) -> ModelInfo:
-    """The model a request names (the default one when it names none), or a 404/503."""
+def find_drop_in_model(models: list[ModelInfo], name: str | None, aliases: Mapping[str, str]) -> ModelInfo:
+    """The model a llama.cpp or OpenAI client means, as a drop-in for llama-server must read it.
+
+    No name: the default. With one model served, any name is that model, as llama-server serves
+    its one model under whatever name a client sends (gpt-3.5-turbo, text-embedding-3-small).
+    With several, a name is a served one or one of ``aliases`` (MODEL_ALIASES); others are a 404.
+    """
+    if name and len(models) > 1:
+        return find_model(models, aliases.get(name, name))
+    return find_model(models, None)
+
+
+async def resolve_model(
+    directory: ModelDirectory, name: str | None = None, *, aliases: Mapping[str, str] | None = None
+) -> ModelInfo:
+    """The model a request names (the default one when it names none), or a 404/503. With
+    ``aliases``, by the drop-in policy of llama.cpp's and OpenAI's clients (find_drop_in_model)."""
+
+    def find(models: list[ModelInfo]) -> ModelInfo:
+        return find_model(models, name) if aliases is None else find_drop_in_model(models, name, aliases)
+
     try:
-        return find_model(await directory.models(), name)
+        return find(await directory.models())
     except GatewayError as error:
         if error.kind not in (ErrorKind.NOT_FOUND, ErrorKind.UNAVAILABLE):
             raise
         # A worker may have come up since the cache was filled.
-        return find_model(await directory.models(fresh=True), name)
+        return find(await directory.models(fresh=True))
 
 
 class CardPublisher:

@@ -61,6 +61,9 @@ class Settings:
     model_path: Path
     #: The name clients use for the model (OpenAI's and Ollama's ``model``); the file's stem if unset.
     model_alias: str | None
+    #: MODEL_ALIASES ("gpt-4o=qwen,text-embedding-3-small=nomic"): names OpenAI and llama.cpp
+    #: clients send, mapped to served models, for when a worker serves several.
+    model_aliases: dict[str, str]
     gpu_layers: int
     #: An external llama-server (http://host:port or unix:///path), instead of a supervised one.
     llama_server_url: str | None
@@ -166,6 +169,7 @@ class Settings:
             model_sha256=read.sha256("MODEL_SHA256"),
             model_path=Path(read.text("MODEL_PATH", str(models_dir / "text" / "model.gguf"))),
             model_alias=read.text("MODEL_ALIAS", "") or None,
+            model_aliases=read.mapping("MODEL_ALIASES"),
             gpu_layers=read.integer("GPU_LAYERS", 0, minimum=-1),
             llama_server_url=read.url("LLAMA_SERVER_URL", schemes=("http", "https", "unix")),
             llama_port=read.optional_integer("LLAMA_PORT", minimum=1, maximum=65535),
@@ -356,6 +360,18 @@ class _Reader:
         if not is_sha256(value):
             raise SettingsError(name, "is not a sha256 (64 hexadecimal digits)", f"set {name} to the file's sha256")
         return value.lower()
+
+    def mapping(self, name: str) -> dict[str, str]:
+        """``a=b,c=d`` as {"a": "b", "c": "d"}."""
+        pairs: dict[str, str] = {}
+        for item in (self._raw(name) or "").split(","):
+            if not item.strip():
+                continue
+            key, equals, value = (part.strip() for part in item.partition("="))
+            if not (key and equals and value):
+                raise SettingsError(name, f"{item.strip()!r} is not name=model", "write name=model,name=model")
+            pairs[key] = value
+        return pairs
 
     def arguments(self, name: str) -> tuple[str, ...]:
         try:

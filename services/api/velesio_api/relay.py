@@ -44,6 +44,11 @@ class Relay:
         """The model a request names (or the default), 404 if no worker serves it."""
         return await resolve_model(self.models, name)
 
+    async def drop_in_model(self, name: str | None = None) -> ModelInfo:
+        """The model a llama.cpp or OpenAI client names, read as llama-server reads it: any name
+        is the one model served; with several, MODEL_ALIASES maps names (registry.find_drop_in_model)."""
+        return await resolve_model(self.models, name, aliases=self.settings.model_aliases)
+
     def job(self, kind: JobKind, payload: dict[str, Any], model: ModelInfo | str, *, stream: bool = False) -> Job:
         return Job.create(
             kind,

@@ -58,6 +58,19 @@ class Dialect:
     error_status: Callable[[GatewayError], int] | None = None
 
 
+@dataclass(frozen=True)
+class Route:
+    """One declared route, as the compatibility tables and the differential tests list them."""
+
+    path: str
+    dialect: str
+    methods: tuple[str, ...]
+    public: bool
+
+
+_METHODS = ("GET", "POST", "PUT", "DELETE")
+
+
 class Routes:
     """The routes of one app: Falcon routes them, this remembers what each declared."""
 
@@ -67,6 +80,7 @@ class Routes:
         self._dialects: dict[str, Dialect] = {}
         #: Public path (or, for a templated route, path prefix) -> the methods public there (None: all).
         self._public: dict[str, frozenset[str] | None] = {}
+        self._methods: dict[str, tuple[str, ...]] = {}
         #: (path prefix, dialect), longest first: the dialect of the paths no route matches.
         self._prefixes: list[tuple[str, Dialect]] = []
 
@@ -88,6 +102,7 @@ class Routes:
     def add(self, path: str, resource: object, *, dialect: Dialect, public: Public = False) -> None:
         self._app.add_route(path, resource)
         self._dialects[path] = dialect
+        self._methods[path] = tuple(method for method in _METHODS if hasattr(resource, f"on_{method.lower()}"))
         if "{" not in path:
             self._claim(path, dialect)
         if public:
@@ -100,6 +115,16 @@ class Routes:
     def request_options(self) -> falcon.RequestOptions:
         """How the app parses request bodies, for a route that needs other limits than Falcon's."""
         return self._app.req_options
+
+    def table(self) -> list[Route]:
+        """Every route declared, in the order declared."""
+        return [
+            Route(path, dialect.name, self._methods[path], self._declared_public(path))
+            for path, dialect in self._dialects.items()
+        ]
+
+    def _declared_public(self, path: str) -> bool:
+        return (path if "{" not in path else _PREFIX + path[: path.index("{")]) in self._public
 
     @property
     def public_paths(self) -> frozenset[str]:

@@ -67,6 +67,10 @@ class LlmBackend(Protocol):
 
     def slots(self, *, model: str, cancellation: Cancellation) -> Any: ...
 
+    def endpoint(self, path: str, request: dict[str, Any], *, model: str, cancellation: Cancellation) -> Any:
+        """llama-server's answer to ``request`` POSTed to ``path`` (one of LLAMA_ENDPOINTS), as it is."""
+        ...
+
     def models(self) -> list[ModelInfo]:
         """The models this backend serves; the first one is its default."""
         ...

@@ -14,6 +14,7 @@ from velesio_core.dialects.llamacpp.schemas import (
     EmbeddingsRequest,
     TokenizeRequest,
 )
+from velesio_core.errors import invalid_request
 from velesio_core.jobs import JobKind
 from velesio_core.validation import parse
 
@@ -34,7 +35,7 @@ class Health:
         self._relay = relay
 
     async def on_get(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
-        await self._relay.model()
+        await self._relay.drop_in_model()
         send_json(resp, {"status": "ok"})
 
     on_post = on_get
@@ -47,7 +48,7 @@ class Props:
         self._relay = relay
 
     async def on_get(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
-        send_json(resp, encode.props(await self._relay.model()))
+        send_json(resp, encode.props(await self._relay.drop_in_model()))
 
     on_post = on_get
 
@@ -59,7 +60,7 @@ class Template:
         self._relay = relay
 
     async def on_post(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
-        send_json(resp, encode.template(await self._relay.model()))
+        send_json(resp, encode.template(await self._relay.drop_in_model()))
 
     on_get = on_post
 
@@ -71,7 +72,7 @@ class Completion:
     async def on_post(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
         body = await self._relay.read_json(req)
         request = parse(CompletionRequest, body)
-        model = await self._relay.model(decode.model_name(body))
+        model = await self._relay.drop_in_model(decode.model_name(body))
         job = self._relay.job(JobKind.COMPLETION, decode.forwarded(request), model, stream=bool(request.stream))
         if job.stream:
             await self._relay.stream(req, resp, job, encode.SseStream(), SSE)
@@ -91,7 +92,8 @@ class Forward:
     async def on_post(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
         body = await self._relay.read_json(req)
         request = parse(self._schema, body)
-        job = self._relay.job(self._kind, decode.forwarded(request), await self._relay.model(decode.model_name(body)))
+        model = await self._relay.drop_in_model(decode.model_name(body))
+        job = self._relay.job(self._kind, decode.forwarded(request), model)
         send_json(resp, await self._relay.result(req, job))
 
 
@@ -104,10 +106,27 @@ class Embeddings:
     async def on_post(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
         body = await self._relay.read_json(req)
         request = parse(EmbeddingsRequest, body)
-        model = await self._relay.model(decode.model_name(body))
+        model = await self._relay.drop_in_model(decode.model_name(body))
         job = self._relay.job(JobKind.EMBEDDINGS, decode.forwarded(request), model)
         result = await self._relay.result(req, job)
         send_json(resp, encode.embeddings(result, llmunity_v2=decode.speaks_llmunity_v2(body)))
+
+
+class LlamaEndpoint:
+    """One of llama-server's endpoints velesio adds nothing to: the body goes to it as it is, its
+    answer (or its error, with its status) comes back as it is."""
+
+    def __init__(self, relay: Relay, endpoint: str) -> None:
+        self._relay = relay
+        self._endpoint = endpoint
+
+    async def on_post(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
+        body = await self._relay.read_json(req)
+        if not isinstance(body, dict):
+            raise invalid_request("the request body must be a JSON object")
+        payload = {"endpoint": self._endpoint, "body": body}
+        job = self._relay.job(JobKind.LLAMA_ENDPOINT, payload, await self._relay.drop_in_model(decode.model_name(body)))
+        send_json(resp, await self._relay.result(req, job))
 
 
 class Slots:
@@ -115,7 +134,7 @@ class Slots:
         self._relay = relay
 
     async def on_get(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
-        slots = await self._relay.result(req, self._relay.job(JobKind.SLOTS, {}, await self._relay.model()))
+        slots = await self._relay.result(req, self._relay.job(JobKind.SLOTS, {}, await self._relay.drop_in_model()))
         send_json(resp, encode.slots(slots, fail_on_no_slot=bool(req.get_param_as_bool("fail_on_no_slot"))))
 
 
@@ -135,3 +154,15 @@ def add_routes(routes: Routes, relay: Relay) -> None:
     for path in ("/embeddings", "/embedding"):
         api.add(path, Embeddings(relay))
     api.add("/slots", Slots(relay))
+    # Served by llama-server alone: velesio relays them (JobKind.LLAMA_ENDPOINT), under every path
+    # llama-server answers them on. /infill needs a model with fill-in-the-middle tokens, /rerank a
+    # reranker started with --reranking; otherwise llama-server's own 501 says so.
+    openai_api = routes.speaking(openai.DIALECT)
+    api.add("/infill", LlamaEndpoint(relay, "/infill"))
+    rerank = LlamaEndpoint(relay, "/rerank")
+    for path in ("/rerank", "/reranking"):
+        api.add(path, rerank)
+        openai_api.add("/v1" + path, rerank)
+    input_tokens = LlamaEndpoint(relay, "/v1/chat/completions/input_tokens")
+    openai_api.add("/chat/completions/input_tokens", input_tokens)
+    openai_api.add("/v1/chat/completions/input_tokens", input_tokens)

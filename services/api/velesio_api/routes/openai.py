@@ -45,7 +45,7 @@ class ChatCompletions:
 
     async def on_post(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
         request = parse(ChatCompletionRequest, await self._relay.read_json(req))
-        model = await self._relay.model(request.model)
+        model = await self._relay.drop_in_model(request.model)
         job = self._relay.job(JobKind.CHAT, chat_payload(request), model, stream=bool(request.stream))
         answer: encode.AnswerHead = {"id": f"chatcmpl-{job.id}", "model": model.id, "created": int(time.time())}
         await self._relay.respond(
@@ -64,7 +64,7 @@ class Completions:
 
     async def on_post(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
         request = parse(CompletionRequest, await self._relay.read_json(req))
-        model = await self._relay.model(request.model)
+        model = await self._relay.drop_in_model(request.model)
         job = self._relay.job(JobKind.COMPLETION, completion_payload(request), model, stream=bool(request.stream))
         answer: encode.AnswerHead = {"id": f"cmpl-{job.id}", "model": model.id, "created": int(time.time())}
         await self._relay.respond(
@@ -83,7 +83,7 @@ class Embeddings:
 
     async def on_post(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
         request = parse(EmbeddingsRequest, await self._relay.read_json(req))
-        model = await self._relay.model(request.model)
+        model = await self._relay.drop_in_model(request.model)
         result = await self._relay.result(req, self._relay.job(JobKind.EMBEDDINGS, embeddings_payload(request), model))
         send_json(resp, encode.embeddings(result, model=model.id, encoding_format=request.encoding_format))
 
@@ -97,3 +97,7 @@ def add_routes(routes: Routes, relay: Relay) -> None:
     api.add("/v1/chat/completions", ChatCompletions(relay))
     api.add("/v1/completions", Completions(relay))
     api.add("/v1/embeddings", Embeddings(relay))
+    # llama-server serves these without /v1 too, so an OpenAI SDK whose base_url has no /v1 works
+    # against it. /completions and /embeddings without /v1 are llama.cpp's native routes there.
+    api.add("/models", Models(relay), public=True)
+    api.add("/chat/completions", ChatCompletions(relay))

@@ -103,6 +103,9 @@ class OllamaBackend:
     def slots(self, *, model: str, cancellation: Cancellation) -> Any:
         raise not_supported("the Ollama backend has no slots to show: Ollama has no API for them")
 
+    def endpoint(self, path: str, request: dict[str, Any], *, model: str, cancellation: Cancellation) -> Any:
+        raise not_supported(f"the Ollama backend cannot answer {path}: Ollama has no such API (llama-server has)")
+
     def embeddings(self, request: dict[str, Any], *, model: str, cancellation: Cancellation) -> Any:
         text = request.get("input", request.get("content"))
         if not (isinstance(text, str) or (isinstance(text, list) and all(isinstance(t, str) for t in text))):

@@ -32,8 +32,12 @@ class ChatMessage(BaseModel):
     tool_call_id: str | None = None
 
 
+#: The model a request names; none is the default one (see registry.find_drop_in_model).
+ModelName = Annotated[str, Field(min_length=1)] | None
+
+
 class _Generation(_Request):
-    model: Annotated[str, Field(min_length=1)]
+    model: ModelName = None
     stream: bool | None = None
     stream_options: StreamOptions | None = None
     max_tokens: Annotated[int, Field(ge=1)] | None = None
@@ -78,8 +82,10 @@ class CompletionRequest(_Generation):
 class EmbeddingsRequest(_Request):
     """POST /v1/embeddings."""
 
-    model: Annotated[str, Field(min_length=1)]
-    input: str | Annotated[list[str], Field(min_length=1)] | Annotated[list[int], Field(min_length=1)]
+    model: ModelName = None
+    #: A text, token ids, or a list of texts and token-id arrays (OpenAI's spec), also mixed in one
+    #: list as llama.cpp takes them.
+    input: str | Annotated[list[str | int | Annotated[list[int], Field(min_length=1)]], Field(min_length=1)]
     encoding_format: Literal["float", "base64"] | None = None
     dimensions: Annotated[int, Field(ge=1)] | None = None
     user: str | None = None
