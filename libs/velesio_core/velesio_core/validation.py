@@ -11,14 +11,36 @@ from .errors import invalid_request
 
 M = TypeVar("M", bound=BaseModel)
 
+#: The deepest nesting a request may have: a job travels as JSON written by orjson, which writes
+#: at most 254 levels under the job's own object.
+MAX_JSON_DEPTH = 250
+
 
 def parse_json(body: bytes) -> Any:
     if not body.strip():
         raise invalid_request("the request body is empty; send a JSON object")
     try:
-        return orjson.loads(body)
+        value = orjson.loads(body)
     except orjson.JSONDecodeError as error:
         raise invalid_request(f"the request body is not valid JSON: {error}") from None
+    if _deeper_than(value, MAX_JSON_DEPTH):
+        raise invalid_request(f"the request body is nested deeper than {MAX_JSON_DEPTH} levels")
+    return value
+
+
+def _deeper_than(value: Any, limit: int) -> bool:
+    level: list[Any] = [value]
+    for _ in range(limit):
+        level = [
+            child
+            for item in level
+            if isinstance(item, dict | list)
+            for child in (item.values() if isinstance(item, dict) else item)
+            if isinstance(child, dict | list)
+        ]
+        if not level:
+            return False
+    return True
 
 
 def parse(model: type[M], body: Any) -> M:

@@ -28,6 +28,10 @@ from ..base import HEALTH_TIMEOUT_S, ModelInfo
 log = logging.getLogger(__name__)
 
 _JSON = {"Content-Type": "application/json"}
+
+#: llama-server's endpoints that velesio relays as they are (JobKind.LLAMA_ENDPOINT); any other
+#: path stays unreachable through a job, whatever a job's payload says.
+LLAMA_ENDPOINTS = frozenset({"/infill", "/rerank", "/v1/chat/completions/input_tokens"})
 _UNREACHABLE = (OSError, http.client.HTTPException)
 
 
@@ -53,6 +57,10 @@ class LlamaServerBackend:
     def complete(
         self, request: dict[str, Any], *, model: str, stream: bool, cancellation: Cancellation
     ) -> Iterator[Event]:
+        # response_fields would strip the final chunk of the "stop" that marks it as final: it is
+        # applied here instead, to that chunk, as llama-server applies it.
+        request = dict(request)
+        fields = request.pop("response_fields", None)
         body = orjson.dumps({**request, "stream": True})
         try:
             with self._http.request("POST", "/completion", body, headers=_JSON, cancellation=cancellation) as response:
@@ -60,9 +68,13 @@ class LlamaServerBackend:
                     raise _error_from(response)
                 chunks = _sse_data(response, cancellation)
                 if stream:
-                    yield from _stream_events(chunks)
+                    events = _stream_events(chunks)
                 else:
-                    yield _whole_answer(chunks, return_tokens=bool(request.get("return_tokens")))
+                    events = iter([_whole_answer(chunks, return_tokens=bool(request.get("return_tokens")))])
+                for event in events:
+                    if fields and event.type is EventType.RESULT:
+                        event = Event.of(EventType.RESULT, nested_values(fields, orjson.loads(event.data)))
+                    yield event
         except _UNREACHABLE as error:
             cancellation.check()
             raise _unreachable(error) from None
@@ -122,6 +134,13 @@ class LlamaServerBackend:
     def slots(self, *, model: str, cancellation: Cancellation) -> Any:
         return self._get("/slots", cancellation)
 
+    def endpoint(self, path: str, request: dict[str, Any], *, model: str, cancellation: Cancellation) -> Any:
+        if path not in LLAMA_ENDPOINTS:
+            raise not_supported(f"velesio does not relay {path} to llama-server")
+        # /rerank answers only when llama-server runs a reranker model with --reranking
+        # (LLAMA_SERVER_ARGS); otherwise its own 501 says so, as a bare llama-server's would.
+        return self._post(self._http, path, request, cancellation)
+
     def healthy(self) -> bool:
         pools = [self._http] if self._embeddings_http is None else [self._http, self._embeddings_http]
         with cancel_after(HEALTH_TIMEOUT_S) as cancellation:
@@ -178,6 +197,20 @@ class LlamaServerBackend:
         except _UNREACHABLE as error:
             cancellation.check()
             raise _unreachable(error) from None
+
+
+def nested_values(paths: list[str], answer: dict[str, Any]) -> dict[str, Any]:
+    """llama-server's ``response_fields``: each ``a/b`` path found in ``answer``, under its path."""
+    picked: dict[str, Any] = {}
+    for path in paths:
+        value: Any = answer
+        for key in path.split("/"):
+            if not isinstance(value, dict) or key not in value:
+                break
+            value = value[key]
+        else:
+            picked[path] = value
+    return picked
 
 
 def _sse_data(response: http.client.HTTPResponse, cancellation: Cancellation) -> Iterator[bytes]:
@@ -291,11 +324,20 @@ class _ChatStream:
         return Event.of(EventType.RESULT, result)
 
 
+#: Parts of the messages of llama-server's 500s that its input caused (a token id out of the
+#: vocabulary, a tool without a type, an input longer than a batch): velesio answers them as the
+#: 400s they are, with llama-server's words.
+_INPUT_ERRORS_LLAMA_SERVER_CALLS_500 = ("_M_range_check", "Failed to parse", "is too large to process")
+
+
 def _error_from(response: http.client.HTTPResponse) -> GatewayError:
     body = response.read()
     try:
         error = orjson.loads(body)["error"]
         if isinstance(error, dict):
+            message = str(error.get("message") or "")
+            if response.status == 500 and any(part in message for part in _INPUT_ERRORS_LLAMA_SERVER_CALLS_500):
+                return GatewayError(ErrorKind.INVALID_REQUEST, message)
             return GatewayError.from_event_data({"code": response.status, **error})
         message = str(error)
     except (orjson.JSONDecodeError, KeyError, TypeError):

@@ -37,7 +37,8 @@ class SseStream:
 
 
 def error_body(error: GatewayError) -> bytes:
-    return orjson.dumps({"error": error.to_event_data()})
+    # llama.cpp's "code" is always the status; OpenAI's string codes (model_not_found) are not its.
+    return orjson.dumps({"error": {**error.to_event_data(), "code": error.status}})
 
 
 def embeddings(result: dict[str, Any], *, llmunity_v2: bool) -> Any:

@@ -65,6 +65,12 @@ def model_list(models: list[ModelInfo], created: int) -> dict[str, Any]:
     return {"object": "list", "data": [model(each, created) for each in models]}
 
 
+def llama_extras(result: dict[str, Any]) -> dict[str, Any]:
+    """llama.cpp's own fields that llama-server adds to its OpenAI answers and clients read
+    (LLM for Unity reads ``timings`` from the final chunk); none when the backend has none."""
+    return {key: result[key] for key in ("timings", "prompt_progress") if result.get(key)}
+
+
 def _sse(value: dict[str, Any]) -> bytes:
     return b"data: " + orjson.dumps(value) + b"\n\n"
 
@@ -85,6 +91,7 @@ def chat_completion(result: dict[str, Any], *, id: str, model: str, created: int
         "system_fingerprint": FINGERPRINT,
         "choices": [{"index": 0, "message": message, "logprobs": None, "finish_reason": finish_reason(result)}],
         "usage": usage(result),
+        **llama_extras(result),
     }
 
 
@@ -98,6 +105,7 @@ def text_completion(result: dict[str, Any], *, id: str, model: str, created: int
         "system_fingerprint": FINGERPRINT,
         "choices": [choice],
         "usage": usage(result),
+        **llama_extras(result),
     }
 
 
@@ -124,7 +132,8 @@ class _Chunks:
             return [_sse({**self._head, "choices": [self._choice(event.value(), None)]})]
         if event.type is EventType.RESULT:
             result = event.value()
-            chunks = [_sse({**self._head, "choices": [self._choice({}, finish_reason(result))]})]
+            last = {**self._head, "choices": [self._choice({}, finish_reason(result))], **llama_extras(result)}
+            chunks = [_sse(last)]
             if self._include_usage:
                 chunks.append(_sse({**self._head, "choices": [], "usage": usage(result)}))
             return [*chunks, _DONE]
