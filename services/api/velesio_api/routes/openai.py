@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 import falcon
 import falcon.asgi
 
 from velesio_core.dialects.openai import encode
-from velesio_core.dialects.openai.decode import chat_payload, completion_payload, embeddings_payload
+from velesio_core.dialects.openai.decode import chat_payload, choices, completion_payloads, embeddings_payload
 from velesio_core.dialects.openai.schemas import ChatCompletionRequest, CompletionRequest, EmbeddingsRequest
 from velesio_core.jobs import JobKind
 from velesio_core.registry import find_model
@@ -46,12 +47,17 @@ class ChatCompletions:
     async def on_post(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
         request = parse(ChatCompletionRequest, await self._relay.read_json(req))
         model = await self._relay.drop_in_model(request.model)
-        job = self._relay.job(JobKind.CHAT, chat_payload(request), model, stream=bool(request.stream))
-        answer: encode.AnswerHead = {"id": f"chatcmpl-{job.id}", "model": model.id, "created": int(time.time())}
+        payload, n = chat_payload(request), choices(request)
+        jobs = [self._relay.job(JobKind.CHAT, payload, model, stream=bool(request.stream)) for _ in range(n)]
+        answer: encode.AnswerHead = {"id": f"chatcmpl-{jobs[0].id}", "model": model.id, "created": int(time.time())}
+        if n > 1:
+            results = await asyncio.gather(*(self._relay.result(req, job) for job in jobs))
+            send_json(resp, encode.several_choices([encode.chat_completion(one, **answer) for one in results]))
+            return
         await self._relay.respond(
             req,
             resp,
-            job,
+            jobs[0],
             content_type=SSE,
             chunks=encode.ChatChunks(**answer, include_usage=request.include_usage),
             whole=lambda result: encode.chat_completion(result, **answer),
@@ -65,12 +71,22 @@ class Completions:
     async def on_post(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
         request = parse(CompletionRequest, await self._relay.read_json(req))
         model = await self._relay.drop_in_model(request.model)
-        job = self._relay.job(JobKind.COMPLETION, completion_payload(request), model, stream=bool(request.stream))
-        answer: encode.AnswerHead = {"id": f"cmpl-{job.id}", "model": model.id, "created": int(time.time())}
+        stream = bool(request.stream)
+        n = choices(request)
+        jobs = [
+            self._relay.job(JobKind.COMPLETION, payload, model, stream=stream)
+            for payload in completion_payloads(request)
+            for _ in range(n)
+        ]
+        answer: encode.AnswerHead = {"id": f"cmpl-{jobs[0].id}", "model": model.id, "created": int(time.time())}
+        if len(jobs) > 1:
+            results = await asyncio.gather(*(self._relay.result(req, job) for job in jobs))
+            send_json(resp, encode.several_choices([encode.text_completion(one, **answer) for one in results]))
+            return
         await self._relay.respond(
             req,
             resp,
-            job,
+            jobs[0],
             content_type=SSE,
             chunks=encode.CompletionChunks(**answer, include_usage=request.include_usage),
             whole=lambda result: encode.text_completion(result, **answer),
@@ -85,7 +101,9 @@ class Embeddings:
         request = parse(EmbeddingsRequest, await self._relay.read_json(req))
         model = await self._relay.drop_in_model(request.model)
         result = await self._relay.result(req, self._relay.job(JobKind.EMBEDDINGS, embeddings_payload(request), model))
-        send_json(resp, encode.embeddings(result, model=model.id, encoding_format=request.encoding_format))
+        # The name the client sent, as llama-server and OpenAI echo it.
+        named = request.model or model.id
+        send_json(resp, encode.embeddings(result, model=named, encoding_format=request.encoding_format))
 
 
 def add_routes(routes: Routes, relay: Relay) -> None:

@@ -280,7 +280,8 @@ class _ChatStream:
         self._finish_reason = "stop"
         self._usage: dict[str, Any] = {}
         self._timings: dict[str, Any] = {}
-        self._logprobs: list[dict[str, Any]] = []
+        self._logprobs: list[Any] = []
+        self._asked_logprobs = False
 
     def feed(self, chunk: dict[str, Any]) -> Event | None:
         self._usage = chunk.get("usage") or self._usage
@@ -292,11 +293,12 @@ class _ChatStream:
         self._finish_reason = choice.get("finish_reason") or self._finish_reason
         delta = choice.get("delta") or {}
         piece = {key: delta[key] for key in ("content", "reasoning_content", "tool_calls") if delta.get(key)}
-        # Per-token log probabilities (asked for with logprobs), in llama.cpp's entries.
-        logprobs = (choice.get("logprobs") or {}).get("content")
-        if logprobs:
-            piece["logprobs"] = logprobs
-            self._logprobs.extend(logprobs)
+        logprobs = choice.get("logprobs")
+        if isinstance(logprobs, dict):
+            self._asked_logprobs = True
+            self._logprobs.extend(logprobs.get("content") or ())
+            if piece:
+                piece["logprobs"] = logprobs
         if not piece:
             return None
         self._content.append(piece.get("content", ""))
@@ -319,8 +321,8 @@ class _ChatStream:
             result["reasoning_content"] = reasoning
         if self._tool_calls and not self._stream:
             result["tool_calls"] = merged_tool_calls(self._tool_calls)
-        if self._logprobs and not self._stream:
-            result["logprobs"] = self._logprobs
+        if self._asked_logprobs and not self._stream:
+            result["logprobs"] = {"content": self._logprobs}
         return Event.of(EventType.RESULT, result)
 
 

@@ -94,7 +94,11 @@ def logprobs(entries: list[dict[str, Any]], top: int) -> list[dict[str, Any]]:
 
 
 def _probabilities(result_or_piece: dict[str, Any]) -> list[dict[str, Any]]:
+    """llama-server's entries: a completion's ``completion_probabilities``, or a chat's
+    ``logprobs`` in OpenAI's shape (``{"content": [...]}``)."""
     entries = result_or_piece.get("completion_probabilities") or result_or_piece.get("logprobs") or []
+    if isinstance(entries, dict):
+        entries = entries.get("content") or []
     return entries if isinstance(entries, list) else []
 
 

@@ -4,49 +4,57 @@ from __future__ import annotations
 
 from typing import Any
 
-from ...errors import not_supported
+from ...errors import invalid_request, not_supported
 from .schemas import ChatCompletionRequest, CompletionRequest, EmbeddingsRequest
 
 # Fields that steer velesio itself and do not travel to a backend.
 _OWN = {"model", "stream", "stream_options", "n", "user"}
 
 
-def _one_choice(n: int | None) -> None:
-    if n is not None and n > 1:
-        raise not_supported("n > 1 is not supported; send n requests")
-
-
 def chat_payload(request: ChatCompletionRequest) -> dict[str, Any]:
-    """A chat job's payload: OpenAI's chat body as llama-server's /v1/chat/completions takes it."""
-    _one_choice(request.n)
-    if request.logprobs or request.top_logprobs:
-        raise not_supported("logprobs are not supported")
+    """A chat job's payload: OpenAI's chat body as llama-server's /v1/chat/completions takes it.
+    ``n`` choices are n jobs (see choices)."""
+    if request.top_logprobs and not request.logprobs:
+        raise invalid_request("top_logprobs needs logprobs: true")
     payload = request.model_dump(exclude_unset=True, exclude_none=True, exclude=_OWN)
     if "max_completion_tokens" in payload:
         payload["max_tokens"] = payload.pop("max_completion_tokens")
     return payload
 
 
-def completion_payload(request: CompletionRequest) -> dict[str, Any]:
-    """A completion job's payload: a llama.cpp /completion body."""
-    _one_choice(request.n)
+def choices(request: ChatCompletionRequest | CompletionRequest) -> int:
+    """How many jobs answer ``n``: one per choice, each on a slot of its own (llama-server, too,
+    runs one task per choice). A stream carries one choice."""
+    n = request.n or 1
+    if n > 1 and request.stream:
+        raise not_supported("n > 1 is not supported with stream: true; send n requests, or stream: false")
+    return n
+
+
+def completion_payloads(request: CompletionRequest) -> list[dict[str, Any]]:
+    """A completion job's payload per prompt (several prompts, several choices): llama.cpp
+    /completion bodies."""
     if request.echo:
         raise not_supported("echo is not supported")
     if request.suffix:
-        raise not_supported("suffix (fill-in-the-middle) is not supported")
+        raise not_supported("suffix (fill-in-the-middle) is not supported here; POST /infill")
     if request.best_of is not None and request.best_of > 1:
         raise not_supported("best_of > 1 is not supported")
     if request.logprobs:
-        raise not_supported("logprobs are not supported")
+        raise not_supported("logprobs are not supported on /v1/completions; n_probs on /completion has them")
     payload = request.model_dump(exclude_unset=True, exclude_none=True, exclude=_OWN | {"echo", "suffix", "best_of"})
     prompt = payload.pop("prompt")
-    payload["prompt"] = prompt[0] if isinstance(prompt, list) and isinstance(prompt[0], str) else prompt
     if "max_tokens" in payload:
         payload["n_predict"] = payload.pop("max_tokens")
     if isinstance(payload.get("stop"), str):
         payload["stop"] = [payload["stop"]]
     payload.pop("logprobs", None)
-    return payload
+    # A list of texts or of token-id lists is several prompts; a list of ids is one.
+    several = isinstance(prompt, list) and any(isinstance(part, str | list) for part in prompt)
+    prompts = prompt if several else [prompt]
+    if len(prompts) > 1 and request.stream:
+        raise not_supported("several prompts are not supported with stream: true; send one request per prompt")
+    return [{**payload, "prompt": one} for one in prompts]
 
 
 def embeddings_payload(request: EmbeddingsRequest) -> dict[str, Any]:

@@ -34,9 +34,18 @@ def finish_reason(result: dict[str, Any]) -> str:
     return _FINISH_REASONS.get(result.get("stop_type") or "eos", "stop")
 
 
-def usage(result: dict[str, Any]) -> dict[str, int]:
+def usage(result: dict[str, Any]) -> dict[str, Any]:
     prompt, completion = int(result.get("tokens_evaluated") or 0), int(result.get("tokens_predicted") or 0)
-    return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
+    counts: dict[str, Any] = {
+        "prompt_tokens": prompt,
+        "completion_tokens": completion,
+        "total_tokens": prompt + completion,
+    }
+    cached = (result.get("timings") or {}).get("cache_n")
+    if isinstance(cached, int):
+        # As llama-server and OpenAI report the prompt tokens read from the cache.
+        counts["prompt_tokens_details"] = {"cached_tokens": cached}
+    return counts
 
 
 #: OpenAI's ``code`` for the kinds its clients tell apart by it.
@@ -89,7 +98,9 @@ def chat_completion(result: dict[str, Any], *, id: str, model: str, created: int
         "created": created,
         "model": model,
         "system_fingerprint": FINGERPRINT,
-        "choices": [{"index": 0, "message": message, "logprobs": None, "finish_reason": finish_reason(result)}],
+        "choices": [
+            {"index": 0, "message": message, "logprobs": result.get("logprobs"), "finish_reason": finish_reason(result)}
+        ],
         "usage": usage(result),
         **llama_extras(result),
     }
@@ -107,6 +118,19 @@ def text_completion(result: dict[str, Any], *, id: str, model: str, created: int
         "usage": usage(result),
         **llama_extras(result),
     }
+
+
+def several_choices(answers: list[dict[str, Any]]) -> dict[str, Any]:
+    """One answer whose choices are those of ``answers`` (one job's each), numbered in order, with
+    their usage added up as OpenAI counts it."""
+    merged = {
+        **answers[0],
+        "choices": [{**answer["choices"][0], "index": index} for index, answer in enumerate(answers)],
+    }
+    prompt = answers[0]["usage"]["prompt_tokens"]
+    completion = sum(answer["usage"]["completion_tokens"] for answer in answers)
+    merged["usage"] = {**answers[0]["usage"], "completion_tokens": completion, "total_tokens": prompt + completion}
+    return merged
 
 
 class _Chunks:
@@ -150,12 +174,18 @@ class ChatChunks(_Chunks):
         super().__init__(**kwargs)
         self._role_sent = False
 
+    def encode(self, event: Event) -> list[bytes]:
+        chunks = super().encode(event)
+        if self._role_sent or event.type not in (EventType.TOKEN, EventType.RESULT):
+            return chunks
+        self._role_sent = True
+        # A chunk of its own, before the first piece, as llama-server and OpenAI send it.
+        role = {"index": 0, "delta": {"role": "assistant", "content": None}, "logprobs": None, "finish_reason": None}
+        return [_sse({**self._head, "choices": [role]}), *chunks]
+
     def _choice(self, piece: dict[str, Any], finish: str | None) -> dict[str, Any]:
         delta = {key: piece[key] for key in ("content", "reasoning_content", "tool_calls") if piece.get(key)}
-        if not self._role_sent:
-            delta = {"role": "assistant", **delta}
-            self._role_sent = True
-        return {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}
+        return {"index": 0, "delta": delta, "logprobs": piece.get("logprobs"), "finish_reason": finish}
 
 
 class CompletionChunks(_Chunks):

@@ -43,7 +43,7 @@ class _Generation(_Request):
     max_tokens: Annotated[int, Field(ge=1)] | None = None
     temperature: Annotated[float, Field(ge=0.0, le=2.0)] | None = None
     top_p: Annotated[float, Field(ge=0.0, le=1.0)] | None = None
-    n: Annotated[int, Field(ge=1, le=128)] | None = None
+    n: Annotated[int, Field(ge=1, le=16)] | None = None
     stop: str | Annotated[list[str], Field(max_length=16)] | None = None
     presence_penalty: Penalty | None = None
     frequency_penalty: Penalty | None = None
@@ -72,7 +72,13 @@ class ChatCompletionRequest(_Generation):
 class CompletionRequest(_Generation):
     """POST /v1/completions (the legacy text completion API)."""
 
-    prompt: str | Annotated[list[str], Field(min_length=1, max_length=1)] | Annotated[list[int], Field(min_length=1)]
+    #: One text, one list of token ids, or several of either (one choice each, as llama-server answers).
+    prompt: (
+        str
+        | Annotated[list[str], Field(min_length=1, max_length=32)]
+        | Annotated[list[int], Field(min_length=1)]
+        | Annotated[list[Annotated[list[int], Field(min_length=1)]], Field(min_length=1, max_length=32)]
+    )
     logprobs: Annotated[int, Field(ge=0, le=5)] | None = None
     echo: bool | None = None
     suffix: str | None = None
