@@ -68,7 +68,7 @@ class Route:
     public: bool
 
 
-_METHODS = ("GET", "POST", "PUT", "DELETE")
+_METHODS = ("GET", "HEAD", "POST", "PUT", "DELETE")
 
 
 class Routes:
