@@ -27,6 +27,9 @@ from velesio_core.backends.llamacpp.process import find_llama_server
 DIALECTS = ("llamacpp", "openai")
 MESSAGES = [{"role": "system", "content": "You are a knight."}, {"role": "user", "content": "Greet the king"}]
 GREEDY = {"temperature": 0, "seed": 7}
+#: An image part, which llama-server forwards to a model's vision projector (the tiny model has none).
+IMAGE = {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgo="}}
+IMAGE_MESSAGES = [{"role": "user", "content": [{"type": "text", "text": "What is this?"}, IMAGE]}]
 
 #: One or more requests per route, as real clients send them: (method, path, body).
 CASES: list[tuple[str, str, Any]] = [
@@ -45,6 +48,10 @@ CASES: list[tuple[str, str, Any]] = [
         {"prompt": "hi", "n_predict": 3, "response_fields": ["content", "generation_settings/n_predict"], **GREEDY},
     ),
     ("POST", "/completion", {"prompt": [12, 34, 56], "n_predict": 4, **GREEDY}),
+    ("POST", "/completion", {"prompt": ["Once", 34, " upon"], "n_predict": 3, **GREEDY}),
+    ("POST", "/completion", {"prompt": ["The dragon", "The king", [12, 34]], "n_predict": 3, **GREEDY}),
+    ("POST", "/completion", {"prompt": ["The king"], "n_predict": 3, **GREEDY}),
+    ("POST", "/completion", {"prompt": {"prompt_string": "The king"}, "n_predict": 3, **GREEDY}),
     ("POST", "/completion", {"prompt": "hi", "n_predict": 2, "n_probs": 2, **GREEDY}),
     ("POST", "/completion", {"prompt": "hi", "n_predict": "two"}),
     ("POST", "/completions", {"prompt": "The dragon", "n_predict": 5, **GREEDY}),
@@ -81,6 +88,7 @@ CASES: list[tuple[str, str, Any]] = [
         {"messages": MESSAGES, "max_tokens": 3, "logprobs": True, "top_logprobs": 2, **GREEDY},
     ),
     ("POST", "/v1/chat/completions", {"messages": MESSAGES, "max_tokens": 3, "tools": [{}]}),
+    ("POST", "/v1/chat/completions", {"messages": IMAGE_MESSAGES, "max_tokens": 2}),
     ("POST", "/chat/completions", {"model": "tiny", "messages": MESSAGES, "max_tokens": 8, **GREEDY}),
     ("POST", "/v1/completions", {"model": "tiny", "prompt": "The dragon", "max_tokens": 6, **GREEDY}),
     ("POST", "/v1/completions", {"prompt": ["The dragon", "The king"], "max_tokens": 3, **GREEDY}),
@@ -141,6 +149,17 @@ def test_velesio_answers_as_llama_server_does(reference, stack, method, path, bo
     assert got.status != 500, got.body
     unexplained = undocumented(f"{method} {path}", found, documented_differences())
     assert unexplained == [], f"UNEXPLAINED {method} {path}: {unexplained}\nllama-server: {str(expected.body)[:400]}"
+
+
+def test_json_nested_deeper_than_the_queue_carries_is_a_400_never_a_500(reference, stack):
+    deep: Any = []
+    for _ in range(299):
+        deep = [deep]
+    body = {"messages": MESSAGES, "max_tokens": 2, "unknown_field": deep}
+    expected, got, _ = compare(reference, stack, "POST", "/v1/chat/completions", body)
+    # llama-server takes any depth; velesio's jobs travel as JSON its writer limits (docs/compatibility.md).
+    assert expected.status == 200
+    assert got.status == 400 and "nested deeper than" in got.body["error"]["message"]
 
 
 # Bodies drawn from llama.cpp's documented /completion parameters (tools/server/README.md).

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+from typing import Any
+
 import falcon
 import falcon.asgi
+import orjson
 from pydantic import BaseModel
 
+from velesio_core.backends.base import ModelInfo
 from velesio_core.dialects.llamacpp import decode, encode
 from velesio_core.dialects.llamacpp.schemas import (
     ApplyTemplateRequest,
@@ -14,7 +19,7 @@ from velesio_core.dialects.llamacpp.schemas import (
     EmbeddingsRequest,
     TokenizeRequest,
 )
-from velesio_core.errors import invalid_request
+from velesio_core.errors import invalid_request, not_supported
 from velesio_core.jobs import JobKind
 from velesio_core.validation import parse
 
@@ -73,12 +78,33 @@ class Completion:
         body = await self._relay.read_json(req)
         request = parse(CompletionRequest, body)
         model = await self._relay.drop_in_model(decode.model_name(body))
-        job = self._relay.job(JobKind.COMPLETION, decode.forwarded(request), model, stream=bool(request.stream))
+        payload, prompts = decode.forwarded(request), decode.prompts(request.prompt)
+        if len(prompts) > 1:
+            await self._several(req, resp, payload, prompts, model, stream=bool(request.stream))
+            return
+        job = self._relay.job(JobKind.COMPLETION, {**payload, "prompt": prompts[0]}, model, stream=bool(request.stream))
         if job.stream:
             await self._relay.stream(req, resp, job, encode.SseStream(), SSE)
         else:
             # The backend's final object, byte for byte.
             send_json_bytes(resp, (await self._relay.result_event(req, job)).data)
+
+    async def _several(
+        self,
+        req: falcon.asgi.Request,
+        resp: falcon.asgi.Response,
+        payload: dict[str, Any],
+        prompts: list[Any],
+        model: ModelInfo,
+        *,
+        stream: bool,
+    ) -> None:
+        """Several prompts: one job each, answered as llama-server answers them, an array in order."""
+        if stream:
+            raise not_supported("several prompts are not supported with stream: true; send one request per prompt")
+        jobs = [self._relay.job(JobKind.COMPLETION, {**payload, "prompt": one}, model) for one in prompts]
+        events = await asyncio.gather(*(self._relay.result_event(req, job) for job in jobs))
+        send_json(resp, [{**orjson.loads(event.data), "index": index} for index, event in enumerate(events)])
 
 
 class Forward:

@@ -327,9 +327,14 @@ class _ChatStream:
 
 
 #: Parts of the messages of llama-server's 500s that its input caused (a token id out of the
-#: vocabulary, a tool without a type, an input longer than a batch): velesio answers them as the
-#: 400s they are, with llama-server's words.
-_INPUT_ERRORS_LLAMA_SERVER_CALLS_500 = ("_M_range_check", "Failed to parse", "is too large to process")
+#: vocabulary, a tool without a type, an input longer than a batch, an image for a model without
+#: a vision projector): velesio answers them as the 400s they are, with llama-server's words.
+_INPUT_ERRORS_LLAMA_SERVER_CALLS_500 = (
+    "_M_range_check",
+    "Failed to parse",
+    "is too large to process",
+    "input is not supported",
+)
 
 
 def _error_from(response: http.client.HTTPResponse) -> GatewayError:

@@ -27,3 +27,12 @@ def speaks_llmunity_v2(body: object) -> bool:
     """Both LLM for Unity generations POST ``{"content": ...}`` for embeddings; only v3 (LlamaLib)
     adds ``stream``, and the two read different answers (see encode.embeddings)."""
     return not (isinstance(body, dict) and "stream" in body)
+
+
+def prompts(prompt: object) -> list[Any]:
+    """The prompts of a /completion body, as llama-server reads it: a string, a multimodal object,
+    token ids or a mix of ids and strings are one prompt; any other list is several."""
+    if not isinstance(prompt, list):
+        return [prompt]
+    one = all(isinstance(part, int | str) for part in prompt) and any(isinstance(part, int) for part in prompt)
+    return [prompt] if one else list(prompt)

@@ -34,8 +34,9 @@ class LoraAdapter(BaseModel):
 class CompletionRequest(_Request):
     """POST /completion (llama.cpp tools/server README, and LLM for Unity's ChatRequest)."""
 
-    prompt: str | list[int | str] = Field(
-        description="One prompt: a string, token ids, or a mix of both. Several prompts per request are not taken."
+    prompt: str | dict[str, Any] | list[int | str | dict[str, Any] | list[int | str]] = Field(
+        description="A string, token ids, a mix of both, a multimodal object (prompt_string, multimodal_data), "
+        "or several of these (one answer each, as an array)."
     )
     stream: bool | None = None
     n_predict: Annotated[int, Field(ge=-2)] | None = Field(None, description="-1: until a stop; 0: only evaluate")
@@ -90,15 +91,14 @@ class CompletionRequest(_Request):
 
     @field_validator("prompt")
     @classmethod
-    def _one_prompt(cls, prompt: str | list[int | str]) -> str | list[int | str]:
+    def _prompt(cls, prompt: Any) -> Any:
         if isinstance(prompt, list):
             if not prompt:
                 raise ValueError("the prompt is empty")
-            if all(isinstance(part, str) for part in prompt) and len(prompt) > 1:
-                raise ValueError("several prompts in one request are not supported; send one request per prompt")
             for part in prompt:
-                if isinstance(part, int) and not 0 <= part < 2**31:
-                    raise ValueError(f"{part} is not a token id")
+                for token in part if isinstance(part, list) else [part]:
+                    if isinstance(token, int) and not 0 <= token < 2**31:
+                        raise ValueError(f"{token} is not a token id")
         return prompt
 
 
