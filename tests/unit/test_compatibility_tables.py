@@ -1,9 +1,18 @@
 """README.md's compatibility tables against the routes velesio declares, so they cannot drift.
 
-Any README heading ending in ``(dialect `name`)`` starts a table of that dialect's routes:
-``| `path` | METHODS | served | notes |``. Every route the dialect declares has a row with its
-methods, and a row that says a route is served names a declared one; a row "not served" names
-one that is not. Adding a dialect's table is adding its heading and rows: nothing here changes.
+Any README heading ending in ``(dialect `name`)`` starts a table of that dialect's routes, where
+``name`` is the ``Dialect`` name a route module declares (``llamacpp``, ``openai``, ``anthropic``,
+``ollama``, ``a1111``): ``### Compatibility: Ollama (dialect `ollama`)`` is one. Its rows are
+``| `path` | METHODS | served | notes |``, ``served`` one of "as the reference", "differently",
+"velesio only" or "not served". Every route the dialect declares has a row with its methods, and
+a row that says a route is served names a declared one; a row "not served" names one that is not.
+
+No declared route is skipped. Routes velesio adds in a dialect's error shape that have no
+counterpart in the server the dialect imitates (the admin API /admin/*, the console /ui*, which
+answer in llama.cpp's shape; OpenAI's Images) say "velesio only" and are checked like the rest.
+Only OPTIONAL routes, which the app adds from a setting rather than from a route module, may have
+a row without being declared here. Adding a dialect's table is adding its heading and rows:
+nothing here changes.
 """
 
 from __future__ import annotations
@@ -18,7 +27,7 @@ from tests.support.routes import route_table
 
 #: Dialects whose table must exist (others are checked once their table is in the README).
 REQUIRED = ("llamacpp", "openai")
-SERVED = ("as the reference", "differently")
+SERVED = ("as the reference", "differently", "velesio only")
 NOT_SERVED = "not served"
 #: Routes an app adds only with a setting, outside the route modules' table (METRICS).
 OPTIONAL = {"/metrics"}
@@ -85,8 +94,13 @@ def test_the_check_reads_a_table_as_written():
     # The parser itself, on a table made up here: a drift it could not see would pass silently.
     tables = readme_tables(
         "## Some API (dialect `x`)\n\n| Route | Methods | Served | Notes |\n|---|---|---|---|\n"
-        "| `/a` | GET, POST | differently | why |\n| `/b` | GET | not served | |\n## Next\n| `/c` | GET | x | |\n"
+        "| `/a` | GET, POST | differently | why |\n| `/b` | GET | not served | |\n| `/u` | GET | velesio only | |\n"
+        "## Next\n| `/c` | GET | x | |\n"
     )
     assert tables == {
-        "x": [Row("/a", frozenset({"GET", "POST"}), "differently"), Row("/b", frozenset({"GET"}), "not served")]
+        "x": [
+            Row("/a", frozenset({"GET", "POST"}), "differently"),
+            Row("/b", frozenset({"GET"}), "not served"),
+            Row("/u", frozenset({"GET"}), "velesio only"),
+        ]
     }
