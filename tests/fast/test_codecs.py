@@ -78,27 +78,57 @@ def test_openai_chat_payload_is_llama_servers_chat_body():
     assert payload == {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 5, "top_k": 3}
 
 
-@pytest.mark.parametrize("body", [{"n": 2}, {"logprobs": True}, {"top_logprobs": 2}])
-def test_openai_chat_options_velesio_cannot_honour_are_501(body):
+def test_openai_chat_logprobs_travel_to_llama_server_as_sent():
+    # llama-server's /v1/chat/completions takes OpenAI's logprobs and top_logprobs itself.
+    payload = openai_decode.chat_payload(openai_chat(logprobs=True, top_logprobs=2))
+    assert payload == {"messages": [{"role": "user", "content": "hi"}], "logprobs": True, "top_logprobs": 2}
+
+
+def test_openai_chat_top_logprobs_without_logprobs_is_400():
+    # OpenAI's reference: top_logprobs requires logprobs to be true.
     with pytest.raises(GatewayError) as refused:
-        openai_decode.chat_payload(openai_chat(**body))
+        openai_decode.chat_payload(openai_chat(top_logprobs=2))
+    assert refused.value.kind is ErrorKind.INVALID_REQUEST
+
+
+@pytest.mark.parametrize("schema", [openai_schemas.ChatCompletionRequest, openai_schemas.CompletionRequest])
+def test_openai_n_choices_are_n_jobs_except_in_a_stream(schema):
+    body = {"model": "t", "messages": [{"role": "user", "content": "hi"}], "prompt": "x"}
+    assert openai_decode.choices(parse(schema, {**body, "n": 3})) == 3
+    assert openai_decode.choices(parse(schema, body)) == 1
+    with pytest.raises(GatewayError) as refused:
+        openai_decode.choices(parse(schema, {**body, "n": 2, "stream": True}))
     assert refused.value.kind is ErrorKind.NOT_SUPPORTED
 
 
-def test_openai_completion_payload_is_a_llama_cpp_completion_body():
+def test_openai_completion_payloads_are_llama_cpp_completion_bodies_one_per_prompt():
     request = parse(
         openai_schemas.CompletionRequest,
         {"model": "tiny", "prompt": ["Once"], "max_tokens": 4, "stop": "END", "seed": 1},
     )
-    assert openai_decode.completion_payload(request) == {"prompt": "Once", "n_predict": 4, "stop": ["END"], "seed": 1}
+    assert openai_decode.completion_payloads(request) == [
+        {"prompt": "Once", "n_predict": 4, "stop": ["END"], "seed": 1}
+    ]
     tokens = parse(openai_schemas.CompletionRequest, {"model": "tiny", "prompt": [1, 2, 3]})
-    assert openai_decode.completion_payload(tokens) == {"prompt": [1, 2, 3]}
+    assert openai_decode.completion_payloads(tokens) == [{"prompt": [1, 2, 3]}]
+    texts = parse(openai_schemas.CompletionRequest, {"model": "tiny", "prompt": ["a", "b"], "max_tokens": 1})
+    assert openai_decode.completion_payloads(texts) == [
+        {"prompt": "a", "n_predict": 1},
+        {"prompt": "b", "n_predict": 1},
+    ]
+    token_lists = parse(openai_schemas.CompletionRequest, {"model": "tiny", "prompt": [[1, 2], [3]]})
+    assert openai_decode.completion_payloads(token_lists) == [{"prompt": [1, 2]}, {"prompt": [3]}]
 
 
-@pytest.mark.parametrize("body", [{"echo": True}, {"suffix": "x"}, {"best_of": 2}, {"logprobs": 1}, {"n": 3}])
+@pytest.mark.parametrize(
+    "body",
+    [{"echo": True}, {"suffix": "x"}, {"best_of": 2}, {"logprobs": 1}, {"prompt": ["a", "b"], "stream": True}],
+)
 def test_openai_completion_options_velesio_cannot_honour_are_501(body):
     with pytest.raises(GatewayError) as refused:
-        openai_decode.completion_payload(parse(openai_schemas.CompletionRequest, {"model": "t", "prompt": "x", **body}))
+        openai_decode.completion_payloads(
+            parse(openai_schemas.CompletionRequest, {"model": "t", "prompt": "x", **body})
+        )
     assert refused.value.kind is ErrorKind.NOT_SUPPORTED
 
 
@@ -139,7 +169,15 @@ def test_openai_chat_completion():
             }
         ],
         "usage": {"prompt_tokens": 7, "completion_tokens": 2, "total_tokens": 9},
+        # llama-server's own extra, which it adds to its OpenAI answers too.
+        "timings": RESULT["timings"],
     }
+
+
+def test_openai_usage_counts_the_cached_prompt_tokens_when_the_backend_does():
+    cached = {**RESULT, "timings": {**RESULT["timings"], "cache_n": 5}}
+    assert openai_encode.usage(cached)["prompt_tokens_details"] == {"cached_tokens": 5}
+    assert "prompt_tokens_details" not in openai_encode.usage(RESULT)
 
 
 def test_openai_chat_completion_with_tool_calls_has_null_content_and_reasoning():
@@ -168,17 +206,21 @@ def test_openai_chat_chunks_role_first_finish_then_done():
         *chunks.encode(Event.of(EventType.RESULT, RESULT)),
     ]
     events = [sse(chunk) for chunk in out]
-    assert events[-1] == "[DONE]" and len(events) == 4
-    assert events[0]["choices"][0]["delta"] == {"role": "assistant", "content": "He"}
-    assert events[1]["choices"][0]["delta"] == {"content": "llo"}
-    assert events[2]["choices"][0] == {"index": 0, "delta": {}, "logprobs": None, "finish_reason": "length"}
+    assert events[-1] == "[DONE]" and len(events) == 5
+    # The role comes in a chunk of its own, as llama-server and OpenAI send it.
+    assert events[0]["choices"][0]["delta"] == {"role": "assistant", "content": None}
+    assert events[1]["choices"][0]["delta"] == {"content": "He"}
+    assert events[2]["choices"][0]["delta"] == {"content": "llo"}
+    assert events[3]["choices"][0] == {"index": 0, "delta": {}, "logprobs": None, "finish_reason": "length"}
+    assert events[3]["timings"] == RESULT["timings"]
     assert all(event["object"] == "chat.completion.chunk" and event["id"] == "c" for event in events[:-1])
 
 
 def test_openai_usage_chunk_only_when_asked():
     with_usage = openai_encode.ChatChunks(id="c", model="m", created=1, include_usage=True)
     events = [sse(chunk) for chunk in with_usage.encode(Event.of(EventType.RESULT, RESULT))]
-    assert events[1] == {
+    assert [event["choices"][0]["finish_reason"] for event in events[:2]] == [None, "length"]
+    assert events[2] == {
         "id": "c",
         "object": "chat.completion.chunk",
         "created": 1,
@@ -187,7 +229,7 @@ def test_openai_usage_chunk_only_when_asked():
         "choices": [],
         "usage": {"prompt_tokens": 7, "completion_tokens": 2, "total_tokens": 9},
     }
-    assert events[2] == "[DONE]"
+    assert events[3] == "[DONE]"
 
 
 def test_openai_completion_chunks_carry_text():

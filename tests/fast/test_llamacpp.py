@@ -282,10 +282,27 @@ def test_slots_with_fail_on_no_slot_is_503_when_every_slot_is_busy(stack):
     assert run(busy) == (503, SLOTS)
 
 
-def test_a_named_model_that_no_worker_serves_is_404(stack):
+def test_with_one_model_served_any_model_name_is_that_model(stack):
+    # llama-server serves its one model whatever model a request names.
+    response = stack.post("/completion", {"prompt": "x", "model": "nope", "n_predict": 1})
+    assert response.status_code == 200, response.text
+    assert response.json["content"] == STORY[0]
+
+
+def test_with_several_models_served_a_name_none_serves_is_404(stack):
+    stack.llm.also_serves = ("other",)
     error = llama_error(stack.post("/completion", {"prompt": "x", "model": "nope"}), 404, "not_found_error")
     assert "nope" in error["message"] and MODEL in error["message"]
-    assert stack.post("/completion", {"prompt": "x", "model": MODEL, "n_predict": 1}).status_code == 200
+    assert stack.llm.received == []
+    assert stack.post("/completion", {"prompt": "x", "model": "other", "n_predict": 1}).status_code == 200
+
+
+def test_several_prompts_are_answered_as_llama_servers_array(stack):
+    response = stack.post("/completion", {"prompt": ["one", [1, 2]], "n_predict": 1})
+    assert response.status_code == 200, response.text
+    answers = response.json
+    assert [(answer["index"], answer["content"]) for answer in answers] == [(0, STORY[0]), (1, STORY[0])]
+    assert [answer["tokens_evaluated"] for answer in answers] == [len(tokenize("one")), 2]
 
 
 @pytest.mark.parametrize(
@@ -299,7 +316,6 @@ def test_a_named_model_that_no_worker_serves_is_404(stack):
         ({"prompt": "hi", "n_predict": -5}, "n_predict"),
         ({"prompt": "hi", "mirostat": 3}, "mirostat"),
         ({"prompt": "hi", "json_schema": "{}"}, "json_schema"),
-        ({"prompt": ["one", "two"]}, "prompt"),
         ({"prompt": [-1, 2]}, "prompt"),
         ({"prompt": []}, "prompt"),
         ({"n_predict": 8}, "prompt"),

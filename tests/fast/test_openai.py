@@ -59,7 +59,11 @@ def test_a_whole_chat(stack):
         "prompt_tokens": PROMPT_TOKENS,
         "completion_tokens": 5,
         "total_tokens": PROMPT_TOKENS + 5,
+        # The fake's llama-server read nothing from its cache (timings.cache_n 0).
+        "prompt_tokens_details": {"cached_tokens": 0},
     }
+    # llama-server's own extra in its OpenAI answers, which LLM for Unity reads.
+    assert (answer["timings"]["prompt_n"], answer["timings"]["predicted_n"]) == (PROMPT_TOKENS, 5)
 
 
 def test_a_chat_that_ends_by_itself_finishes_with_stop(stack):
@@ -88,11 +92,13 @@ def test_a_chat_stream_adds_up_and_ends_with_done(stack):
     chunks = events[:-1]
     assert all(chunk["object"] == "chat.completion.chunk" and chunk["model"] == MODEL for chunk in chunks)
     assert len({chunk["id"] for chunk in chunks}) == 1
-    assert chunks[0]["choices"][0]["delta"]["role"] == "assistant"
+    # The role in a chunk of its own, first, as llama-server and OpenAI send it.
+    assert chunks[0]["choices"][0]["delta"] == {"role": "assistant", "content": None}
     assert all("role" not in chunk["choices"][0]["delta"] for chunk in chunks[1:])
-    assert "".join(chunk["choices"][0]["delta"].get("content", "") for chunk in chunks) == whole
+    assert "".join(chunk["choices"][0]["delta"].get("content", "") for chunk in chunks[1:]) == whole
     assert all(chunk["choices"][0]["delta"].get("content") != "" for chunk in chunks)  # no empty content deltas
     assert [chunk["choices"][0]["finish_reason"] for chunk in chunks] == [None] * (len(chunks) - 1) + ["length"]
+    assert chunks[-1]["timings"]["predicted_n"] == 6
     assert b'"usage"' not in written.body  # not asked for
 
 
@@ -108,7 +114,12 @@ def test_include_usage_adds_a_usage_chunk_before_done(stack):
     assert events[-1] == "[DONE]"
     usage = events[-2]
     assert usage["choices"] == []
-    assert usage["usage"] == {"prompt_tokens": PROMPT_TOKENS, "completion_tokens": 4, "total_tokens": PROMPT_TOKENS + 4}
+    assert usage["usage"] == {
+        "prompt_tokens": PROMPT_TOKENS,
+        "completion_tokens": 4,
+        "total_tokens": PROMPT_TOKENS + 4,
+        "prompt_tokens_details": {"cached_tokens": 0},
+    }
     assert events[-3]["choices"][0]["finish_reason"] == "length"
 
 
@@ -120,8 +131,9 @@ def test_reasoning_comes_as_reasoning_content(stack):
         stack.writes("POST", "/v1/chat/completions", {"model": MODEL, "messages": MESSAGES, "stream": True}).chunks
     )
     deltas = [event["choices"][0]["delta"] for event in events[:-1]]
-    assert "".join(delta.get("reasoning_content", "") for delta in deltas) == "".join(THOUGHT)
-    assert "".join(delta.get("content", "") for delta in deltas) == "".join(STORY)
+    assert deltas[0] == {"role": "assistant", "content": None}
+    assert "".join(delta.get("reasoning_content", "") for delta in deltas[1:]) == "".join(THOUGHT)
+    assert "".join(delta.get("content", "") for delta in deltas[1:]) == "".join(STORY)
 
 
 def test_a_tool_call_whole_and_streamed(stack):
@@ -171,10 +183,62 @@ def test_embeddings_as_floats_and_as_base64(stack):
     assert decoded == pytest.approx(embedding("a castle"), rel=1e-6)
 
 
-def test_an_unknown_model_is_404_model_not_found(stack):
+@pytest.mark.parametrize("name", ["gpt-4o", None])
+def test_with_one_model_served_any_name_or_none_is_that_model(stack, name):
+    # As llama-server serves its one model under whatever name a client sends; model is optional.
+    body = {"messages": MESSAGES, "max_tokens": 2, **({"model": name} if name else {})}
+    response = stack.post("/v1/chat/completions", body)
+    assert response.status_code == 200, response.text
+    assert response.json["choices"][0]["message"]["content"] == "".join(STORY[:2])
+    assert [kind for kind, _ in stack.llm.received] == ["chat"]
+
+
+def test_with_several_models_served_an_unknown_name_is_404_model_not_found(stack):
+    stack.llm.also_serves = ("other",)
     error = openai_error(chat(stack, model="gpt-4o"), 404)
     assert error["code"] == "model_not_found" and error["param"] == "model" and MODEL in error["message"]
     assert stack.llm.received == []
+    assert chat(stack, model="other", max_tokens=1).status_code == 200
+
+
+def test_with_several_models_served_model_aliases_name_them(make_stack):
+    stack = make_stack(MODEL_ALIASES=f"gpt-4o={MODEL}")
+    stack.llm.also_serves = ("other",)
+    response = chat(stack, model="gpt-4o", max_tokens=1)
+    assert response.status_code == 200, response.text
+    assert openai_error(chat(stack, model="gpt-3.5-turbo"), 404)["code"] == "model_not_found"
+
+
+def test_n_choices_are_as_many_answers_with_their_usage_added_up(stack):
+    answer = chat(stack, n=3, max_tokens=2).json
+    assert [choice["index"] for choice in answer["choices"]] == [0, 1, 2]
+    assert {choice["message"]["content"] for choice in answer["choices"]} == {"".join(STORY[:2])}
+    assert answer["usage"]["prompt_tokens"] == PROMPT_TOKENS and answer["usage"]["completion_tokens"] == 6
+    assert [kind for kind, _ in stack.llm.received] == ["chat"] * 3
+
+
+def test_chat_logprobs_come_as_llama_server_gives_them(stack):
+    choice = chat(stack, max_tokens=2, logprobs=True, top_logprobs=2).json["choices"][0]
+    tokens = choice["logprobs"]["content"]
+    assert [entry["token"] for entry in tokens] == list(STORY[:2])
+    assert all(
+        len(entry["top_logprobs"]) == 2 and entry["top_logprobs"][0]["token"] == entry["token"] for entry in tokens
+    )
+    assert chat(stack, max_tokens=1).json["choices"][0]["logprobs"] is None  # not asked for
+
+    body = {"model": MODEL, "messages": MESSAGES, "max_tokens": 2, "logprobs": True, "stream": True}
+    events = sse_events(stack.writes("POST", "/v1/chat/completions", body).chunks)
+    streamed = [entry for event in events[1:-2] for entry in event["choices"][0]["logprobs"]["content"]]
+    assert [entry["token"] for entry in streamed] == list(STORY[:2])
+
+
+def test_several_prompts_and_n_are_one_choice_each(stack):
+    body = {"model": MODEL, "prompt": ["Once", "Twice"], "n": 2, "max_tokens": 1}
+    answer = stack.post("/v1/completions", body).json
+    assert [choice["index"] for choice in answer["choices"]] == [0, 1, 2, 3]
+    assert {choice["text"] for choice in answer["choices"]} == {STORY[0]}
+    prompts = [payload["prompt"] for kind, payload in stack.llm.received if kind == "completion"]
+    assert sorted(prompts) == ["Once", "Once", "Twice", "Twice"]
 
 
 def test_a_wrong_key_is_401_invalid_api_key(stack):
@@ -194,7 +258,8 @@ def test_a_stream_that_fails_midway_ends_with_an_error_chunk_and_no_done(make_st
     events = sse_events(
         stack.writes("POST", "/v1/chat/completions", {"model": MODEL, "messages": MESSAGES, "stream": True}).chunks
     )
-    assert len(events) == 3 and "[DONE]" not in events
+    # The role chunk, the two tokens made before the stall, the error.
+    assert len(events) == 4 and "[DONE]" not in events
     assert set(events[-1]) == {"error"} and "0.3 s" in events[-1]["error"]["message"]
     assert set(events[-1]["error"]) == ERROR_KEYS
 
@@ -206,10 +271,11 @@ def test_a_stream_that_fails_midway_ends_with_an_error_chunk_and_no_done(make_st
         ({"model": MODEL, "messages": MESSAGES, "temperature": 3}, 400, "temperature"),
         ({"model": MODEL, "messages": []}, 400, "messages"),
         ({"model": MODEL, "messages": [{"content": "no role"}]}, 400, "messages"),
-        ({"messages": MESSAGES}, 400, "model"),
+        ({"model": 5, "messages": MESSAGES}, 400, "model"),
         ({"model": MODEL, "messages": MESSAGES, "stream": "yes"}, 400, "stream"),
-        ({"model": MODEL, "messages": MESSAGES, "n": 2}, 501, None),
-        ({"model": MODEL, "messages": MESSAGES, "logprobs": True}, 501, None),
+        ({"model": MODEL, "messages": MESSAGES, "n": 0}, 400, "n"),
+        ({"model": MODEL, "messages": MESSAGES, "top_logprobs": 2}, 400, "top_logprobs"),
+        ({"model": MODEL, "messages": MESSAGES, "n": 2, "stream": True}, 501, None),
     ],
 )
 def test_bad_chat_requests_get_openais_error_shape(stack, body, status, field):
@@ -225,7 +291,10 @@ def test_bad_chat_requests_get_openais_error_shape(stack, body, status, field):
         ("/v1/completions", {"model": MODEL, "prompt": "x", "echo": True}, 501),
         ("/v1/completions", {"model": MODEL, "prompt": "x", "suffix": "y"}, 501),
         ("/v1/completions", {"model": MODEL, "prompt": "x", "best_of": 2}, 501),
-        ("/v1/completions", {"model": MODEL, "prompt": ["a", "b"]}, 400),
+        ("/v1/completions", {"model": MODEL, "prompt": "x", "logprobs": 1}, 501),
+        ("/v1/completions", {"model": MODEL, "prompt": ["a", "b"], "stream": True}, 501),
+        ("/v1/completions", {"model": MODEL, "prompt": "x", "n": 2, "stream": True}, 501),
+        ("/v1/completions", {"model": MODEL, "prompt": []}, 400),
         ("/v1/completions", {"model": MODEL}, 400),
         ("/v1/embeddings", {"model": MODEL, "input": "x", "dimensions": 8}, 501),
         ("/v1/embeddings", {"model": MODEL, "input": 5}, 400),

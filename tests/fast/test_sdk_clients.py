@@ -64,6 +64,19 @@ def test_openai_sdk_completions_embeddings_and_models(stack):
     assert as_base64.data[0].embedding  # the SDK read it
 
 
+def test_openai_sdk_reads_n_choices_logprobs_and_any_model_name(stack):
+    async def go():
+        async with openai_client(stack) as sdk:
+            return await sdk.chat.completions.create(
+                model="gpt-4o-mini", messages=MESSAGES, max_tokens=2, n=2, logprobs=True, top_logprobs=1
+            )
+
+    answer = run(go)
+    assert [choice.index for choice in answer.choices] == [0, 1]
+    assert [entry.token for entry in answer.choices[1].logprobs.content] == list(STORY[:2])
+    assert answer.usage.completion_tokens == 4
+
+
 def test_openai_sdk_errors_are_its_own_exceptions(stack):
     async def go(call):
         async with openai_client(stack, key=call.get("key", TOKEN)) as sdk:
@@ -71,9 +84,14 @@ def test_openai_sdk_errors_are_its_own_exceptions(stack):
                 model=call.get("model", MODEL), messages=MESSAGES, **call.get("extra", {})
             )
 
+    # With one model served any name is it; a name none of several serves is OpenAI's 404.
+    stack.llm.also_serves = ("other",)
     with pytest.raises(openai.NotFoundError) as missing:
         run(go, {"model": "gpt-4o"})
     assert missing.value.body["code"] == "model_not_found"
+    with pytest.raises(openai.APIStatusError) as unsupported:
+        run(go, {"extra": {"n": 2, "stream": True}})
+    assert unsupported.value.status_code == 501
     with pytest.raises(openai.AuthenticationError):
         run(go, {"key": "wrong"})
     with pytest.raises(openai.BadRequestError):

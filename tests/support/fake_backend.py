@@ -100,6 +100,29 @@ def story(n_predict: int | None, *, ignore_eos: bool = False) -> list[str]:
     return list(STORY[:n_predict])
 
 
+#: The log-probability of each word the model says; the other words of its vocabulary come after.
+CHOSEN_LOGPROB = -0.25
+
+
+def logprob_entry(word: str, top: int) -> dict[str, Any]:
+    """llama-server's logprobs entry of an OpenAI chat answer for ``word``, with ``top`` candidates
+    (the word itself first, then other words, each less likely)."""
+
+    def candidate(candidate_word: str, logprob: float) -> dict[str, Any]:
+        return {
+            "id": token_of(candidate_word),
+            "token": candidate_word,
+            "bytes": list(candidate_word.encode()),
+            "logprob": logprob,
+        }
+
+    others = [other for other in WORDS if other != word]
+    top_logprobs = [candidate(word, CHOSEN_LOGPROB)] + [
+        candidate(other, CHOSEN_LOGPROB - rank) for rank, other in enumerate(others, start=1)
+    ]
+    return {**candidate(word, CHOSEN_LOGPROB), "top_logprobs": top_logprobs[:top]}
+
+
 def embedding(text: str) -> list[float]:
     """A unit vector that depends only on the text."""
     digest = hashlib.sha256(text.encode()).digest()
@@ -139,7 +162,8 @@ class FakeLlm:
     Knobs a test may set: ``thinking`` (chats start with reasoning_content, unless the request
     sets ``chat_template_kwargs.enable_thinking`` false), ``hold`` (a :class:`Hold`),
     ``stall_after`` (a generation stops making progress after that many tokens, until cancelled),
-    ``embeddings_on`` (False: embeddings are refused as llama-server without --embeddings does).
+    ``embeddings_on`` (False: embeddings are refused as llama-server without --embeddings does),
+    ``also_serves`` (more model names in its directory, as several workers or an Ollama worker give).
     """
 
     def __init__(self) -> None:
@@ -147,6 +171,7 @@ class FakeLlm:
         self.hold: Hold | None = None
         self.stall_after: int | None = None
         self.embeddings_on = True
+        self.also_serves: tuple[str, ...] = ()
         #: Every request as the backend received it: (kind, payload). What travels to a backend
         #: is velesio's job vocabulary (jobs.py), so tests may check a dialect's translation here.
         self.received: list[tuple[str, dict[str, Any]]] = []
@@ -241,7 +266,7 @@ class FakeLlm:
         }
         return [
             ModelInfo(
-                id=MODEL,
+                id=name,
                 n_ctx=N_CTX,
                 slots=SLOTS,
                 chat_template=CHATML,
@@ -251,6 +276,7 @@ class FakeLlm:
                 props=props,
                 details=details,
             )
+            for name in (MODEL, *self.also_serves)
         ]
 
     def healthy(self) -> bool:
@@ -394,6 +420,11 @@ class FakeLlm:
         stop_type = "tool_calls" if calls_tool else "eos"
         if limit is not None and len(steps) >= limit:
             steps, stop_type = steps[:limit], "limit"
+        if request.get("logprobs"):
+            # llama-server's logprobs: one entry per content token (in each chunk, when streamed).
+            for step in steps:
+                if "content" in step:
+                    step["logprobs"] = {"content": [logprob_entry(step["content"], request.get("top_logprobs") or 0)]}
         for _, piece in self._generating_steps(steps, cancellation, clock):
             if stream:
                 yield Event.of(EventType.TOKEN, piece)
@@ -410,6 +441,10 @@ class FakeLlm:
         }
         if not stream and reasoning:
             result["reasoning_content"] = reasoning
+        if not stream and request.get("logprobs"):
+            result["logprobs"] = {
+                "content": [entry for step in steps for entry in step.get("logprobs", {}).get("content", [])]
+            }
         if not stream and calls_tool:
             arguments = "".join(TOOL_ARGUMENTS)
             result["tool_calls"] = [
