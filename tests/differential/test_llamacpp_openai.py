@@ -12,6 +12,8 @@ servers must write the same text.
 
 from __future__ import annotations
 
+import fnmatch
+import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -225,7 +227,41 @@ PROPERTY_SETTINGS = settings(
 def test_any_documented_completion_body(reference, stack, body):
     _, got, found = compare(reference, stack, "POST", "/completion", body)
     assert got.status != 500
-    assert undocumented("POST /completion", found, documented_differences()) == []
+    assert undocumented("POST /completion", beyond_generated_text(found), documented_differences()) == []
+
+
+#: What the model generated, and what follows from it. The generated bodies below compare these by
+#: type, not value: llama.cpp's greedy decoding is not bitwise the same on two servers whose slots
+#: have cached and batched different prompts, and the tiny model's near-tied logits then pick
+#: another token (seen: ' night' against 'the', cut by a stop word). The fixed CASES above, sent
+#: to fresh slots, compare values.
+GENERATED = (
+    "$.content: *",
+    "$.choices[].message.content: *",
+    "$.choices[].text: *",
+    "$.choices[].finish_reason: *",
+    "$.usage.completion_tokens: *",
+    "$.usage.total_tokens: *",
+    "$.tokens_predicted: *",
+    "$.stop_type: *",
+    "$.stopping_word: *",
+    "$.stopped_*: *",
+    "$.timings.predicted_*: *",
+    "$.timings.prompt_*: *",
+    "stream text *",
+    "$stream.last.*: *",
+)
+
+
+def beyond_generated_text(found: list[str]) -> list[str]:
+    """The differences but the generated values (a type or a missing key still counts)."""
+    return [
+        line
+        for line in found
+        if not any(fnmatch.fnmatchcase(line, pattern) for pattern in GENERATED)
+        or line.endswith((": missing", ": extra"))
+        or re.search(r": (boolean|number|string|array|object|null) != (boolean|number|string|array|object|null)$", line)
+    ]
 
 
 @PROPERTY_SETTINGS
@@ -233,7 +269,7 @@ def test_any_documented_completion_body(reference, stack, body):
 def test_any_chat_body(reference, stack, body):
     _, got, found = compare(reference, stack, "POST", "/v1/chat/completions", body)
     assert got.status != 500
-    assert undocumented("POST /v1/chat/completions", found, documented_differences()) == []
+    assert undocumented("POST /v1/chat/completions", beyond_generated_text(found), documented_differences()) == []
 
 
 @PROPERTY_SETTINGS
