@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import os
 import time
 from typing import Any
 
@@ -10,8 +12,18 @@ import falcon
 import falcon.asgi
 
 from velesio_core.auth import credential_from_headers
+from velesio_core.backends.sd import upscalers
+from velesio_core.backends.sd.images import decode_image, encode_png
 from velesio_core.dialects.a1111 import decode, encode
-from velesio_core.dialects.a1111.schemas import Img2ImgRequest, OptionsRequest, Txt2ImgRequest
+from velesio_core.dialects.a1111.schemas import (
+    ExtrasBatchImagesRequest,
+    ExtrasSingleImageRequest,
+    Img2ImgRequest,
+    OptionsRequest,
+    PngInfoRequest,
+    Txt2ImgRequest,
+)
+from velesio_core.errors import invalid_request
 from velesio_core.image_board import ImageBoard
 from velesio_core.jobs import IMAGE_MODEL, JobKind
 from velesio_core.queue.keys import JobControl
@@ -49,14 +61,15 @@ class Generate(_Images):
         request = parse(self._schema, await self._relay.read_json(req))
         decode.check(request, max_side=self._relay.settings.sd_max_side)
         await image_pipelines(self._models)  # no image worker at all: 503 now, not after JOB_DEADLINE
-        job = self._relay.job(self._kind, decode.payload(request, await self._board.options()), IMAGE_MODEL)
+        chosen = decode.stored_options(await self._board.options())
+        job = self._relay.job(self._kind, decode.payload(request, chosen), IMAGE_MODEL)
         if request.force_task_id:
             ttl_s = int(job.deadline - job.enqueued_at + job.timeout_s) + 60
             await self._board.name_task(_task_name(req, request.force_task_id), job.id, ttl_s)
         result = await self._relay.result(req, job)
         kept = decode.kept_options(request)
         if kept is not None:
-            await self._board.set_options(kept)
+            await self._board.set_options(decode.to_store(kept))
         send_json(resp, encode.generation(request, result))
 
 
@@ -69,7 +82,7 @@ class Options(_Images):
 
     async def on_get(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
         pipeline = (await image_pipelines(self._models))[0]
-        send_json(resp, encode.options(pipeline, await self._board.options()))
+        send_json(resp, encode.options(pipeline, decode.stored_options(await self._board.options())))
 
     async def on_post(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
         request = parse(OptionsRequest, await self._relay.read_json(req))
@@ -77,7 +90,7 @@ class Options(_Images):
         switch = decode.switch_payload(chosen)
         if switch is not None:
             await self._relay.result(req, self._relay.job(JobKind.SD_OPTIONS, switch, IMAGE_MODEL))
-        await self._board.set_options(chosen)
+        await self._board.set_options(decode.to_store(chosen))
         send_json(resp, None)
 
 
@@ -129,6 +142,57 @@ class Control(_Images):
         send_json(resp, {})
 
 
+class Extras(_Images):
+    """POST /sdapi/v1/extra-single-image and /extra-batch-images: the built-in upscalers, run here
+    in a thread (a Pillow resize; no model, so no image job)."""
+
+    def __init__(self, *args: Any, batch: bool) -> None:
+        super().__init__(*args)
+        self._batch = batch
+
+    async def on_post(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
+        schema = ExtrasBatchImagesRequest if self._batch else ExtrasSingleImageRequest
+        request = parse(schema, await self._relay.read_json(req))
+        max_side = self._relay.settings.sd_max_side
+        if isinstance(request, ExtrasBatchImagesRequest):
+            sources = [(f"imageList[{i}].data", item.data) for i, item in enumerate(request.imageList)]
+        else:
+            sources = [("image", request.image)]
+        images = [decode_image(data, field=field, max_side=max_side) for field, data in sources]
+        for image in images:
+            width, height = upscalers.extras_size(
+                *image.size,
+                resize_mode=request.resize_mode,
+                scale=request.upscaling_resize,
+                to=(request.upscaling_resize_w, request.upscaling_resize_h),
+            )
+            if width > max_side or height > max_side:
+                raise invalid_request(f"the upscaled image would be {width}x{height}; this server allows {max_side}")
+        encoded = await asyncio.to_thread(lambda: [encode_png(upscalers.extras(i, request), None) for i in images])
+        send_json(resp, encode.extras_batch(encoded) if self._batch else encode.extras_single(encoded[0]))
+
+
+class PngInfo(_Images):
+    """POST /sdapi/v1/png-info: the generation parameters written into a PNG."""
+
+    async def on_post(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
+        request = parse(PngInfoRequest, await self._relay.read_json(req))
+        if not request.image:
+            raise invalid_request("image: send a base64 PNG")
+        image = decode_image(request.image, field="image", max_side=self._relay.settings.sd_max_side)
+        text = image.info.get("parameters")
+        send_json(resp, encode.png_info(text if isinstance(text, str) else None))
+
+
+class Memory:
+    """GET /sdapi/v1/memory: this API process's host memory (the GPUs are the workers')."""
+
+    async def on_get(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
+        page = os.sysconf("SC_PAGE_SIZE")
+        total, free = os.sysconf("SC_PHYS_PAGES") * page, os.sysconf("SC_AVPHYS_PAGES") * page
+        send_json(resp, encode.memory({"free": free, "used": total - free, "total": total}, None))
+
+
 class Static:
     def __init__(self, value: Any) -> None:
         self._value = value
@@ -157,5 +221,17 @@ def add_routes(routes: Routes, relay: Relay, board: ImageBoard) -> None:
     # an image.
     api.add("/sdapi/v1/progress", Progress(*common), public=True)
     api.add("/internal/progress", TaskProgress(*common))
+    api.add("/sdapi/v1/upscalers", Static(upscalers.listed()))
+    api.add("/sdapi/v1/latent-upscale-modes", Static(encode.latent_upscale_modes()))
+    api.add("/sdapi/v1/extra-single-image", Extras(*common, batch=False))
+    api.add("/sdapi/v1/extra-batch-images", Extras(*common, batch=True))
+    api.add("/sdapi/v1/png-info", PngInfo(*common))
+    # What velesio has none of: empty, in A1111's shapes.
+    for path in ("/sdapi/v1/face-restorers", "/sdapi/v1/realesrgan-models", "/sdapi/v1/prompt-styles"):
+        api.add(path, Static([]))
+    api.add("/sdapi/v1/hypernetworks", Static([]))
+    api.add("/sdapi/v1/embeddings", Static({"loaded": {}, "skipped": {}}))
+    api.add("/sdapi/v1/cmd-flags", Static({"api": True, "nowebui": True, "listen": True, "api_auth": None}))
+    api.add("/sdapi/v1/memory", Memory())
     api.add("/sdapi/v1/interrupt", Control(*common, action=JobControl.INTERRUPT))
     api.add("/sdapi/v1/skip", Control(*common, action=JobControl.SKIP))

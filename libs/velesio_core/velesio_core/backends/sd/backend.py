@@ -36,6 +36,7 @@ from .infotext import VERSION, infotext
 from .pipeline import Device, LoadedPipeline, load_checkpoint, load_vae
 from .prompts import LoraRequest, extract_loras
 from .samplers import SamplerChoice, choose, make_scheduler
+from .upscalers import LatentMode, hires_upscaler, resize_image, resize_latents
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +44,8 @@ Emit = Callable[[Event], None]
 #: The VAE names A1111 uses for "the checkpoint's own".
 OWN_VAE = ("Automatic", "None", "")
 _SEED_LIMIT = 2**32
+#: The steps diffusers' PNDM scheduler needs for its Runge-Kutta warm-up.
+_PLMS_WARMUP_STEPS = 4
 
 
 @dataclass
@@ -301,23 +304,22 @@ class SdBackend:
         prompt, loras = extract_loras(payload.get("prompt", ""))
         self._apply_loras(loaded, loras)
         call = _pipeline_call(loaded, payload, prompt, init)
-        call.pipeline.scheduler = self._scheduler(loaded, choice)
+        call.pipeline.scheduler = _scheduler(loaded, choice, payload["steps"])
+        hires = payload.get("hires")
+        second_pass = None
+        if hires is not None:
+            call.arguments["output_type"] = "latent"
+            second_pass = _HiresPass.of(loaded, hires, payload, prompt)
         _set_tiling(loaded, bool(payload.get("tiling")))
 
         seeds = _seeds(payload)
         watch = _Progress(emit, cancellation, job_count=payload["n_iter"])
-        images = _run_batches(call, seeds, payload["batch_size"], payload["n_iter"], watch)
+        images = _run_batches(call, seeds, payload["batch_size"], payload["n_iter"], watch, second_pass)
         if cancellation.reason not in (None, Reason.INTERRUPTED):
             cancellation.check()
         if init is not None and init[1] is not None:
             images = _keep_unmasked(images, *init)
-        return _result(payload, loaded, choice, images, seeds[: len(images)], call.denoising, watch)
-
-    def _scheduler(self, loaded: LoadedPipeline, choice: SamplerChoice) -> Any:
-        key = (choice.sampler.name, choice.schedule.name)
-        if key not in loaded.schedulers:
-            loaded.schedulers[key] = make_scheduler(choice, loaded.scheduler_config)
-        return loaded.schedulers[key]
+        return _result(payload, loaded, choice, images, seeds[: len(images)], call.denoising, hires, watch)
 
     def _apply_loras(self, loaded: LoadedPipeline, loras: list[LoraRequest]) -> None:
         wanted = tuple((lora.name, lora.weight) for lora in loras)
@@ -349,6 +351,111 @@ class SdBackend:
         loaded.active_adapters = wanted
 
 
+def _scheduler(loaded: LoadedPipeline, choice: SamplerChoice, steps: int) -> Any:
+    """The checkpoint's scheduler for ``choice``, made once and kept."""
+    # diffusers' PLMS warms up with Runge-Kutta steps that need 4 steps or more: fewer run
+    # PLMS alone (A1111's PLMS takes any step count).
+    fewer = choice.sampler.scheduler_class == "PNDMScheduler" and steps < _PLMS_WARMUP_STEPS
+    key = (choice.sampler.name, choice.schedule.name + (" no warm-up" if fewer else ""))
+    if key not in loaded.schedulers:
+        options = {"skip_prk_steps": True} if fewer else {}
+        loaded.schedulers[key] = make_scheduler(choice, loaded.scheduler_config, **options)
+    return loaded.schedulers[key]
+
+
+def at_least_one_step(strength: float, steps: int) -> float:
+    """The img2img strength diffusers runs: ``strength``, or where ``steps * strength`` rounds down
+    to no step at all, the strength of one step. A1111 runs one step at the lowest noise there
+    (its k-diffusion img2img keeps the schedule's last sigma), diffusers would fail."""
+    if int(steps * strength) >= 1:
+        return strength
+    return min(1.0, 1.0 / steps + 1e-6)
+
+
+def _prompts(pipeline: Any, prompt: str, negative: str, clip_skip: int) -> dict[str, Any]:
+    """The prompt arguments of a diffusers call. With CLIP skip (A1111's CLIP_stop_at_last_layers
+    above 1) the embeddings are made here: diffusers' own ``clip_skip`` reaches into
+    ``text_encoder.text_model``, which transformers 5 no longer has."""
+    if clip_skip <= 1:
+        return {"prompt": prompt, "negative_prompt": negative or None}
+    return {
+        "prompt_embeds": _clip_embeddings(pipeline, prompt, clip_skip),
+        "negative_prompt_embeds": _clip_embeddings(pipeline, negative, clip_skip),
+    }
+
+
+def _clip_embeddings(pipeline: Any, text: str, clip_skip: int) -> Any:
+    """CLIP's hidden state ``clip_skip`` layers from the end, through the final layer norm, as
+    A1111 computes it (1: the last layer's output)."""
+    import torch
+
+    encoder = pipeline.text_encoder
+    tokens = pipeline.tokenizer(
+        text, padding="max_length", max_length=pipeline.tokenizer.model_max_length, truncation=True, return_tensors="pt"
+    )
+    with torch.no_grad():
+        output = encoder(tokens.input_ids.to(encoder.device), output_hidden_states=True)
+        layers = len(output.hidden_states) - 1
+        hidden = output.hidden_states[-min(clip_skip, layers)]
+        norm = getattr(encoder, "text_model", encoder).final_layer_norm
+        return norm(hidden).to(dtype=encoder.dtype)
+
+
+def _decode_latents(pipeline: Any, latents: Any) -> list[Any]:
+    import torch
+
+    with torch.no_grad():
+        decoded = pipeline.vae.decode(latents / pipeline.vae.config.scaling_factor, return_dict=False)[0]
+    return list(pipeline.image_processor.postprocess(decoded, output_type="pil"))
+
+
+@dataclass
+class _HiresPass:
+    """Hires. fix's second pass on a batch's first-pass latents: upscale them (a latent mode)
+    or their images (Lanczos, Nearest, None), then img2img at the hires. size."""
+
+    loaded: LoadedPipeline
+    hires: dict[str, Any]
+    scheduler: Any
+    prompts: dict[str, Any]
+    cfg_scale: float
+
+    @classmethod
+    def of(cls, loaded: LoadedPipeline, hires: dict[str, Any], payload: dict[str, Any], prompt: str) -> _HiresPass:
+        # The sampler is looked up before the first pass runs: an unknown one fails the job at once.
+        scheduler = _scheduler(loaded, choose(hires["sampler_name"], hires["scheduler"]), hires["steps"])
+        second_prompt = hires["prompt"] if hires["prompt"] is not None else prompt
+        negative = payload.get("negative_prompt", "")
+        second_negative = hires["negative_prompt"] if hires["negative_prompt"] is not None else negative
+        clip_skip = payload.get("clip_skip") or 1
+        prompts = _prompts(loaded.text2img, second_prompt, second_negative, clip_skip)
+        return cls(loaded, hires, scheduler, prompts, payload["cfg_scale"])
+
+    def __call__(self, latents: Any, generators: list[Any], watch: _Progress) -> list[Any]:
+        if watch.interrupted:  # A1111 answers an interrupted first pass as it is
+            return _decode_latents(self.loaded.text2img, latents)
+        size = (self.hires["width"], self.hires["height"])
+        upscaler = hires_upscaler(self.hires["upscaler"])
+        if isinstance(upscaler, LatentMode):
+            start: Any = resize_latents(latents, size, upscaler)
+        else:
+            images = _decode_latents(self.loaded.text2img, latents)
+            start = [resize_image(image, size, upscaler) for image in images]
+        pipeline = self.loaded.img2img
+        pipeline.scheduler = self.scheduler
+        output = pipeline(
+            **self.prompts,
+            image=start,
+            strength=at_least_one_step(self.hires["denoising_strength"], self.hires["steps"]),
+            num_inference_steps=self.hires["steps"],
+            num_images_per_prompt=len(generators),
+            guidance_scale=self.cfg_scale,
+            generator=generators,
+            callback_on_step_end=watch.on_step_end,
+        )
+        return list(output.images)
+
+
 def _find(checkpoints: list[Checkpoint], name: str) -> Checkpoint | None:
     entry = resolve([checkpoint.a1111() for checkpoint in checkpoints], name)
     return next((checkpoint for checkpoint in checkpoints if entry and checkpoint.title == entry["title"]), None)
@@ -372,26 +479,25 @@ def _pipeline_call(
     width, height = payload["width"], payload["height"]
     clip_skip = payload.get("clip_skip") or 1
     arguments: dict[str, Any] = {
-        "prompt": prompt,
-        "negative_prompt": payload.get("negative_prompt", "") or None,
         "num_inference_steps": payload["steps"],
         "guidance_scale": payload["cfg_scale"],
         "num_images_per_prompt": payload["batch_size"],
-        "clip_skip": clip_skip - 1 if clip_skip > 1 else None,
+        **_prompts(loaded.text2img, prompt, payload.get("negative_prompt", ""), clip_skip),
     }
     if payload.get("eta") is not None:
         arguments["eta"] = payload["eta"]
     if init is not None:
         image, mask = init
         pipeline = loaded.inpaint if mask is not None or loaded.inpainting_model else loaded.img2img
-        arguments |= {"image": image, "strength": payload.get("denoising_strength")}
+        denoising = payload["denoising_strength"]
+        arguments |= {"image": image, "strength": at_least_one_step(denoising, payload["steps"])}
         if pipeline is loaded.inpaint:
             arguments |= {
                 "mask_image": mask if mask is not None else Image.new("L", image.size, 255),
                 "width": width,
                 "height": height,
             }
-        return _PipelineCall(pipeline, arguments, payload.get("denoising_strength"))
+        return _PipelineCall(pipeline, arguments, denoising)
     if loaded.inpainting_model:
         # An inpainting checkpoint makes a new image from a fully masked one, as A1111 does.
         arguments |= {
@@ -411,8 +517,16 @@ def _seeds(payload: dict[str, Any]) -> list[int]:
     return [(seed + index) % _SEED_LIMIT for index in range(payload["batch_size"] * payload["n_iter"])]
 
 
-def _run_batches(call: _PipelineCall, seeds: list[int], batch_size: int, n_iter: int, watch: _Progress) -> list[Any]:
-    """Run ``n_iter`` batches, until the last or an interrupt; a skip ends only its own batch."""
+def _run_batches(
+    call: _PipelineCall,
+    seeds: list[int],
+    batch_size: int,
+    n_iter: int,
+    watch: _Progress,
+    second_pass: _HiresPass | None = None,
+) -> list[Any]:
+    """Run ``n_iter`` batches, until the last or an interrupt; a skip ends only its own batch.
+    With ``second_pass``, each batch's output is its first pass's latents, finished there."""
     import torch
 
     images: list[Any] = []
@@ -426,7 +540,7 @@ def _run_batches(call: _PipelineCall, seeds: list[int], batch_size: int, n_iter:
         watch.skipped = False
         watch.batch_starts()
         output = call.pipeline(**call.arguments, generator=generators, callback_on_step_end=watch.on_step_end)
-        images += output.images
+        images += output.images if second_pass is None else second_pass(output.images, generators, watch)
         watch.skipped = skipped_before or watch.skipped
     return images
 
@@ -445,6 +559,7 @@ def _result(
     images: list[Any],
     seeds: list[int],
     denoising: float | None,
+    hires: dict[str, Any] | None,
     watch: _Progress,
 ) -> dict[str, Any]:
     """The job's result: the images as PNGs with A1111's infotext, and what they were made with."""
@@ -462,8 +577,12 @@ def _result(
         "VAE": vae_name,
         "Denoising strength": denoising,
         "Clip skip": clip_skip if clip_skip > 1 else None,
+        **_hires_parameters(hires),
         "Version": VERSION,
     }
+    if hires is not None:  # A1111 reports the second pass's strength
+        denoising = hires["denoising_strength"]
+        parameters["Denoising strength"] = denoising
     prompt, negative = payload.get("prompt", ""), payload.get("negative_prompt", "")
     texts = [infotext(prompt, negative, {**parameters, "Seed": seed}) for seed in seeds]
     return {
@@ -483,6 +602,19 @@ def _result(
         "job_timestamp": time.strftime("%Y%m%d%H%M%S", time.localtime(watch.started_at)),
         "version": VERSION,
         "timings": {"steps": watch.steps_run, "diffusion_ms": round(watch.diffusion_s * 1000, 3)},
+    }
+
+
+def _hires_parameters(hires: dict[str, Any] | None) -> dict[str, Any]:
+    """The infotext fields A1111 writes for hires. fix."""
+    if hires is None:
+        return {}
+    return {
+        "Hires upscale": None,
+        "Hires resize": f"{hires['width']}x{hires['height']}",
+        "Hires steps": hires["steps"],
+        "Hires upscaler": hires["upscaler"],
+        "Hires sampler": hires["sampler_name"],
     }
 
 

@@ -185,9 +185,9 @@ def choose(sampler_name: str | None, schedule_name: str | None = None) -> Sample
     return SamplerChoice(sampler, schedule)
 
 
-def make_scheduler(choice: SamplerChoice, base_config: Any) -> Any:
+def make_scheduler(choice: SamplerChoice, base_config: Any, **extra: Any) -> Any:
     """A diffusers scheduler for ``choice``, from the checkpoint's own scheduler config."""
     import diffusers
 
     scheduler_class = getattr(diffusers, choice.sampler.scheduler_class)
-    return scheduler_class.from_config(base_config, **choice.scheduler_options())
+    return scheduler_class.from_config(base_config, **choice.scheduler_options(), **extra)

@@ -7,15 +7,18 @@ are), and ``info`` is a JSON *string*, which the Unity client parses again to re
 
 from __future__ import annotations
 
+import re
 import time
 from typing import Any
 
 import orjson
 
 from ...backends.sd.samplers import SAMPLERS, SCHEDULES
+from ...backends.sd.upscalers import LATENT_MODES
 from ...errors import ErrorKind, GatewayError
 from ...image_board import ImageProgress
 from ...results import CheckpointEntry, ImageState
+from .default_options import DEFAULT_OPTIONS
 from .schemas import Img2ImgRequest, Txt2ImgRequest
 
 #: The message A1111 (FastAPI's HTTPBasic) gives a client without valid credentials.
@@ -52,8 +55,8 @@ def info(request: Txt2ImgRequest, result: dict[str, Any]) -> dict[str, Any]:
         "subseed": subseeds[0] if subseeds else request.subseed,
         "all_subseeds": subseeds,
         "subseed_strength": request.subseed_strength,
-        "width": request.width,
-        "height": request.height,
+        "width": result.get("width", request.width),
+        "height": result.get("height", request.height),
         "sampler_name": result["sampler_name"],
         "scheduler": result["scheduler"],
         "cfg_scale": request.cfg_scale,
@@ -68,7 +71,7 @@ def info(request: Txt2ImgRequest, result: dict[str, Any]) -> dict[str, Any]:
         "seed_resize_from_w": request.seed_resize_from_w,
         "seed_resize_from_h": request.seed_resize_from_h,
         "denoising_strength": result["denoising_strength"],
-        "extra_generation_params": {},
+        "extra_generation_params": result.get("extra_generation_params", {}),
         "index_of_first_image": 0,
         "infotexts": result["infotexts"],
         "styles": request.styles or [],
@@ -167,30 +170,76 @@ def loras(pipelines: list[ImageState]) -> list[dict[str, Any]]:
     return [{"name": name, "alias": name, "path": None, "metadata": {}} for name in names]
 
 
-def options(pipeline: ImageState, chosen: dict[str, str]) -> dict[str, Any]:
-    """GET /sdapi/v1/options: the settings velesio honours, with A1111's names and defaults.
+#: Where velesio's behaviour is not A1111's default: it saves no files, and draws noise on the CPU.
+_VELESIO_OPTIONS = {"samples_save": False, "grid_save": False, "randn_source": "CPU"}
+
+
+def options(pipeline: ImageState, chosen: dict[str, Any]) -> dict[str, Any]:
+    """GET /sdapi/v1/options: A1111's whole key set with its defaults, what POST /sdapi/v1/options
+    set (unknown keys included, as A1111 keeps them), and the checkpoint and VAE loaded.
     ``pipeline``: the first image worker's; ``chosen``: what POST /sdapi/v1/options set."""
     title = chosen.get("sd_model_checkpoint") or pipeline["sd_model_checkpoint"]
     checkpoint = next((entry for entry in pipeline["checkpoints"] if entry["title"] == title), None)
-    vae = chosen.get("sd_vae") or pipeline["sd_vae"]
-    clip_skip = chosen.get("CLIP_stop_at_last_layers")
     return {
+        **DEFAULT_OPTIONS,
+        **_VELESIO_OPTIONS,
+        **chosen,
         "sd_model_checkpoint": checkpoint["title"] if checkpoint else None,
         "sd_checkpoint_hash": checkpoint.get("sha256") if checkpoint else None,
-        "sd_vae": vae,
-        "CLIP_stop_at_last_layers": int(clip_skip) if clip_skip else 1,
-        "samples_format": "png",
-        "grid_format": "png",
-        "enable_pnginfo": True,
-        "save_images_add_number": True,
-        "samples_save": False,
-        "grid_save": False,
-        "sd_checkpoints_limit": 1,
-        "sd_vae_as_default": True,
-        "randn_source": "CPU",
-        "eta_noise_seed_delta": 0,
-        "img2img_fix_steps": False,
+        "sd_vae": chosen.get("sd_vae") or pipeline["sd_vae"],
     }
+
+
+def png_info(text: str | None) -> dict[str, Any]:
+    """POST /sdapi/v1/png-info: the ``parameters`` text, and its fields as A1111's
+    ``parse_generation_parameters`` gives them (Prompt, Negative prompt, then each "Key: value")."""
+    if text is None:
+        return {"info": "", "items": {}, "parameters": {}}
+    lines = text.strip().split("\n")
+    fields: dict[str, Any] = {}
+    if lines and _FIELD.search(lines[-1]) and len(_FIELD.findall(lines[-1])) >= 3:
+        for key, value in _FIELD.findall(lines.pop()):
+            fields[key.strip()] = _unquote(value)
+    negative = [i for i, line in enumerate(lines) if line.startswith("Negative prompt:")]
+    cut = negative[0] if negative else len(lines)
+    parameters: dict[str, Any] = {"Prompt": "\n".join(lines[:cut]).strip()}
+    parameters["Negative prompt"] = "\n".join(lines[cut:]).removeprefix("Negative prompt:").strip()
+    parameters |= fields
+    if isinstance(parameters.get("Size"), str) and "x" in parameters["Size"]:
+        width, _, height = parameters["Size"].partition("x")
+        parameters["Size-1"], parameters["Size-2"] = width, height
+    return {"info": text, "items": {"parameters": text}, "parameters": parameters}
+
+
+#: One "Key: value" of an infotext's last line; a value with a comma is quoted as JSON.
+_FIELD = re.compile(r'\s*(\w[\w \-/]*):\s*("(?:\\.|[^\\"])+"|[^,]*)(?:,|$)')
+
+
+def _unquote(value: str) -> str:
+    value = value.strip()
+    if value.startswith('"') and value.endswith('"'):
+        try:
+            return str(orjson.loads(value))
+        except orjson.JSONDecodeError:
+            return value
+    return value
+
+
+def extras_single(image_b64: str) -> dict[str, Any]:
+    return {"html_info": "", "image": image_b64}
+
+
+def extras_batch(images_b64: list[str]) -> dict[str, Any]:
+    return {"html_info": "", "images": images_b64}
+
+
+def latent_upscale_modes() -> list[dict[str, str]]:
+    return [{"name": mode.name} for mode in LATENT_MODES]
+
+
+def memory(ram: dict[str, int], cuda: dict[str, Any] | None) -> dict[str, Any]:
+    """GET /sdapi/v1/memory in A1111's shape (``cuda`` an error object without a GPU, as A1111)."""
+    return {"ram": ram, "cuda": cuda if cuda is not None else {"error": "unavailable"}}
 
 
 def error_body(error: GatewayError) -> bytes:
