@@ -422,6 +422,11 @@ class _HiresPass:
 
     @classmethod
     def of(cls, loaded: LoadedPipeline, hires: dict[str, Any], payload: dict[str, Any], prompt: str) -> _HiresPass:
+        if loaded.inpainting_model:
+            raise invalid_request(
+                f"hires. fix runs its second pass as img2img, which {loaded.checkpoint.title} "
+                "(an inpainting checkpoint) cannot do; use another checkpoint or leave enable_hr off"
+            )
         # The sampler is looked up before the first pass runs: an unknown one fails the job at once.
         scheduler = _scheduler(loaded, choose(hires["sampler_name"], hires["scheduler"]), hires["steps"])
         second_prompt = hires["prompt"] if hires["prompt"] is not None else prompt
