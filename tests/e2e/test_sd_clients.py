@@ -127,6 +127,47 @@ def test_webuiapi_talks_to_velesio(sd_stack):
         wrong.txt2img(prompt="x", steps=2, width=64, height=64)
 
 
+def test_webuiapi_hires_fix_extras_png_info_and_options(sd_stack):
+    host, port = sd_stack.base_url.removeprefix("http://").split(":")
+    api = webuiapi.WebUIApi(host=host, port=int(port), sampler="Euler a", steps=2)
+    api.set_auth("unity", sd_stack.token)
+    api.util_set_model(next(t for t in api.util_get_model_names() if t.startswith(CHECKPOINT_FILE)))
+
+    hires = api.txt2img(prompt="a lantern", seed=3, width=64, height=64, enable_hr=True, hr_scale=2,
+                        hr_upscaler=webuiapi.HiResUpscaler.LatentNearestExact, hr_second_pass_steps=2,
+                        denoising_strength=0.5)  # fmt: skip
+    assert hires.image.size == (128, 128)
+    lanczos = api.txt2img(prompt="a lantern", seed=3, width=64, height=64, enable_hr=True, hr_resize_x=96,
+                          hr_upscaler=webuiapi.HiResUpscaler.Lanczos, hr_sampler_name="Euler")  # fmt: skip
+    assert lanczos.image.size == (96, 96)
+    assert "Hires upscaler: Lanczos" in lanczos.info["infotexts"][0]
+
+    upscaled = api.extra_single_image(hires.image, upscaler_1=webuiapi.Upscaler.Lanczos, upscaling_resize=1.5)
+    assert upscaled.image.size == (192, 192)
+    batch = api.extra_batch_images([hires.image, lanczos.image], upscaler_1=webuiapi.Upscaler.Nearest,
+                                   resize_mode=1, upscaling_resize_w=80, upscaling_resize_h=40)  # fmt: skip
+    assert [image.size for image in batch.images] == [(80, 40), (80, 40)]
+    with pytest.raises(RuntimeError, match="400"):
+        api.extra_single_image(hires.image, upscaler_1=webuiapi.Upscaler.ESRGAN_4x)
+
+    info = api.png_info(hires.image)
+    assert info.info.startswith("a lantern\n") and "Hires steps: 2" in info.info
+    assert info.json["parameters"]["Seed"] == "3"
+
+    assert {"name": "Lanczos"}.items() <= api.get_upscalers()[1].items()
+    assert api.get_face_restorers() == [] and api.get_prompt_styles() == [] and api.get_hypernetworks() == []
+    options = api.get_options()
+    assert options["send_seed"] is True and "jpeg_quality" in options
+    try:
+        api.set_options({"send_seed": False, "jpeg_quality": 95, "CLIP_stop_at_last_layers": 2})
+        after = api.get_options()
+        assert (after["send_seed"], after["jpeg_quality"], after["CLIP_stop_at_last_layers"]) == (False, 95, 2)
+        skipped = api.txt2img(prompt="a lantern", seed=3, width=64, height=64)
+        assert skipped.info["clip_skip"] == 2
+    finally:
+        api.set_options({"send_seed": True, "jpeg_quality": 80, "CLIP_stop_at_last_layers": 1})
+
+
 def test_standalone_image_worker_serves_a1111_on_its_port_without_redis_or_llm(sd_models, logs_dir):
     port, llm_port = free_port(), free_port()
     env = service_env(API="false", API_TOKENS="standalone-sd", API_HOST="127.0.0.1", SD_PORT=str(port),
