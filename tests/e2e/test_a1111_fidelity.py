@@ -103,6 +103,7 @@ def test_hires_fix_makes_the_second_pass_at_the_upscaled_size(sd_stack, upscaler
     text = json.loads(answer["info"])["infotexts"][0]
     assert f"Hires upscaler: {upscaler or 'Latent'}" in text and "Hires steps: 2" in text
     assert "Denoising strength: 0.6" in text
+    assert json.loads(answer["info"])["extra_generation_params"]["Hires steps"] == 2  # A1111 lists them there
     resized = generated(sd_stack, {**body, "hr_resize_x": 96, "hr_resize_y": 0, "hr_sampler_name": "DPM++ 2M"})
     assert png_of(resized["images"][0]).size == (96, 96)
     assert "Hires sampler: DPM++ 2M" in json.loads(resized["info"])["infotexts"][0]

@@ -601,6 +601,7 @@ def _result(
         "sd_model_hash": loaded.checkpoint.short_hash,
         "sd_vae_name": vae_name,
         "clip_skip": clip_skip,
+        "extra_generation_params": _hires_parameters(hires),
         "is_using_inpainting_conditioning": loaded.inpainting_model,
         "interrupted": watch.interrupted,
         "skipped": watch.skipped,
@@ -615,7 +616,6 @@ def _hires_parameters(hires: dict[str, Any] | None) -> dict[str, Any]:
     if hires is None:
         return {}
     return {
-        "Hires upscale": None,
         "Hires resize": f"{hires['width']}x{hires['height']}",
         "Hires steps": hires["steps"],
         "Hires upscaler": hires["upscaler"],
