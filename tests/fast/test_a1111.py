@@ -281,14 +281,14 @@ def test_auth_is_http_basic_with_the_token_as_password_or_bearer(stack):
     [
         ({"sampler_name": "Euler z"}, 400, ["Euler a", "DPM++ 2M"]),
         ({"scheduler": "Wobbly"}, 400, ["Karras"]),
-        ({"width": 100}, 400, ["width", "multiple of 8"]),
+        ({"width": 32}, 400, ["width", "greater than or equal to 64"]),  # 100 is taken: rounded down to 96, as A1111
         ({"height": 16384}, 400, ["height"]),
         ({"width": 4096}, 400, ["larger than this server allows"]),
-        ({"steps": "20"}, 400, ["steps"]),
+        ({"steps": "twenty"}, 400, ["steps"]),  # "20" is taken: A1111's pydantic coerces it
         ({"steps": 0}, 400, ["steps"]),
         ({"cfg_scale": -1}, 400, ["cfg_scale"]),
         ({"batch_size": 1000}, 400, ["batch_size"]),
-        ({"enable_hr": True}, 400, ["hires. fix"]),
+        ({"enable_hr": True, "hr_upscaler": "R-ESRGAN 4x+"}, 400, ["hr_upscaler", "Lanczos", "Latent"]),
         ({"script_name": "x/y/z plot"}, 400, ["scripts"]),
         ({"alwayson_scripts": {"controlnet": {}}}, 400, ["controlnet"]),
         ({"override_settings": {"sd_model_checkpoint": "nope.safetensors"}}, 404, ["nope", TITLE]),
@@ -333,7 +333,7 @@ def test_not_json_not_an_object_and_no_task_id_are_400(stack):
 
 
 def test_unknown_routes_and_methods_are_in_a1111s_shape(stack):
-    a1111_error(stack.get("/sdapi/v1/upscalers"), 404)
+    a1111_error(stack.get("/sdapi/v1/no-such-route"), 404)
     a1111_error(stack.get("/sdapi/v1/txt2img"), 405)
 
 
