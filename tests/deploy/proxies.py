@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from tests.support.llmunity import post_raw as post_on_socket
 from tests.support.processes import ROOT, Process, free_port, spawn, wait_until
 
 NGINX_CONF = ROOT / "deploy" / "nginx" / "velesio.conf"
@@ -230,33 +231,5 @@ def post_raw(
     port = port or proxy.https_port
     raw = socket.create_connection(("127.0.0.1", port), timeout=60, source_address=(source, 0))
     sock = proxy.ssl_context().wrap_socket(raw, server_hostname="localhost")
-    netloc = f"localhost:{port}"
-    head = [f"POST {path} HTTP/1.1", f"Host: {netloc}", f"Content-Length: {len(body)}",
-            "Content-Type: application/json", f"Accept: {accept}", "Connection: close"]  # fmt: skip
-    head += [f"{name}: {value}" for name, value in headers.items()]
-    sock.sendall(("\r\n".join(head) + "\r\n\r\n").encode() + body)
-    reader = sock.makefile("rb")
-    status = int(reader.readline().split()[1])
-    response_headers: dict[str, str] = {}
-    while (line := reader.readline()) not in (b"\r\n", b""):
-        name, _, value = line.decode().partition(":")
-        response_headers[name.strip().lower()] = value.strip()
-
-    def chunks() -> Iterator[bytes]:
-        try:
-            if response_headers.get("transfer-encoding") != "chunked":
-                length = response_headers.get("content-length")
-                yield reader.read(int(length)) if length is not None else reader.read()
-                return
-            while True:
-                size = int(reader.readline().split(b";")[0], 16)
-                if size == 0:
-                    return
-                data = reader.read(size)
-                reader.read(2)
-                yield data
-        finally:
-            reader.close()
-            sock.close()
-
-    return RawResponse(status, response_headers, chunks())
+    status, response_headers, chunks = post_on_socket(sock, f"localhost:{port}", path, body, headers, accept=accept)
+    return RawResponse(status, response_headers, chunks)

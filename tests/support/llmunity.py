@@ -59,13 +59,24 @@ def v3_concatenate(chunks: list[bytes]) -> tuple[str, list[int], dict]:
     return content, tokens, last
 
 
+SSE = "text/event-stream"
+
+
 def post_chunks(url: str, body: bytes, headers: dict[str, str]) -> tuple[int, dict[str, str], Iterator[bytes]]:
     """POST and read the response's HTTP/1.1 chunked framing itself, one chunk per item, as
     cpp-httplib hands chunks to LlamaLib (no library may merge or split them on our behalf)."""
     parts = urlsplit(url)
     sock = socket.create_connection((parts.hostname, parts.port), timeout=30)
-    head = [f"POST {parts.path} HTTP/1.1", f"Host: {parts.netloc}", f"Content-Length: {len(body)}",
-            "Content-Type: application/json", "Accept: text/event-stream", "Connection: close"]  # fmt: skip
+    return post_raw(sock, parts.netloc, parts.path, body, headers)
+
+
+def post_raw(
+    sock: socket.socket, netloc: str, path: str, body: bytes, headers: dict[str, str], *, accept: str = SSE
+) -> tuple[int, dict[str, str], Iterator[bytes]]:
+    """POST on a connected socket (plain or TLS) and read HTTP/1.1's framing ourselves: the status,
+    the headers, and the body one item per chunk. The socket is closed once the chunks are read."""
+    head = [f"POST {path} HTTP/1.1", f"Host: {netloc}", f"Content-Length: {len(body)}",
+            "Content-Type: application/json", f"Accept: {accept}", "Connection: close"]  # fmt: skip
     head += [f"{name}: {value}" for name, value in headers.items()]
     sock.sendall(("\r\n".join(head) + "\r\n\r\n").encode() + body)
     reader = sock.makefile("rb")
@@ -78,7 +89,8 @@ def post_chunks(url: str, body: bytes, headers: dict[str, str]) -> tuple[int, di
     def chunks() -> Iterator[bytes]:
         try:
             if response_headers.get("transfer-encoding") != "chunked":
-                yield reader.read()
+                length = response_headers.get("content-length")
+                yield reader.read(int(length)) if length is not None else reader.read()
                 return
             while True:
                 size = int(reader.readline().split(b";")[0], 16)
