@@ -137,7 +137,8 @@ class AdmittingQueue:
         tenancy = _CURRENT.get() or RequestTenancy(ADMIN)
         principal = tenancy.principal
         # A refusal raises here; the middleware then peeks at the limits for the 429's headers.
-        lease = await self._admission.admit(principal, job)
+        # A route may run several jobs for one request (Ollama's templated generate): one request.
+        lease = await self._admission.admit(principal, job, new_request=not tenancy.admitted)
         tenancy.admitted = True
         if lease.snapshot is not None:
             tenancy.snapshot = lease.snapshot

@@ -114,8 +114,10 @@ class Admission:
         self._held: dict[str, Lease] = {}
         self._renewer: asyncio.Task[None] | None = None
 
-    async def admit(self, principal: Principal, job: Job) -> Lease:
-        """Check and record the job against its keys' limits; raise the client's 401/403/429."""
+    async def admit(self, principal: Principal, job: Job, *, new_request: bool = True) -> Lease:
+        """Check and record the job against its keys' limits; raise the client's 401/403/429.
+        ``new_request=False``: a further job of a request already admitted, which ``rpm`` (requests
+        per minute) does not count again; every other limit applies to it as to any job."""
         check_scope_and_model(principal, job)
         chain = principal.chain
         images = images_asked(job)
@@ -123,7 +125,8 @@ class Admission:
             return Lease(None, job, chain, principal.label, images, None)
         keys = [name for key in chain for name in KeyKeys(key.id).admission()]
         try:
-            reply = await self._admit(keys=keys, args=["", job.id, self._lease_ttl_ms, images, self._window_ms])
+            args: list[str | int] = ["", job.id, self._lease_ttl_ms, images, self._window_ms, int(new_request)]
+            reply = await self._admit(keys=keys, args=args)
         except RedisError as error:
             raise queue_error(error) from None
         if reply[0] != 1:

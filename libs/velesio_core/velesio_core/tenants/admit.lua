@@ -6,7 +6,9 @@
 -- request ids by time, ms), leases (sorted set of lease ids by expiry, ms), token buckets (hash of
 -- unix second -> tokens), daily usage (hash: day, tokens, images).
 -- ARGV: now in ms ('' reads Redis's clock, the one every API process shares), lease id ('' only
--- peeks: nothing is checked or recorded), lease ttl ms, images the job will make, window ms.
+-- peeks: nothing is checked or recorded), lease ttl ms, images the job will make, window ms, and
+-- '0' when the job is a further step of a request already counted (Ollama's templated generate
+-- runs three jobs): rpm counts client requests, so such a job is neither refused nor counted by it.
 --
 -- Returns {0, reason, retry_after_ms, key index, limit} when refused (reason: revoked | quota |
 -- rate), else {1, request limit, requests remaining, requests reset ms, token limit, tokens
@@ -21,6 +23,7 @@ local recording = lease ~= ''
 local ttl = tonumber(ARGV[3])
 local images = tonumber(ARGV[4])
 local window = tonumber(ARGV[5])
+local new_request = ARGV[6] ~= '0'
 local day = math.floor(now / 86400000)
 local day_reset = (day + 1) * 86400000 - now
 local count = #KEYS / 5
@@ -96,7 +99,7 @@ for i = 1, count do
   if rpm then
     redis.call('ZREMRANGEBYSCORE', KEYS[base + 2], '-inf', now - window)
     state.requests = redis.call('ZCARD', KEYS[base + 2])
-    if recording and state.requests >= rpm then
+    if recording and new_request and state.requests >= rpm then
       local oldest = redis.call('ZRANGE', KEYS[base + 2], 0, 0, 'WITHSCORES')
       return {0, 'rate', tonumber(oldest[2]) + window - now, i, 'rpm'}
     end
@@ -124,7 +127,7 @@ for i = 1, count do
   local base = (i - 1) * 5
   local state = states[i]
   if recording then
-    if state.rpm then
+    if state.rpm and new_request then
       redis.call('ZADD', KEYS[base + 2], now, lease)
       redis.call('PEXPIRE', KEYS[base + 2], window + 1000)
       state.requests = state.requests + 1
