@@ -108,8 +108,9 @@ class LlamaServerBackend:
             return self._post(self._http, "/detokenize", request, cancellation)
         except GatewayError as error:
             # llama-server answers a token id past its vocabulary with a 500 from a C++ range
-            # check (found by the chaos suite's fuzzing): it is the client's mistake, a 400.
-            if error.kind is ErrorKind.SERVER and "range_check" in error.message:
+            # check (found by the chaos suite's fuzzing); _error_from already makes it the 400
+            # it is, and here it gets words a client can act on.
+            if "_M_range_check" in error.message:
                 raise GatewayError(
                     ErrorKind.INVALID_REQUEST, "tokens: an id is outside the model's vocabulary"
                 ) from None
