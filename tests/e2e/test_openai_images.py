@@ -8,6 +8,7 @@ import io
 
 import openai
 import pytest
+import requests
 from PIL import Image
 
 from tests.support.sd import png_of
@@ -83,3 +84,11 @@ def test_errors_come_in_openais_shape(client):
     with pytest.raises(openai.BadRequestError) as not_an_image:
         client.images.edit(image=("p.png", b"not a picture", "image/png"), prompt="x", **SMALL)
     assert not_an_image.value.body["message"].startswith("image: not an image")
+
+
+def test_the_checkpoint_chosen_through_a1111s_options_serves_openai_requests_too(client, sd_stack):
+    listed = requests.get(sd_stack.url("/sdapi/v1/sd-models"), headers=sd_stack.auth, timeout=30).json()
+    chosen = {"sd_model_checkpoint": listed[0]["title"]}
+    assert requests.post(sd_stack.url("/sdapi/v1/options"), json=chosen, headers=sd_stack.auth, timeout=60).ok
+    answer = client.images.generate(model="stable-diffusion", prompt="a tower", response_format="b64_json", **SMALL)
+    assert png_of(answer.data[0].b64_json).size == (64, 64)

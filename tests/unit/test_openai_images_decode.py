@@ -8,6 +8,7 @@ import io
 import pytest
 from PIL import Image
 
+from velesio_core.dialects.a1111.decode import to_store
 from velesio_core.dialects.openai_images.decode import img2img_payload, txt2img_payload, with_chosen
 from velesio_core.dialects.openai_images.schemas import ImageEditRequest, ImageGenerationRequest
 from velesio_core.errors import ErrorKind, GatewayError
@@ -34,9 +35,10 @@ def test_a_size_over_the_servers_limit_is_a_400():
 
 def test_the_checkpoint_and_vae_chosen_for_a1111_apply_and_nothing_else_does():
     payload = txt2img_payload(ImageGenerationRequest(prompt="x"), max_side=512)
-    chosen = {"sd_model_checkpoint": "other.safetensors", "sd_vae": "", "CLIP_stop_at_last_layers": "2"}
-    applied = with_chosen(payload, chosen)
-    assert applied == {**payload, "sd_model_checkpoint": "other.safetensors"}
+    chosen = {"sd_model_checkpoint": "other.safetensors [30856ba79e]", "sd_vae": "", "CLIP_stop_at_last_layers": 2}
+    # As A1111's POST /sdapi/v1/options leaves them on the image board: JSON values.
+    applied = with_chosen(payload, to_store(chosen))
+    assert applied == {**payload, "sd_model_checkpoint": "other.safetensors [30856ba79e]"}
     assert "sd_model_checkpoint" not in payload  # the payload given is left as it was
 
 

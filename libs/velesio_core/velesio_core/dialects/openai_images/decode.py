@@ -79,9 +79,11 @@ def img2img_payload(request: ImageEditRequest, files: Mapping[str, bytes], *, ma
     return payload
 
 
-def with_chosen(payload: dict[str, Any], chosen: Mapping[str, str]) -> dict[str, Any]:
-    """The payload on the checkpoint and VAE chosen with AUTOMATIC1111's POST /sdapi/v1/options
-    (the image board's ``chosen``), which OpenAI's requests have no field for."""
+def with_chosen(payload: dict[str, Any], board_options: Mapping[str, str]) -> dict[str, Any]:
+    """The payload on the checkpoint and VAE chosen with AUTOMATIC1111's POST /sdapi/v1/options,
+    which OpenAI's requests have no field for. ``board_options`` is the image board's hash, whose
+    values A1111's dialect keeps as JSON."""
+    chosen = a1111.stored_options(board_options)
     return payload | {key: chosen[key] for key in ("sd_model_checkpoint", "sd_vae") if chosen.get(key)}
 
 
