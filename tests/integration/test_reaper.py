@@ -165,12 +165,17 @@ def test_a_reaped_worker_that_comes_back_learns_it_from_its_next_beat(db):
     broker.close()
 
 
-def test_a_stopping_worker_hands_back_what_it_still_holds_and_leaves_no_key(db):
+def test_a_stopping_worker_hands_back_what_it_still_holds_and_leaves_no_key(db, caplog):
     url, client = db
     held = job()
     submit(url, held)
     broker, liveness = a_worker_that_took(url, client, 1)  # e.g. taken by a thread as the drain began
+    other, _ = a_worker_that_took(url, client, 0, name="w-live")
     liveness.forget()
+    # A clean stop is not a death: no "silent" warning, and only the stopping worker goes.
+    assert not [record for record in caplog.records if record.levelname == "WARNING"]
+    assert client.hget(WORKERS_KEY, "w-live") is not None and client.zscore(BEATS_KEY, "w-live")
+    other.close()
     keys = QueueKeys(LLM)
     assert client.lrange(keys.messages_list, 0, -1) == [held.id.encode()]
     assert not client.exists(keys.unacked_set(broker.broker_id))

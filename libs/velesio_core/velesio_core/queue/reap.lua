@@ -21,12 +21,18 @@
 -- ARGV[3]  the error event's data
 -- ARGV[4]  how long an ended stream may wait for its reader, s
 -- ARGV[5]  how many wake tokens may pile up
+-- ARGV[6]  optional: a stopping worker's own id, reaped alone and whatever its last beat
 --
 -- Returns a flat list: worker id, requeued count, ended count, for each worker reaped.
 
 local now = redis.call("time")
 local now_ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
-local dead = redis.call("zrangebyscore", KEYS[1], "-inf", now_ms - tonumber(ARGV[1]))
+local dead
+if ARGV[6] then
+    dead = {ARGV[6]}
+else
+    dead = redis.call("zrangebyscore", KEYS[1], "-inf", now_ms - tonumber(ARGV[1]))
+end
 local ns = ARGV[2]
 local report = {}
 

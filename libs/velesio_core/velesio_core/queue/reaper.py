@@ -65,6 +65,11 @@ def _log(report: list[bytes | int]) -> None:
         )
 
 
+def _log_stop(report: list[bytes | int]) -> None:
+    if len(report) == 3 and (report[1] or report[2]):
+        log.info("stopping: %d held jobs went back to the queue, %d ended with an error", report[1], report[2])
+
+
 class Liveness:
     """A worker's side: its beat, and its share of reaping (both from the worker's beat thread)."""
 
@@ -86,9 +91,9 @@ class Liveness:
     def forget(self) -> None:
         """A stopping worker reaps itself: whatever it still holds (a message a worker thread took
         as the drain began, a job cut short) goes back to its queue or ends with the error event,
-        and its card and Dramatiq heartbeat go. Call it once its beat has stopped."""
-        self._client.zadd(BEATS_KEY, {self._worker_id: 0})
-        self.reap()
+        and its card and Dramatiq heartbeat go. Call it once its beat has stopped: its last beat
+        is recent, so no other reaper takes it for a dead worker meanwhile."""
+        _log_stop(self._reap(keys=[BEATS_KEY, WORKERS_KEY], args=[*self._args, self._worker_id]))
 
 
 class AsyncReaper:
