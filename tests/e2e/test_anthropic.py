@@ -12,6 +12,11 @@ import anthropic
 import pytest
 import requests
 
+from tests.support.processes import wait_until
+from tests.support.registry import unserved_model
+from velesio_core.jobs import Queue
+from velesio_core.queue.keys import QueueKeys
+
 # Sampling options are no longer in the SDK's signature (Anthropic's newest models take none);
 # the API still takes them, and older clients send them.
 GREEDY = {"extra_body": {"temperature": 0.0, "top_k": 1}}
@@ -150,3 +155,24 @@ def test_errors_come_in_anthropics_shape(client, stack):
 
     response = requests.post(stack.url("/v1/messages"), data=b"{", headers={"x-api-key": stack.token}, timeout=10)
     assert response.status_code == 400 and response.json()["error"]["type"] == "invalid_request_error"
+
+
+def test_a_stream_opens_at_once_and_pings_while_its_job_waits(stack, redis_server):
+    # As Anthropic's API does: message_start as soon as the request is taken, then pings, so the
+    # client and any proxy see a live connection however long the queue.
+    redis = redis_server.client(1)
+    with unserved_model(redis) as model:
+        body = {"model": model, "max_tokens": 3, "stream": True, "messages": [{"role": "user", "content": "hi"}]}
+        names: list[str] = []
+        with requests.post(stack.url("/v1/messages"), json=body, headers={"x-api-key": stack.token},
+                           stream=True, timeout=30) as response:  # fmt: skip
+            assert response.status_code == 200
+            for line in response.iter_lines():
+                if line.startswith(b"event: "):
+                    names.append(line.removeprefix(b"event: ").decode())
+                if names.count("ping") == 2:
+                    break
+        assert names == ["message_start", "ping", "ping"]
+        # The client left while its job waited: the job is withdrawn from the queue.
+        messages = QueueKeys(Queue.LLM.for_model(model)).messages_hash
+        wait_until(lambda: redis.hlen(messages) == 0, timeout=10, what="the waiting job withdrawn")

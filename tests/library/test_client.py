@@ -8,14 +8,13 @@ tests/e2e/test_concurrency_and_cancel.py.
 from __future__ import annotations
 
 import asyncio
-import time
 
 import pytest
 import requests
 
+from tests.support import registry
 from tests.support.processes import busy_slots, llama_metric, wait_until
 from velesio_core import AsyncClient, Client
-from velesio_core.backends.base import ModelInfo
 from velesio_core.client import (
     ChatCompletion,
     Completion,
@@ -27,7 +26,6 @@ from velesio_core.client import (
     Token,
 )
 from velesio_core.queue.keys import QueueKeys
-from velesio_core.registry import CardPublisher, WorkerCard
 from velesio_core.settings import Settings
 
 
@@ -175,14 +173,8 @@ def test_a_job_past_its_run_timeout_is_a_timeout(stack):
 
 @pytest.fixture
 def unserved_model(stack, redis_server):
-    """A model in the registry that no worker consumes (a worker that just died, say): its jobs wait."""
-    redis = redis_server.client(1)
-    card = WorkerCard("ghost-worker", [], [ModelInfo(id="ghost", n_ctx=128, slots=1)], started_at=time.time() + 60)
-    CardPublisher(redis).publish(card)
-    yield "ghost"
-    CardPublisher(redis).remove(card.worker_id)
-    for key in redis.scan_iter("dramatiq:*ghost*"):
-        redis.delete(key)
+    with registry.unserved_model(redis_server.client(1)) as name:
+        yield name
 
 
 def test_a_full_queue_is_queue_full_and_a_job_no_worker_takes_is_a_timeout(stack, unserved_model):

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Callable, Iterable
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 import falcon.asgi
 import orjson
@@ -32,6 +32,22 @@ class StreamEncoder(Protocol):
         """The chunks to send for ``event``, each as one write of its own (none for events the
         client never sees)."""
         ...
+
+
+@runtime_checkable
+class OpensEarly(StreamEncoder, Protocol):
+    """A stream whose dialect opens it as soon as the job is queued and keeps it alive while the
+    job waits (Anthropic's: ``message_start``, then a ``ping`` every :data:`KEEPALIVE_S`), so its
+    clients, and the proxies between, see a live connection however long the queue. An error
+    after that travels as the dialect's in-stream error event, as it does on the reference."""
+
+    def opening(self) -> Iterable[bytes]: ...
+
+    def keepalive(self) -> bytes: ...
+
+
+#: Silence after which an early-opened stream sends its dialect's keepalive.
+KEEPALIVE_S = 5.0
 
 
 class Relay:
@@ -127,16 +143,24 @@ class Relay:
         handle = await self.queue.submit(job)
         guard = DisconnectGuard(req, handle).arm()
         events = handle.events()
+        if isinstance(encoder, OpensEarly):
+            _stream_headers(resp, content_type)
+            resp.stream = _kept_alive(events, encoder, guard)
+            return
         try:
             first = await _first_output(events, encoder)
         except BaseException:
             guard.disarm()
             raise
-        resp.content_type = content_type
-        resp.set_header("Cache-Control", "no-cache")
-        # Proxies such as nginx would otherwise batch events, which LlamaLib cannot parse.
-        resp.set_header("X-Accel-Buffering", "no")
+        _stream_headers(resp, content_type)
         resp.stream = _encoded(first, events, encoder, guard)
+
+
+def _stream_headers(resp: falcon.asgi.Response, content_type: str) -> None:
+    resp.content_type = content_type
+    resp.set_header("Cache-Control", "no-cache")
+    # Proxies such as nginx would otherwise batch events, which LlamaLib cannot parse.
+    resp.set_header("X-Accel-Buffering", "no")
 
 
 async def _first_output(events: AsyncIterator[Event], encoder: StreamEncoder) -> tuple[Event, list[bytes]]:
@@ -168,6 +192,38 @@ async def _encoded(
             for chunk in encoder.encode(Event.error(error)):
                 yield chunk
     finally:
+        guard.disarm()
+
+
+async def _kept_alive(
+    events: AsyncIterator[Event], encoder: OpensEarly, guard: DisconnectGuard
+) -> AsyncIterator[bytes]:
+    # The next event is awaited in a task of its own, so that a keepalive never cancels a read
+    # half-way (which would end the events' generator).
+    upcoming: asyncio.Task[Event] | None = None
+    try:
+        for chunk in encoder.opening():
+            yield chunk
+        while True:
+            upcoming = upcoming or asyncio.ensure_future(anext(events))
+            done, _ = await asyncio.wait({upcoming}, timeout=KEEPALIVE_S)
+            if not done:
+                yield encoder.keepalive()
+                continue
+            try:
+                event = upcoming.result()
+            except StopAsyncIteration:
+                return
+            except GatewayError as error:
+                event = Event.error(error)
+            upcoming = None
+            for chunk in encoder.encode(event):
+                yield chunk
+            if event.type.is_final:
+                return
+    finally:
+        if upcoming is not None:
+            upcoming.cancel()
         guard.disarm()
 
 

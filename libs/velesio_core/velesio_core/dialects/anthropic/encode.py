@@ -107,9 +107,13 @@ def _event(name: str, data: dict[str, Any]) -> bytes:
     return b"event: " + name.encode() + b"\ndata: " + orjson.dumps(data) + b"\n\n"
 
 
+_PING = _event("ping", {"type": "ping"})
+
+
 class MessageEvents:
-    """Anthropic's event stream: message_start, ping, then content blocks (thinking, text,
-    tool_use) each opened, filled with deltas and stopped, then message_delta and message_stop."""
+    """Anthropic's event stream: message_start and a ping as soon as the job is queued, a ping
+    every few seconds while it waits, then content blocks (thinking, text, tool_use) each opened,
+    filled with deltas and stopped, then message_delta and message_stop."""
 
     def __init__(self, *, id: str, model: str) -> None:
         self._id = id
@@ -117,6 +121,12 @@ class MessageEvents:
         self._started = False
         self._index = -1
         self._open: str | None = None  # "thinking", "text" or "tool_use:<OpenAI index>"
+
+    def opening(self) -> list[bytes]:
+        return self._start()
+
+    def keepalive(self) -> bytes:
+        return _PING
 
     def encode(self, event: Event) -> list[bytes]:
         if event.type is EventType.ERROR:
@@ -136,7 +146,7 @@ class MessageEvents:
         self._started = True
         head: dict[str, Any] = {"id": self._id, "type": "message", "role": "assistant", "model": self._model}
         head |= {"content": [], "stop_reason": None, "stop_sequence": None, "usage": usage({})}
-        return [_event("message_start", {"type": "message_start", "message": head}), _event("ping", {"type": "ping"})]
+        return [_event("message_start", {"type": "message_start", "message": head}), _PING]
 
     def _open_block(self, key: str, block: dict[str, Any]) -> list[bytes]:
         out = self._close_block()
