@@ -26,7 +26,7 @@ from tests.support.processes import ROOT
 from tests.support.routes import route_table
 
 #: Dialects whose table must exist (others are checked once their table is in the README).
-REQUIRED = ("llamacpp", "openai")
+REQUIRED = ("llamacpp", "openai", "anthropic", "ollama", "a1111")
 SERVED = ("as the reference", "differently", "velesio only")
 NOT_SERVED = "not served"
 #: Routes an app adds only with a setting, outside the route modules' table (METRICS).
