@@ -15,6 +15,7 @@ import pytest
 
 from tests.fast.conftest import TOKEN, arrived, run
 from tests.support.fake_backend import MODEL, Hold
+from tests.support.routes import route_table
 
 INVALID_KEY = {"error": {"code": 401, "message": "Invalid API Key", "type": "authentication_error"}}
 BODIES = {
@@ -145,6 +146,13 @@ def test_cors_preflight_needs_no_token_and_allows_any_origin_without_credentials
     assert response.headers["access-control-allow-origin"] == "*"
     assert "access-control-allow-credentials" not in response.headers
     assert "POST" in response.headers["access-control-allow-methods"]
+
+
+def test_the_preflight_allows_every_method_a_route_takes(stack):
+    taken = {method for route in route_table() for method in route.methods} - {"OPTIONS"}
+    preflight = stack.request("OPTIONS", "/admin/keys/x", auth=None, headers={"Origin": "https://game.example"})
+    allowed = {method.strip() for method in preflight.headers["access-control-allow-methods"].split(",")}
+    assert taken <= allowed
 
 
 def test_any_origin_is_allowed_on_answers_and_errors_too(stack):

@@ -7,6 +7,13 @@ from typing import Any
 import falcon.asgi
 
 from velesio_core.queue.interface import JobQueue
+from velesio_core.tenants.headers import RATE_LIMIT_HEADERS
+
+#: Every method a route takes (the admin API's PATCH and DELETE, stored responses' DELETE).
+ALLOWED_METHODS = "GET, HEAD, POST, PATCH, DELETE"
+#: Answer headers a page's script may read beyond the CORS-safelisted ones: when to retry, and
+#: the key's rate limits, which a game's web build paces itself by.
+EXPOSED_HEADERS = ", ".join(("Retry-After", *RATE_LIMIT_HEADERS))
 
 
 class Cors:
@@ -40,7 +47,7 @@ class Cors:
             resp.status = 200
             resp.complete = True
             if self._allow(req.get_header("Origin"), resp):
-                resp.set_header("Access-Control-Allow-Methods", "GET, POST")
+                resp.set_header("Access-Control-Allow-Methods", ALLOWED_METHODS)
                 # Named, not "*": a wildcard does not cover Authorization.
                 asked = req.get_header("Access-Control-Request-Headers")
                 resp.set_header("Access-Control-Allow-Headers", asked or "Authorization, Content-Type, X-Api-Key")
@@ -49,8 +56,8 @@ class Cors:
     async def process_response(
         self, req: falcon.asgi.Request, resp: falcon.asgi.Response, resource: object, req_succeeded: bool
     ) -> None:
-        if req.method != "OPTIONS":
-            self._allow(req.get_header("Origin"), resp)
+        if req.method != "OPTIONS" and self._allow(req.get_header("Origin"), resp):
+            resp.set_header("Access-Control-Expose-Headers", EXPOSED_HEADERS)
 
 
 class CloseQueue:

@@ -4,6 +4,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+#: The headers :meth:`RateSnapshot.headers` may set, in OpenAI's names.
+RATE_LIMIT_HEADERS = (
+    "x-ratelimit-limit-requests",
+    "x-ratelimit-remaining-requests",
+    "x-ratelimit-reset-requests",
+    "x-ratelimit-limit-tokens",
+    "x-ratelimit-remaining-tokens",
+    "x-ratelimit-reset-tokens",
+)
+
 
 def duration(ms: int) -> str:
     """A wait as OpenAI writes it (Go's durations): ``20ms``, ``1.5s``, ``6m0s``."""
