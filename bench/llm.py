@@ -189,6 +189,13 @@ def throughput(section: Section, direct_url: str, api_url: str, token: str, seco
     return ratio
 
 
+def throughput_with(section: Section, label: str, direct_url: str, api_url: str, token: str, seconds: int,
+                    rounds: int) -> None:  # fmt: skip
+    """The 8-client figure of :func:`throughput` on another stack: direct / through velesio / ratio."""
+    d, g = _ratio(direct_url, api_url, token, seconds, rounds, BODY)
+    section.add(label + ": direct / through velesio / ratio", f"{d:,.0f} / {g:,.0f} req/s / {g / d:.2f}")
+
+
 def cancellation(section: Section, direct_url: str, api_url: str, auth: dict[str, str], samples: int) -> None:
     """From the client closing its connection mid-stream to llama-server's slot being free again."""
     delays = []

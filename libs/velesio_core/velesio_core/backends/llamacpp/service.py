@@ -53,6 +53,7 @@ class LlamaCppService:
             "model": model,
             "gpu_layers": settings.gpu_layers,
             "alias": settings.model_alias or model.stem,
+            "threads": settings.llama_threads,
             "extra_args": settings.llama_server_args,
         }
         processes = [
