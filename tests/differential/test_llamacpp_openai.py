@@ -94,6 +94,8 @@ CASES: list[tuple[str, str, Any]] = [
     ("POST", "/chat/completions", {"model": "tiny", "messages": MESSAGES, "max_tokens": 8, **GREEDY}),
     ("POST", "/v1/completions", {"model": "tiny", "prompt": "The dragon", "max_tokens": 6, **GREEDY}),
     ("POST", "/v1/completions", {"prompt": ["The dragon", "The king"], "max_tokens": 3, **GREEDY}),
+    ("POST", "/v1/completions", {"prompt": "The dragon", "max_tokens": 3, "logprobs": 2, **GREEDY}),
+    ("POST", "/v1/completions", {"prompt": "The dragon", "max_tokens": 3, "logprobs": 2, "stream": True, **GREEDY}),
     ("POST", "/v1/embeddings", {"model": "text-embedding-3-small", "input": "a sword"}),
     ("POST", "/v1/embeddings", {"input": ["a sword", "a shield"]}),
     ("POST", "/v1/embeddings", {"input": [[12, 34, 56], [7, 8]]}),

@@ -122,7 +122,7 @@ def test_openai_completion_payloads_are_llama_cpp_completion_bodies_one_per_prom
 
 @pytest.mark.parametrize(
     "body",
-    [{"echo": True}, {"suffix": "x"}, {"best_of": 2}, {"logprobs": 1}, {"prompt": ["a", "b"], "stream": True}],
+    [{"echo": True}, {"suffix": "x"}, {"best_of": 2}, {"prompt": ["a", "b"], "stream": True}],
 )
 def test_openai_completion_options_velesio_cannot_honour_are_501(body):
     with pytest.raises(GatewayError) as refused:
@@ -130,6 +130,18 @@ def test_openai_completion_options_velesio_cannot_honour_are_501(body):
             parse(openai_schemas.CompletionRequest, {"model": "t", "prompt": "x", **body})
         )
     assert refused.value.kind is ErrorKind.NOT_SUPPORTED
+
+
+def test_openai_completion_logprobs_ask_for_alternatives_as_llama_server_reads_them():
+    def payload(**fields):
+        (one,) = openai_decode.completion_payloads(
+            parse(openai_schemas.CompletionRequest, {"model": "t", "prompt": "x", **fields})
+        )
+        return one
+
+    assert payload(logprobs=3)["n_probs"] == 3
+    assert payload(logprobs=3, n_probs=5)["n_probs"] == 5  # llama.cpp's own field wins
+    assert "logprobs" not in payload(logprobs=3) and "n_probs" not in payload()
 
 
 def test_openai_embeddings_payload():

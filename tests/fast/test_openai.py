@@ -291,7 +291,7 @@ def test_bad_chat_requests_get_openais_error_shape(stack, body, status, field):
         ("/v1/completions", {"model": MODEL, "prompt": "x", "echo": True}, 501),
         ("/v1/completions", {"model": MODEL, "prompt": "x", "suffix": "y"}, 501),
         ("/v1/completions", {"model": MODEL, "prompt": "x", "best_of": 2}, 501),
-        ("/v1/completions", {"model": MODEL, "prompt": "x", "logprobs": 1}, 501),
+        ("/v1/completions", {"model": MODEL, "prompt": "x", "logprobs": 6}, 400),
         ("/v1/completions", {"model": MODEL, "prompt": ["a", "b"], "stream": True}, 501),
         ("/v1/completions", {"model": MODEL, "prompt": "x", "n": 2, "stream": True}, 501),
         ("/v1/completions", {"model": MODEL, "prompt": []}, 400),

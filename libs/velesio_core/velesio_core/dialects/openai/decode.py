@@ -40,15 +40,17 @@ def completion_payloads(request: CompletionRequest) -> list[dict[str, Any]]:
         raise not_supported("suffix (fill-in-the-middle) is not supported here; POST /infill")
     if request.best_of is not None and request.best_of > 1:
         raise not_supported("best_of > 1 is not supported")
-    if request.logprobs:
-        raise not_supported("logprobs are not supported on /v1/completions; n_probs on /completion has them")
     payload = request.model_dump(exclude_unset=True, exclude_none=True, exclude=_OWN | {"echo", "suffix", "best_of"})
     prompt = payload.pop("prompt")
     if "max_tokens" in payload:
         payload["n_predict"] = payload.pop("max_tokens")
     if isinstance(payload.get("stop"), str):
         payload["stop"] = [payload["stop"]]
-    payload.pop("logprobs", None)
+    # As llama-server reads it: logprobs is how many alternatives per token (n_probs) unless
+    # n_probs itself is given.
+    logprobs = payload.pop("logprobs", None)
+    if logprobs is not None:
+        payload.setdefault("n_probs", logprobs)
     # A list of texts or of token-id lists is several prompts; a list of ids is one.
     several = isinstance(prompt, list) and any(isinstance(part, str | list) for part in prompt)
     prompts = prompt if several else [prompt]

@@ -106,8 +106,19 @@ def chat_completion(result: dict[str, Any], *, id: str, model: str, created: int
     }
 
 
+def completion_logprobs(probabilities: list[Any] | None) -> dict[str, Any] | None:
+    """A completion choice's ``logprobs`` as llama-server writes them: its per-token
+    probabilities (the native ``completion_probabilities``) under ``content``, as in chat."""
+    return {"content": probabilities} if probabilities else None
+
+
 def text_completion(result: dict[str, Any], *, id: str, model: str, created: int) -> dict[str, Any]:
-    choice = {"text": result.get("content") or "", "index": 0, "logprobs": None, "finish_reason": finish_reason(result)}
+    choice = {
+        "text": result.get("content") or "",
+        "index": 0,
+        "logprobs": completion_logprobs(result.get("completion_probabilities")),
+        "finish_reason": finish_reason(result),
+    }
     return {
         "id": id,
         "object": "text_completion",
@@ -137,6 +148,8 @@ class _Chunks:
     """A stream of OpenAI chunks ending with ``data: [DONE]`` (and a usage chunk when asked)."""
 
     object_name = ""
+    #: Whether the last chunk with a choice carries ``usage`` too, whatever ``include_usage`` says.
+    usage_in_last_choice = False
 
     def __init__(self, *, id: str, model: str, created: int, include_usage: bool) -> None:
         self._head = {
@@ -157,6 +170,8 @@ class _Chunks:
         if event.type is EventType.RESULT:
             result = event.value()
             last = {**self._head, "choices": [self._choice({}, finish_reason(result))], **llama_extras(result)}
+            if self.usage_in_last_choice:
+                last["usage"] = usage(result)
             chunks = [_sse(last)]
             if self._include_usage:
                 chunks.append(_sse({**self._head, "choices": [], "usage": usage(result)}))
@@ -190,9 +205,13 @@ class ChatChunks(_Chunks):
 
 class CompletionChunks(_Chunks):
     object_name = "text_completion"
+    # llama-server's /v1/completions stream ends with its usage (its final answer is the same
+    # object streamed or not); OpenAI's clients read the extra field as the Completion's usage.
+    usage_in_last_choice = True
 
     def _choice(self, piece: dict[str, Any], finish: str | None) -> dict[str, Any]:
-        return {"text": piece.get("content", ""), "index": 0, "logprobs": None, "finish_reason": finish}
+        logprobs = completion_logprobs(piece.get("completion_probabilities"))
+        return {"text": piece.get("content", ""), "index": 0, "logprobs": logprobs, "finish_reason": finish}
 
 
 def embeddings(result: dict[str, Any], *, model: str, encoding_format: str | None) -> dict[str, Any]:
