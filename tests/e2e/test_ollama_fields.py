@@ -156,6 +156,31 @@ def test_a_prompt_longer_than_the_context_is_a_400_with_truncate_false(stack):
     assert post(stack, "/api/chat", {**body, "truncate": "no"}).status_code == 400  # not a boolean
 
 
+#: A chat whose first turn alone overflows the context (4096 tokens a slot): Ollama keeps the system
+#: messages and the latest turns that fit, here everything from the first answer on.
+OVERFLOWING = [
+    {"role": "system", "content": "You are a knight."},
+    {"role": "user", "content": "word " * 5000},
+    {"role": "assistant", "content": "Aye."},
+    {"role": "user", "content": "sword " * 1500},
+    {"role": "assistant", "content": "Aye."},
+    {"role": "user", "content": "Greet the king"},
+]
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_a_chat_over_the_context_drops_its_oldest_turns_as_ollama_does(stack, stream):
+    kept = [OVERFLOWING[0], *OVERFLOWING[2:]]
+    reference = llama(stack, "/v1/chat/completions", {"messages": kept, "max_tokens": 4, **GREEDY})
+    body = {"model": "tiny", "messages": OVERFLOWING, "stream": stream, "options": {"num_predict": 4, **GREEDY}}
+    response = post(stack, "/api/chat", body)
+    assert response.status_code == 200, response.text
+    lines = [json.loads(line) for line in response.text.splitlines() if line.strip()]
+    assert lines[-1]["done"] and lines[-1]["prompt_eval_count"] == reference["usage"]["prompt_tokens"]
+    content = "".join(line["message"]["content"] for line in lines)
+    assert content == reference["choices"][0]["message"]["content"]
+
+
 def test_a_tool_round_trip_renders_as_openais(client, stack):
     city = {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}
     tools = [{"type": "function", "function": {"name": "weather", "description": "Weather", "parameters": city}}]

@@ -118,3 +118,13 @@ def test_what_a_text_model_refuses():
 def test_thinking_is_read_from_the_template(template, thinks):
     model = ModelInfo(id="m", n_ctx=64, slots=1, chat_template=template)
     assert ("thinking" in capabilities(model)) is thinks
+
+
+def test_truncation_keeps_the_earlier_system_messages_and_every_message_from_the_start():
+    roles = ["system", "user", "system", "assistant", "user"]
+    request = ChatRequest(model="m", messages=[{"role": role, "content": str(i)} for i, role in enumerate(roles)])
+    kept = decode.truncated(request, 3).messages or []
+    assert [(message.role, message.content) for message in kept] == [
+        ("system", "0"), ("system", "2"), ("assistant", "3"), ("user", "4"),
+    ]  # fmt: skip
+    assert request.messages is not None and len(request.messages) == 5  # the request itself is left whole

@@ -151,6 +151,19 @@ class Chat:
             send_json(resp, encode.loaded(request.model, unloaded=unloaded, chat=True, now=Instant.now()))
             return
         decode.check(request, model)
+        try:
+            await self._answer(req, resp, request, model, started)
+        except GatewayError as error:
+            if error.kind is not ErrorKind.EXCEED_CONTEXT_SIZE or request.truncate is False:
+                raise
+            # Ollama drops the oldest turns of a chat that overflows the context (truncate:
+            # true, its default); nothing was sent yet, so the chat runs again on what fits.
+            await self._answer(req, resp, await self._fitting(req, request, model, error), model, started)
+
+    async def _answer(
+        self, req: falcon.asgi.Request, resp: falcon.asgi.Response, request: ChatRequest, model: ModelInfo,
+        started: Instant,
+    ) -> None:  # fmt: skip
         top_logprobs = decode.top_logprobs(request)
         job = self._relay.job(JobKind.CHAT, decode.chat_payload(request), model, stream=request.stream is not False)
         await self._relay.respond(
@@ -163,6 +176,28 @@ class Chat:
                 result, model=request.model, started=started, now=Instant.now(), top_logprobs=top_logprobs
             ),
         )
+
+    async def _fitting(
+        self, req: falcon.asgi.Request, request: ChatRequest, model: ModelInfo, overflow: GatewayError
+    ) -> ChatRequest:
+        """The chat from the earliest message on which, with the system messages before it,
+        fits the model's context: a binary search, two small jobs (template, tokenize) a step."""
+
+        async def fits(start: int) -> bool:
+            conversation = decode.conversation_payload(decode.truncated(request, start))
+            return len((await self._relay.prompt_tokens(req, conversation, model))["tokens"]) < model.n_ctx
+
+        last = len(request.messages or ()) - 1
+        if last < 1 or not await fits(last):
+            raise overflow  # even the last message alone is too long: Ollama's runner errs too
+        low, high = 1, last
+        while low < high:
+            middle = (low + high) // 2
+            if await fits(middle):
+                high = middle
+            else:
+                low = middle + 1
+        return decode.truncated(request, low)
 
 
 class Embed:

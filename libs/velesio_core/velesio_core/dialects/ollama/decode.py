@@ -199,6 +199,22 @@ def chat_payload(request: GenerateRequest | ChatRequest) -> dict[str, Any]:
     return {**payload, **_thinking(request.think), **_logprobs(request, chat=True)}
 
 
+def conversation_payload(request: ChatRequest) -> dict[str, Any]:
+    """What a chat's prompt is rendered from: its messages, tools and thinking, no sampling."""
+    payload: dict[str, Any] = {"messages": [_message(message) for message in request.messages or ()]}
+    if request.tools:
+        payload["tools"] = request.tools
+    return {**payload, **_thinking(request.think)}
+
+
+def truncated(request: ChatRequest, start: int) -> ChatRequest:
+    """The chat as Ollama truncates one that overflows the context (server/prompt.go,
+    chatPrompt): the system messages before ``start``, then every message from ``start`` on."""
+    messages = request.messages or []
+    kept = [message for message in messages[:start] if message.role == "system"] + messages[start:]
+    return request.model_copy(update={"messages": kept})
+
+
 def embed_payload(request: EmbedRequest) -> dict[str, Any]:
     if request.dimensions is not None:
         raise not_supported("dimensions is not supported: the model's embeddings have a fixed size")
