@@ -84,6 +84,7 @@ CASES: list[tuple[str, str, Any]] = [
         {"model": "tiny", "messages": MESSAGES, "max_tokens": 6, "stream": True, **GREEDY},
     ),
     ("POST", "/v1/chat/completions", {"messages": MESSAGES, "max_tokens": 3, "n": 2, **GREEDY}),
+    ("POST", "/v1/chat/completions", {"messages": MESSAGES, "max_tokens": 3, "n": 2, "stream": True, **GREEDY}),
     (
         "POST",
         "/v1/chat/completions",
@@ -94,6 +95,8 @@ CASES: list[tuple[str, str, Any]] = [
     ("POST", "/chat/completions", {"model": "tiny", "messages": MESSAGES, "max_tokens": 8, **GREEDY}),
     ("POST", "/v1/completions", {"model": "tiny", "prompt": "The dragon", "max_tokens": 6, **GREEDY}),
     ("POST", "/v1/completions", {"prompt": ["The dragon", "The king"], "max_tokens": 3, **GREEDY}),
+    ("POST", "/v1/completions", {"prompt": ["The dragon", "The king"], "max_tokens": 3, "stream": True, **GREEDY}),
+    ("POST", "/v1/completions", {"prompt": "The dragon", "max_tokens": 3, "n": 2, "stream": True, **GREEDY}),
     ("POST", "/v1/completions", {"prompt": "The dragon", "max_tokens": 3, "logprobs": 2, **GREEDY}),
     ("POST", "/v1/completions", {"prompt": "The dragon", "max_tokens": 3, "logprobs": 2, "stream": True, **GREEDY}),
     ("POST", "/v1/embeddings", {"model": "text-embedding-3-small", "input": "a sword"}),

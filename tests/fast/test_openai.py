@@ -11,8 +11,9 @@ import struct
 
 import pytest
 
-from tests.fast.conftest import sse_events
+from tests.fast.conftest import eventually, sse_events
 from tests.support.fake_backend import MODEL, STORY, THOUGHT, TOOL_ARGUMENTS, embedding, render_chat, tokenize
+from velesio_core.cancellation import Reason
 
 MESSAGES = [{"role": "system", "content": "You are a knight."}, {"role": "user", "content": "Greet the king"}]
 PROMPT_TOKENS = len(tokenize(render_chat(MESSAGES)))
@@ -275,7 +276,6 @@ def test_a_stream_that_fails_midway_ends_with_an_error_chunk_and_no_done(make_st
         ({"model": MODEL, "messages": MESSAGES, "stream": "yes"}, 400, "stream"),
         ({"model": MODEL, "messages": MESSAGES, "n": 0}, 400, "n"),
         ({"model": MODEL, "messages": MESSAGES, "top_logprobs": 2}, 400, "top_logprobs"),
-        ({"model": MODEL, "messages": MESSAGES, "n": 2, "stream": True}, 501, None),
     ],
 )
 def test_bad_chat_requests_get_openais_error_shape(stack, body, status, field):
@@ -292,8 +292,6 @@ def test_bad_chat_requests_get_openais_error_shape(stack, body, status, field):
         ("/v1/completions", {"model": MODEL, "prompt": "x", "suffix": "y"}, 501),
         ("/v1/completions", {"model": MODEL, "prompt": "x", "best_of": 2}, 501),
         ("/v1/completions", {"model": MODEL, "prompt": "x", "logprobs": 6}, 400),
-        ("/v1/completions", {"model": MODEL, "prompt": ["a", "b"], "stream": True}, 501),
-        ("/v1/completions", {"model": MODEL, "prompt": "x", "n": 2, "stream": True}, 501),
         ("/v1/completions", {"model": MODEL, "prompt": []}, 400),
         ("/v1/completions", {"model": MODEL}, 400),
         ("/v1/embeddings", {"model": MODEL, "input": "x", "dimensions": 8}, 501),
@@ -309,3 +307,13 @@ def test_malformed_json_and_unknown_routes_use_openais_shape(stack):
     assert "not valid JSON" in openai_error(stack.post("/v1/chat/completions", body=b"{"), 400)["message"]
     openai_error(stack.get("/v1/nothing-here"), 404)
     openai_error(stack.get("/v1/chat/completions"), 405)
+
+
+def test_a_client_that_leaves_a_stream_of_several_choices_cancels_every_choice(stack):
+    stack.llm.stall_after = 2
+    body = {"model": MODEL, "messages": MESSAGES, "max_tokens": 50, "n": 2, "stream": True}  # a slot each
+    written = stack.writes("POST", "/v1/chat/completions", body, disconnect_after=2)
+    # Each choice stalls after its role chunk and 2 tokens: the client left before any finished.
+    assert 2 <= len(written.chunks) <= 6 and b"[DONE]" not in b"".join(written.chunks)
+    eventually(lambda: len(stack.llm.cancelled) == 2, "both generations being cancelled")
+    assert stack.llm.cancelled == [Reason.CLIENT_LEFT] * 2

@@ -77,6 +77,25 @@ def test_openai_sdk_reads_n_choices_logprobs_and_any_model_name(stack):
     assert answer.usage.completion_tokens == 4
 
 
+def test_openai_sdk_streams_n_choices_interleaved_with_their_usage(stack):
+    async def go():
+        async with openai_client(stack) as sdk:
+            stream = await sdk.chat.completions.create(
+                model=MODEL, messages=MESSAGES, max_tokens=3, n=2, stream=True, stream_options={"include_usage": True}
+            )
+            return [chunk async for chunk in stream]
+
+    chunks = run(go)
+    texts: dict[int, str] = {}
+    for chunk in chunks:
+        for choice in chunk.choices:
+            texts[choice.index] = texts.get(choice.index, "") + (choice.delta.content or "")
+    assert texts == {0: "".join(STORY[:3]), 1: "".join(STORY[:3])}
+    finished = [choice.index for chunk in chunks for choice in chunk.choices if choice.finish_reason == "length"]
+    assert sorted(finished) == [0, 1]
+    assert chunks[-1].choices == [] and chunks[-1].usage.completion_tokens == 6
+
+
 def test_openai_sdk_errors_are_its_own_exceptions(stack):
     async def go(call):
         async with openai_client(stack, key=call.get("key", TOKEN)) as sdk:
@@ -89,9 +108,6 @@ def test_openai_sdk_errors_are_its_own_exceptions(stack):
     with pytest.raises(openai.NotFoundError) as missing:
         run(go, {"model": "gpt-4o"})
     assert missing.value.body["code"] == "model_not_found"
-    with pytest.raises(openai.APIStatusError) as unsupported:
-        run(go, {"extra": {"n": 2, "stream": True}})
-    assert unsupported.value.status_code == 501
     with pytest.raises(openai.AuthenticationError):
         run(go, {"key": "wrong"})
     with pytest.raises(openai.BadRequestError):

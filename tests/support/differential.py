@@ -118,16 +118,20 @@ def _last_json(events: list[Any]) -> Any:
 
 
 def _text(events: list[Any]) -> str:
-    pieces = []
+    """The text the events add up to, choice by choice (in index order): two servers interleave
+    the chunks of several choices as their slots run, which only the order of arrival shows."""
+    pieces: dict[int, list[str]] = {}
     for event in events:
         if not isinstance(event, dict):
             continue
         if isinstance(event.get("content"), str):
-            pieces.append(event["content"])
+            pieces.setdefault(int(event.get("index") or 0), []).append(event["content"])
         for choice in event.get("choices") or ():
             delta = choice.get("delta") or {}
-            pieces.append(delta.get("content") or choice.get("text") or "")
-    return "".join(pieces)
+            pieces.setdefault(int(choice.get("index") or 0), []).append(
+                delta.get("content") or choice.get("text") or ""
+            )
+    return "|".join("".join(pieces[index]) for index in sorted(pieces))
 
 
 def _kind(value: Any) -> str:

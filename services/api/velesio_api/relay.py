@@ -7,7 +7,7 @@ answer waits for the final event. Either way, a client that disconnects cancels 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable
 from typing import Any, Protocol, runtime_checkable
 
 import falcon.asgi
@@ -32,6 +32,16 @@ class StreamEncoder(Protocol):
         """The chunks to send for ``event``, each as one write of its own (none for events the
         client never sees)."""
         ...
+
+
+class ChoicesEncoder(Protocol):
+    """Writes the events of several jobs, one per choice, in one stream (OpenAI's ``n`` > 1)."""
+
+    def encode_choice(self, index: int, event: Event) -> Iterable[bytes]: ...
+
+
+class Cancellable(Protocol):
+    async def cancel(self) -> None: ...
 
 
 @runtime_checkable
@@ -155,6 +165,107 @@ class Relay:
         _stream_headers(resp, content_type)
         resp.stream = _encoded(first, events, encoder, guard)
 
+    async def stream_choices(
+        self,
+        req: falcon.asgi.Request,
+        resp: falcon.asgi.Response,
+        jobs: list[Job],
+        encoder: ChoicesEncoder,
+        content_type: str,
+    ) -> None:
+        """Run one job per choice and stream their events interleaved as they come, each encoded
+        with its choice's index. As with one job, an error before any output is answered with
+        its HTTP status; an error after it ends the stream, and the other choices' jobs."""
+        choices = _Choices()
+        try:
+            for job in jobs:
+                choices.handles.append(await self.queue.submit(job))
+        except BaseException:
+            await choices.cancel()
+            raise
+        guard = DisconnectGuard(req, choices).arm()
+        events = choices.events()
+        try:
+            first = await _first_choice_output(events, encoder)
+        except BaseException:
+            guard.disarm()
+            await events.aclose()
+            await choices.cancel()
+            raise
+        _stream_headers(resp, content_type)
+        resp.stream = _choices_encoded(first, events, encoder, choices, guard)
+
+
+class _Choices:
+    """The jobs of one request's choices: their events merged, and cancelled together."""
+
+    def __init__(self) -> None:
+        self.handles: list[JobHandle] = []
+
+    async def events(self) -> AsyncGenerator[tuple[int, Event], None]:
+        """(choice, event) in arrival order until every job has ended; a job's queue error
+        (its deadline, Redis lost) arrives as its error event."""
+        arrived: asyncio.Queue[tuple[int, Event | None]] = asyncio.Queue()
+
+        async def pump(index: int, handle: JobHandle) -> None:
+            try:
+                async for event in handle.events():
+                    await arrived.put((index, event))
+            except GatewayError as error:
+                await arrived.put((index, Event.error(error)))
+            finally:
+                await arrived.put((index, None))
+
+        pumps = [asyncio.ensure_future(pump(index, handle)) for index, handle in enumerate(self.handles)]
+        try:
+            running = len(pumps)
+            while running:
+                index, event = await arrived.get()
+                if event is None:
+                    running -= 1
+                else:
+                    yield index, event
+        finally:
+            for task in pumps:
+                task.cancel()
+
+    async def cancel(self) -> None:
+        for handle in self.handles:
+            await handle.cancel()
+
+
+async def _first_choice_output(
+    events: AsyncIterator[tuple[int, Event]], encoder: ChoicesEncoder
+) -> tuple[int, Event, list[bytes]]:
+    async for index, event in events:
+        if event.type is EventType.ERROR:
+            raise event.as_error()
+        chunks = list(encoder.encode_choice(index, event))
+        if chunks:
+            return index, event, chunks
+    raise GatewayError(ErrorKind.SERVER, "the jobs ended without a result")
+
+
+async def _choices_encoded(
+    first: tuple[int, Event, list[bytes]],
+    events: AsyncGenerator[tuple[int, Event], None],
+    encoder: ChoicesEncoder,
+    choices: _Choices,
+    guard: DisconnectGuard,
+) -> AsyncIterator[bytes]:
+    try:
+        for chunk in first[2]:
+            yield chunk
+        async for index, event in events:
+            for chunk in encoder.encode_choice(index, event):
+                yield chunk
+            if event.type is EventType.ERROR:
+                await events.aclose()
+                await choices.cancel()
+                return
+    finally:
+        guard.disarm()
+
 
 def _stream_headers(resp: falcon.asgi.Response, content_type: str) -> None:
     resp.content_type = content_type
@@ -233,7 +344,7 @@ class DisconnectGuard:
     #: Cancellations under way, kept referenced until they finish.
     _cancelling: set[asyncio.Task[None]] = set()
 
-    def __init__(self, req: falcon.asgi.Request, handle: JobHandle) -> None:
+    def __init__(self, req: falcon.asgi.Request, handle: Cancellable) -> None:
         self._connection: ClientConnection | None = req.scope.get(CONNECTION)
         self._handle = handle
         self._unregister: Callable[[], None] | None = None

@@ -50,6 +50,10 @@ class ChatCompletions:
         payload, n = chat_payload(request), choices(request)
         jobs = [self._relay.job(JobKind.CHAT, payload, model, stream=bool(request.stream)) for _ in range(n)]
         answer: encode.AnswerHead = {"id": f"chatcmpl-{jobs[0].id}", "model": model.id, "created": int(time.time())}
+        if n > 1 and request.stream:
+            chunks = encode.ChatChunks(**answer, include_usage=request.include_usage, choices=n)
+            await self._relay.stream_choices(req, resp, jobs, chunks, SSE)
+            return
         if n > 1:
             results = await asyncio.gather(*(self._relay.result(req, job) for job in jobs))
             send_json(resp, encode.several_choices([encode.chat_completion(one, **answer) for one in results]))
@@ -79,6 +83,10 @@ class Completions:
             for _ in range(n)
         ]
         answer: encode.AnswerHead = {"id": f"cmpl-{jobs[0].id}", "model": model.id, "created": int(time.time())}
+        if len(jobs) > 1 and stream:
+            chunks = encode.CompletionChunks(**answer, include_usage=request.include_usage, choices=len(jobs))
+            await self._relay.stream_choices(req, resp, jobs, chunks, SSE)
+            return
         if len(jobs) > 1:
             results = await asyncio.gather(*(self._relay.result(req, job) for job in jobs))
             send_json(resp, encode.several_choices([encode.text_completion(one, **answer) for one in results]))

@@ -24,11 +24,8 @@ def chat_payload(request: ChatCompletionRequest) -> dict[str, Any]:
 
 def choices(request: ChatCompletionRequest | CompletionRequest) -> int:
     """How many jobs answer ``n``: one per choice, each on a slot of its own (llama-server, too,
-    runs one task per choice). A stream carries one choice."""
-    n = request.n or 1
-    if n > 1 and request.stream:
-        raise not_supported("n > 1 is not supported with stream: true; send n requests, or stream: false")
-    return n
+    runs one task per choice); streamed, their chunks interleave, each with its choice's index."""
+    return request.n or 1
 
 
 def completion_payloads(request: CompletionRequest) -> list[dict[str, Any]]:
@@ -54,8 +51,6 @@ def completion_payloads(request: CompletionRequest) -> list[dict[str, Any]]:
     # A list of texts or of token-id lists is several prompts; a list of ids is one.
     several = isinstance(prompt, list) and any(isinstance(part, str | list) for part in prompt)
     prompts = prompt if several else [prompt]
-    if len(prompts) > 1 and request.stream:
-        raise not_supported("several prompts are not supported with stream: true; send one request per prompt")
     return [{**payload, "prompt": one} for one in prompts]
 
 

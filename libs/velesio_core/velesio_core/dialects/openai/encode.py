@@ -131,6 +131,13 @@ def text_completion(result: dict[str, Any], *, id: str, model: str, created: int
     }
 
 
+def summed_usage(usages: list[dict[str, Any]]) -> dict[str, Any]:
+    """Several choices' usage as OpenAI counts it: the prompt once, every choice's completion."""
+    prompt = usages[0]["prompt_tokens"]
+    completion = sum(one["completion_tokens"] for one in usages)
+    return {**usages[0], "completion_tokens": completion, "total_tokens": prompt + completion}
+
+
 def several_choices(answers: list[dict[str, Any]]) -> dict[str, Any]:
     """One answer whose choices are those of ``answers`` (one job's each), numbered in order, with
     their usage added up as OpenAI counts it."""
@@ -138,20 +145,23 @@ def several_choices(answers: list[dict[str, Any]]) -> dict[str, Any]:
         **answers[0],
         "choices": [{**answer["choices"][0], "index": index} for index, answer in enumerate(answers)],
     }
-    prompt = answers[0]["usage"]["prompt_tokens"]
-    completion = sum(answer["usage"]["completion_tokens"] for answer in answers)
-    merged["usage"] = {**answers[0]["usage"], "completion_tokens": completion, "total_tokens": prompt + completion}
+    merged["usage"] = summed_usage([answer["usage"] for answer in answers])
     return merged
 
 
 class _Chunks:
-    """A stream of OpenAI chunks ending with ``data: [DONE]`` (and a usage chunk when asked)."""
+    """A stream of OpenAI chunks ending with ``data: [DONE]`` (and a usage chunk when asked).
+
+    With ``choices`` > 1 the stream carries one job's events per choice, interleaved as they come
+    (:meth:`encode_choice`), as llama-server streams ``n`` > 1: each choice ends with its own last
+    chunk, and the stream with the usage of all and ``[DONE]`` once the last has ended.
+    """
 
     object_name = ""
     #: Whether the last chunk with a choice carries ``usage`` too, whatever ``include_usage`` says.
     usage_in_last_choice = False
 
-    def __init__(self, *, id: str, model: str, created: int, include_usage: bool) -> None:
+    def __init__(self, *, id: str, model: str, created: int, include_usage: bool, choices: int = 1) -> None:
         self._head = {
             "id": id,
             "object": self.object_name,
@@ -160,21 +170,30 @@ class _Chunks:
             "system_fingerprint": FINGERPRINT,
         }
         self._include_usage = include_usage
+        self._choices = choices
+        self._usages: list[dict[str, Any]] = []
 
-    def _choice(self, piece: dict[str, Any], finish: str | None) -> dict[str, Any]:
+    def _choice(self, index: int, piece: dict[str, Any], finish: str | None) -> dict[str, Any]:
         raise NotImplementedError
 
     def encode(self, event: Event) -> list[bytes]:
+        return self.encode_choice(0, event)
+
+    def encode_choice(self, index: int, event: Event) -> list[bytes]:
         if event.type is EventType.TOKEN:
-            return [_sse({**self._head, "choices": [self._choice(event.value(), None)]})]
+            return [_sse({**self._head, "choices": [self._choice(index, event.value(), None)]})]
         if event.type is EventType.RESULT:
             result = event.value()
-            last = {**self._head, "choices": [self._choice({}, finish_reason(result))], **llama_extras(result)}
+            choice = self._choice(index, {}, finish_reason(result))
+            last = {**self._head, "choices": [choice], **llama_extras(result)}
             if self.usage_in_last_choice:
                 last["usage"] = usage(result)
+            self._usages.append(usage(result))
             chunks = [_sse(last)]
+            if len(self._usages) < self._choices:
+                return chunks
             if self._include_usage:
-                chunks.append(_sse({**self._head, "choices": [], "usage": usage(result)}))
+                chunks.append(_sse({**self._head, "choices": [], "usage": summed_usage(self._usages)}))
             return [*chunks, _DONE]
         if event.type is EventType.ERROR:
             # The SDKs raise an APIError for a chunk that carries "error".
@@ -187,20 +206,20 @@ class ChatChunks(_Chunks):
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self._role_sent = False
+        self._role_sent: set[int] = set()
 
-    def encode(self, event: Event) -> list[bytes]:
-        chunks = super().encode(event)
-        if self._role_sent or event.type not in (EventType.TOKEN, EventType.RESULT):
+    def encode_choice(self, index: int, event: Event) -> list[bytes]:
+        chunks = super().encode_choice(index, event)
+        if index in self._role_sent or event.type not in (EventType.TOKEN, EventType.RESULT):
             return chunks
-        self._role_sent = True
+        self._role_sent.add(index)
         # A chunk of its own, before the first piece, as llama-server and OpenAI send it.
-        role = {"index": 0, "delta": {"role": "assistant", "content": None}, "logprobs": None, "finish_reason": None}
-        return [_sse({**self._head, "choices": [role]}), *chunks]
+        role = {"index": index, "delta": {"role": "assistant", "content": None}, "logprobs": None}
+        return [_sse({**self._head, "choices": [{**role, "finish_reason": None}]}), *chunks]
 
-    def _choice(self, piece: dict[str, Any], finish: str | None) -> dict[str, Any]:
+    def _choice(self, index: int, piece: dict[str, Any], finish: str | None) -> dict[str, Any]:
         delta = {key: piece[key] for key in ("content", "reasoning_content", "tool_calls") if piece.get(key)}
-        return {"index": 0, "delta": delta, "logprobs": piece.get("logprobs"), "finish_reason": finish}
+        return {"index": index, "delta": delta, "logprobs": piece.get("logprobs"), "finish_reason": finish}
 
 
 class CompletionChunks(_Chunks):
@@ -209,9 +228,9 @@ class CompletionChunks(_Chunks):
     # object streamed or not); OpenAI's clients read the extra field as the Completion's usage.
     usage_in_last_choice = True
 
-    def _choice(self, piece: dict[str, Any], finish: str | None) -> dict[str, Any]:
+    def _choice(self, index: int, piece: dict[str, Any], finish: str | None) -> dict[str, Any]:
         logprobs = completion_logprobs(piece.get("completion_probabilities"))
-        return {"text": piece.get("content", ""), "index": 0, "logprobs": logprobs, "finish_reason": finish}
+        return {"text": piece.get("content", ""), "index": index, "logprobs": logprobs, "finish_reason": finish}
 
 
 def embeddings(result: dict[str, Any], *, model: str, encoding_format: str | None) -> dict[str, Any]:
