@@ -263,12 +263,6 @@ def llama_server_sigstop(cluster: Cluster, load: Load) -> float:
     "unplug a worker's host from the network for 6 s mid-job (its jobs go to the other worker)",
     needs_isolation=True,
     recovery_target_s=WORKER_DEATH_TARGET_S,
-    known_gaps={
-        "recovery": "now and then a fetch the cut-off worker sent is run by Redis after the link returns "
-        "but its reply is lost: Dramatiq's consumer restarts without it, and the message stays in the unacked "
-        "set of a worker that beats again, so its client gets a clean 503 at JOB_DEADLINE; the fix is for a "
-        "restarted consumer to hand back what its broker holds and no thread runs"
-    },
 )
 def worker_cut_off(cluster: Cluster, load: Load) -> float:
     worker = cluster.workers[-1]

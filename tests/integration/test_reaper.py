@@ -15,7 +15,7 @@ from velesio_core.jobs import Job, JobKind, Queue
 from velesio_core.queue.broker import WakingRedisBroker
 from velesio_core.queue.event_sink import RedisEventSinks
 from velesio_core.queue.keys import BEATS_KEY, WORKERS_KEY, QueueKeys, events_key
-from velesio_core.queue.reaper import Liveness
+from velesio_core.queue.reaper import Liveness, Orphans
 from velesio_core.queue.redis_queue import RedisJobQueue
 from velesio_core.registry import CardPublisher, WorkerCard
 
@@ -180,4 +180,45 @@ def test_a_stopping_worker_hands_back_what_it_still_holds_and_leaves_no_key(db, 
     assert client.lrange(keys.messages_list, 0, -1) == [held.id.encode()]
     assert not client.exists(keys.unacked_set(broker.broker_id))
     assert client.hget(WORKERS_KEY, "w-dead") is None and client.zscore(BEATS_KEY, "w-dead") is None
+    broker.close()
+
+
+def test_a_live_workers_fetch_whose_reply_was_lost_goes_back_after_two_sweeps(db):
+    """Redis ran a fetch whose reply the worker never read (its link dropped): the messages sit in
+    its unacked set while it beats on. The sweep hands back those no thread holds, once they were
+    unheld at two sweeps running; what a thread runs stays."""
+    url, client = db
+    lost, streamed, running = job(), job(), job()
+    submit(url, lost, streamed, running)
+    broker, _ = a_worker_that_took(url, client, 3, name="w-live")
+    sinks = RedisEventSinks(client, broker_id=broker.broker_id)
+    sinks.for_job(streamed).emit(Event(EventType.TOKEN, b'{"content":"hi"}'))
+    keys = QueueKeys(LLM)
+    client.delete(keys.wake_list)
+    orphans = Orphans(client, [keys], broker.broker_id)
+    held = frozenset({running.id})
+
+    assert orphans.sweep(held) == 0, "a message handed back at its first sighting"
+    assert client.scard(keys.unacked_set(broker.broker_id)) == 3
+    assert orphans.sweep(held) == 2
+    assert client.lrange(keys.messages_list, 0, -1) == [lost.id.encode()]
+    assert client.llen(keys.wake_list) == 1
+    assert stream_types(client, streamed.id)[-1] == "error"  # it had sent output: ended, never run twice
+    assert client.smembers(keys.unacked_set(broker.broker_id)) == {running.id.encode()}
+    assert orphans.sweep(held) == 0 and orphans.sweep(held) == 0  # the running one stays
+    broker.close()
+
+
+def test_the_broker_holds_what_it_handed_to_a_thread_until_acknowledged(db):
+    url, _ = db
+    taken = job()
+    submit(url, taken)
+    broker = WakingRedisBroker(url=url, middleware=[])
+    broker.declare_queue(LLM)
+    consumer = broker.consume(LLM, prefetch=1, timeout=100)
+    message = next(message for message in consumer if message is not None)
+    assert broker.held_message_ids() == {taken.id}
+    consumer.ack(message)
+    assert broker.held_message_ids() == frozenset()
+    consumer.close()
     broker.close()

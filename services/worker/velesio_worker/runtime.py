@@ -10,6 +10,7 @@ import logging
 import os
 import socket
 import threading
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -32,7 +33,7 @@ from velesio_core.metrics.worker import (
 )
 from velesio_core.queue.broker import WakingRedisBroker
 from velesio_core.queue.event_sink import RedisEventSinks
-from velesio_core.queue.reaper import BEAT_S, Liveness
+from velesio_core.queue.reaper import BEAT_S, Liveness, Orphans
 from velesio_core.redis_clients import sync_client
 from velesio_core.registry import HEARTBEAT_S, CardPublisher, WorkerCard
 from velesio_core.settings import Settings, SettingsError
@@ -151,6 +152,10 @@ class WorkerRuntime:
     card: WorkerCard
     redis: redis.Redis
     liveness: Liveness
+    #: What the broker holds in Redis that no thread of this process runs (a lost fetch reply).
+    orphans: Orphans
+    #: The messages this process's threads run or are about to (the broker's own count).
+    held: Callable[[], frozenset[str]]
     _stop_metrics: Callable[[], None] = lambda: None
     _stopping: threading.Event = field(default_factory=threading.Event)
     _publish_lock: threading.Lock = field(default_factory=threading.Lock)
@@ -195,7 +200,10 @@ class WorkerRuntime:
             backends.close()
             raise
         liveness = Liveness(client, worker_id, broker.namespace)
-        runtime = cls(backends, supervisor, sinks, card, client, liveness, stop_metrics)
+        orphans = Orphans(client, [broker.queue_keys(queue) for queue in card.queues], broker.broker_id)
+        runtime = cls(
+            backends, supervisor, sinks, card, client, liveness, orphans, broker.held_message_ids, stop_metrics
+        )
         holder.append(runtime)
         subscribed = threading.Event()
         listener = threading.Thread(
@@ -240,7 +248,9 @@ class WorkerRuntime:
                 log.warning("heartbeat failed: %s", error)
 
     def _beat(self) -> None:
-        """Say we are alive, and reap the workers that no longer do (queue/reaper.py)."""
+        """Say we are alive, reap the workers that no longer do, and hand back what this worker's
+        broker holds but runs not (queue/reaper.py)."""
+        swept_at = time.monotonic()
         while not self._stopping.wait(BEAT_S):
             try:
                 if not self.liveness.beat():
@@ -248,6 +258,9 @@ class WorkerRuntime:
                     with self._publish_lock:
                         CardPublisher(self.redis).publish(self.card)
                 self.liveness.reap()
+                if time.monotonic() - swept_at >= Orphans.SWEEP_EVERY_S:
+                    swept_at = time.monotonic()
+                    self.orphans.sweep(self.held())
             except Exception as error:  # keep beating: Redis may come back
                 log.warning("liveness beat failed: %s", error)
 

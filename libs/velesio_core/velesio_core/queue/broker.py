@@ -43,6 +43,9 @@ class WakingRedisBroker(RedisBroker):
         self._enqueue_script = self.client.register_script(lua_script("enqueue"))
         # Messages whose job acknowledged them itself, with its final event (finish.lua).
         self._acked_by_job: set[str] = set()
+        # Messages handed to this process's worker threads and not acknowledged yet, whichever
+        # consumer fetched them (Dramatiq replaces a consumer after a connection error).
+        self._held: set[str] = set()
         #: Set when the worker drains: consumers fetch nothing more, and hand back what they hold.
         self.draining = threading.Event()
 
@@ -59,6 +62,11 @@ class WakingRedisBroker(RedisBroker):
             keys=[keys.messages_list, keys.messages_hash, keys.wake_list],
             args=[message_id, data, 0, WAKE_TOKENS_MAX],
         )
+
+    def held_message_ids(self) -> frozenset[str]:
+        """The messages this process's threads run or are about to: any other id in its unacked
+        sets is an orphan (reaper.Liveness.hand_back_orphans)."""
+        return frozenset(self._held)
 
     def acked_by_job(self, message_id: str) -> None:
         """Record that a job acknowledged its own message, so the consumer's ack skips Redis."""
@@ -98,17 +106,20 @@ class _WakingConsumer(_RedisConsumer):
             else:
                 super().ack(message)
         finally:
+            self.broker._held.discard(message.message_id)
             self._capacity_freed.set()
 
     def nack(self, message: MessageProxy) -> None:
         try:
             super().nack(message)
         finally:
+            self.broker._held.discard(message.message_id)
             self._capacity_freed.set()
 
     def requeue(self, messages: Iterable[MessageProxy]) -> None:
         requeued = list(messages)
         super().requeue(requeued)
+        self.broker._held.difference_update(message.message_id for message in requeued)
         if requeued:
             self.broker.wake(self.queue_name, len(requeued))
 
@@ -127,6 +138,7 @@ class _WakingConsumer(_RedisConsumer):
                         continue
                     message = Message.decode(data)
                     self.queued_message_ids.add(message.message_id)
+                    self.broker._held.add(message.message_id)
                     return MessageProxy(message)
 
                 room = self.prefetch - self.outstanding_message_count

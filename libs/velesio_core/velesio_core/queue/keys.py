@@ -7,6 +7,7 @@ Dramatiq's own keys (queues, message hashes, acks, heartbeats) live under its na
 from __future__ import annotations
 
 import functools
+import re
 from dataclasses import dataclass
 from enum import StrEnum
 from importlib import resources
@@ -90,6 +91,12 @@ class QueueKeys:
         return f"{self.namespace}:__acks__.{broker_id}.{self.queue}"
 
 
+_INCLUDE = re.compile(rb"^-- #include (\w+)$", re.MULTILINE)
+
+
 @functools.cache
 def lua_script(name: str) -> bytes:
-    return resources.files(__package__).joinpath(f"{name}.lua").read_bytes()
+    """A script of this package, with each ``-- #include name`` line replaced by that file (Redis
+    runs one self-contained script; the scripts share their Lua this way)."""
+    source = resources.files(__package__).joinpath(f"{name}.lua").read_bytes()
+    return _INCLUDE.sub(lambda include: lua_script(include.group(1).decode()), source)

@@ -1,15 +1,11 @@
 -- Reap the workers that stopped beating, each exactly once: whichever process runs this first
 -- takes a dead worker out of the beats set, and with it everything the worker held.
 --
--- For each message the dead worker had fetched and not acknowledged (Dramatiq's unacked set of
--- its broker, for each queue on its card):
---   * the job's stream holds only "queued"/"started": nothing reached its client, so the message
---     goes back to the head of its queue and an idle consumer is woken (at least once until the
---     first output);
---   * the stream holds output: the job ends now with ARGV[3], an error event the API relays in
---     its client's dialect, and the message is dropped (at most once after the first output);
---   * the stream is gone (its client was answered or gave up): the message is dropped.
--- Then the worker's card and its Dramatiq heartbeat are removed.
+-- Each message the dead worker had fetched and not acknowledged (Dramatiq's unacked set of its
+-- broker, for each queue on its card) goes back by hand_back's rule: to the head of its queue if
+-- nothing reached its client (at least once until the first output), else its job ends with
+-- ARGV[3], an error event the API relays in its client's dialect (at most once after it). Then
+-- the worker's card and its Dramatiq heartbeat are removed.
 --
 -- The keys are named from the cards, not passed in: like Dramatiq's own dispatch.lua, this
 -- needs a single Redis (or Sentinel), not Redis Cluster.
@@ -36,20 +32,7 @@ end
 local ns = ARGV[2]
 local report = {}
 
-local function has_output(stream)
-    -- A run writes at most one "started" before its output; a few requeues add one each.
-    local entries = redis.call("xrange", stream, "-", "+", "COUNT", 16)
-    if #entries == 16 then
-        return true
-    end
-    for _, entry in ipairs(entries) do
-        local kind = entry[2][2]
-        if kind ~= "queued" and kind ~= "started" then
-            return true
-        end
-    end
-    return false
-end
+-- #include hand_back
 
 for _, worker in ipairs(dead) do
     redis.call("zrem", KEYS[1], worker)
@@ -65,21 +48,12 @@ for _, worker in ipairs(dead) do
         redis.call("zrem", ns .. ":__heartbeats__", broker)
         for _, queue in ipairs(card.queues or {}) do
             local acks = ns .. ":__acks__." .. broker .. "." .. queue
-            local messages = ns .. ":" .. queue .. ".msgs"
             for _, id in ipairs(redis.call("smembers", acks)) do
-                local stream = "velesio:job:" .. id .. ":events"
-                if redis.call("exists", stream) == 0 then
-                    redis.call("hdel", messages, id)
-                elseif has_output(stream) then
-                    redis.call("xadd", stream, "*", "t", "error", "d", ARGV[3])
-                    redis.call("expire", stream, ARGV[4])
-                    redis.call("hdel", messages, id)
-                    ended = ended + 1
-                else
-                    redis.call("lpush", ns .. ":" .. queue, id)
-                    redis.call("rpush", ns .. ":" .. queue .. ".wake", "1")
-                    redis.call("ltrim", ns .. ":" .. queue .. ".wake", -tonumber(ARGV[5]), -1)
+                local outcome = hand_back(id, ns, queue, ARGV[3], ARGV[4], ARGV[5])
+                if outcome == "requeued" then
                     requeued = requeued + 1
+                elseif outcome == "ended" then
+                    ended = ended + 1
                 end
             end
             redis.call("del", acks)

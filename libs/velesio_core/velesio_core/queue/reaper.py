@@ -22,7 +22,7 @@ import redis.asyncio as aioredis
 
 from ..errors import ErrorKind, GatewayError
 from .event_sink import FINISHED_STREAM_TTL_S
-from .keys import BEATS_KEY, DRAMATIQ_NAMESPACE, WAKE_TOKENS_MAX, WORKERS_KEY, lua_script
+from .keys import BEATS_KEY, DRAMATIQ_NAMESPACE, WAKE_TOKENS_MAX, WORKERS_KEY, QueueKeys, lua_script
 
 log = logging.getLogger(__name__)
 
@@ -94,6 +94,57 @@ class Liveness:
         and its card and Dramatiq heartbeat go. Call it once its beat has stopped: its last beat
         is recent, so no other reaper takes it for a dead worker meanwhile."""
         _log_stop(self._reap(keys=[BEATS_KEY, WORKERS_KEY], args=[*self._args, self._worker_id]))
+
+
+class Orphans:
+    """A live worker's messages that Redis holds as its own but none of its threads runs.
+
+    A fetch Redis ran whose reply the worker never read (its link dropped in between) leaves
+    messages in the worker's unacked sets that no consumer knows of; the reaper does not see them,
+    since the worker beats again, so their clients would wait for JOB_DEADLINE. The worker's beat
+    thread sweeps every :data:`SWEEP_EVERY_S`: an unacked id its broker does not hold in two
+    sweeps running (a fetched message reaches a thread within milliseconds) goes back by the
+    reaper's rule (hand_back.lua).
+    """
+
+    #: How often the sweep runs, from the beat thread: two sweeps are an orphan's longest life.
+    SWEEP_EVERY_S = 1.0
+
+    def __init__(self, client: redis.Redis, keys: list[QueueKeys], broker_id: str) -> None:
+        self._client = client
+        self._unacked = {keys_.unacked_set(broker_id): keys_ for keys_ in keys}
+        self._script = client.register_script(lua_script("orphans"))
+        self._suspects: set[tuple[str, str]] = set()
+
+    def sweep(self, held: frozenset[str]) -> int:
+        """Hand back what was unheld at the last sweep and still is; returns how many went."""
+        pipe = self._client.pipeline(transaction=False)
+        for unacked in self._unacked:
+            pipe.smembers(unacked)
+        members: list[set[bytes]] = pipe.execute()
+        unheld = {
+            (unacked, id.decode())
+            for unacked, ids in zip(self._unacked, members, strict=True)
+            for id in ids
+            if id.decode() not in held
+        }
+        orphans, self._suspects = unheld & self._suspects, unheld - self._suspects
+        for unacked in {unacked for unacked, _ in orphans}:
+            keys = self._unacked[unacked]
+            ids = [id for key, id in orphans if key == unacked]
+            requeued, ended = self._script(
+                keys=[unacked],
+                args=[keys.namespace, keys.queue, orjson.dumps(LOST_WORKER.to_event_data()), FINISHED_STREAM_TTL_S,
+                      WAKE_TOKENS_MAX, *ids],
+            )  # fmt: skip
+            log.warning(
+                "%d messages this worker fetched never reached it (a reply lost with its link): "
+                "%d went back to the queue, %d ended with an error",
+                len(ids),
+                requeued,
+                ended,
+            )
+        return len(orphans)
 
 
 class AsyncReaper:
