@@ -17,6 +17,7 @@ import signal
 import subprocess
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -31,6 +32,7 @@ _STABLE_AFTER_S = 60.0
 
 
 _PR_SET_PDEATHSIG = 1
+_prctl: Callable[..., int] | None
 try:
     _prctl = ctypes.CDLL(None, use_errno=True).prctl
 except (OSError, AttributeError):  # not Linux
@@ -89,7 +91,7 @@ class LlamaServerProcess:
     extra_args: tuple[str, ...] = ()
     startup_timeout_s: float = 300.0
     restarts: int = field(default=0, init=False)
-    _process: subprocess.Popen | None = field(default=None, init=False, repr=False)
+    _process: subprocess.Popen[bytes] | None = field(default=None, init=False, repr=False)
     _output: collections.deque[str] = field(default_factory=lambda: collections.deque(maxlen=40), init=False)
     _stopping: threading.Event = field(default_factory=threading.Event, init=False)
     _supervisor: threading.Thread | None = field(default=None, init=False, repr=False)
@@ -188,11 +190,11 @@ class LlamaServerProcess:
         while not self._stopping.is_set():
             process = self._process
             assert process is not None
-            started = time.monotonic()
+            up_since = time.monotonic()
             code = process.wait()
             if self._stopping.is_set():
                 return
-            failures = 0 if time.monotonic() - started > _STABLE_AFTER_S else failures + 1
+            failures = 0 if time.monotonic() - up_since > _STABLE_AFTER_S else failures + 1
             delay = _RESTART_BACKOFF_S[min(failures, len(_RESTART_BACKOFF_S) - 1)]
             log.error("llama-server exited with code %s; restarting in %d s. %s", code, delay, self._tail())
             if self._stopping.wait(delay):
@@ -203,7 +205,7 @@ class LlamaServerProcess:
             except LlamaServerFailed as error:
                 log.error("%s", error)
 
-    def _wait_healthy(self, process: subprocess.Popen) -> None:
+    def _wait_healthy(self, process: subprocess.Popen[bytes]) -> None:
         deadline = time.monotonic() + self.startup_timeout_s
         pool = HttpPool(self.url)
         try:
@@ -224,7 +226,7 @@ class LlamaServerProcess:
         self.stop()
         raise LlamaServerFailed(f"llama-server was not healthy after {self.startup_timeout_s:g} s. {self._tail()}")
 
-    def _read_output(self, process: subprocess.Popen) -> None:
+    def _read_output(self, process: subprocess.Popen[bytes]) -> None:
         assert process.stdout is not None
         for raw in process.stdout:
             line = raw.decode("utf-8", "replace").rstrip()

@@ -48,33 +48,27 @@ class LlamaCppService:
         model = model_file(settings)
         binary = find_llama_server(settings.llama_server_bin)
         sockets = Path(tempfile.mkdtemp(prefix="velesio-llama-"))
-        common = {
-            "binary": binary,
-            "model": model,
-            "gpu_layers": settings.gpu_layers,
-            "alias": settings.model_alias or model.stem,
-            "threads": settings.llama_threads,
-            "extra_args": settings.llama_server_args,
-        }
-        processes = [
-            LlamaServerProcess(
-                socket_path=sockets / "generate.sock",
-                port=settings.llama_port,
-                slots=settings.llama_slots,
+
+        def llama_server(
+            socket_name: str, slots: int, *, port: int | None = None, embeddings: bool = False
+        ) -> LlamaServerProcess:
+            return LlamaServerProcess(
+                binary=binary,
+                model=model,
+                socket_path=sockets / socket_name,
+                slots=slots,
                 ctx_per_slot=settings.llama_ctx,
-                **common,
+                gpu_layers=settings.gpu_layers,
+                alias=settings.model_alias or model.stem,
+                embeddings=embeddings,
+                port=port,
+                threads=settings.llama_threads,
+                extra_args=settings.llama_server_args,
             )
-        ]
+
+        processes = [llama_server("generate.sock", settings.llama_slots, port=settings.llama_port)]
         if settings.llama_embeddings:
-            processes.append(
-                LlamaServerProcess(
-                    socket_path=sockets / "embeddings.sock",
-                    slots=_EMBEDDING_SLOTS,
-                    ctx_per_slot=settings.llama_ctx,
-                    embeddings=True,
-                    **common,
-                )
-            )
+            processes.append(llama_server("embeddings.sock", _EMBEDDING_SLOTS, embeddings=True))
         service = cls(
             LlamaServerBackend(
                 processes[0].url,
