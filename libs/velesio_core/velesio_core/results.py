@@ -25,6 +25,7 @@ __all__ = [
     "ImageState",
     "ImageTimings",
     "JobResult",
+    "Logprobs",
     "ModelDetails",
     "SdOptionsResult",
     "StartedData",
@@ -82,6 +83,12 @@ class Timings(TypedDict, total=False):
     predicted_ms: float
 
 
+class Logprobs(TypedDict):
+    """A chat's per-token log probabilities, in OpenAI's shape, as llama-server writes them."""
+
+    content: list[Any]
+
+
 class GenerationResult(TypedDict):
     """The data of a completion's or a chat's ``result`` event: llama.cpp's final chunk."""
 
@@ -101,6 +108,9 @@ class GenerationResult(TypedDict):
     #: Chat only, when the model produced them and they were not streamed.
     reasoning_content: NotRequired[str]
     tool_calls: NotRequired[list[ToolCall]]
+    #: Chat only, when the request asked for them (llama-server's ``logprobs``) and they were not
+    #: streamed.
+    logprobs: NotRequired[Logprobs]
 
 
 class TokenPiece(TypedDict, total=False):
@@ -113,6 +123,8 @@ class TokenPiece(TypedDict, total=False):
     content: str
     reasoning_content: str
     tool_calls: list[ToolCallDelta]
+    #: A chat's piece, when the request asked for log probabilities: those of its tokens.
+    logprobs: Logprobs
     tokens: list[int]
     stop: bool
 

@@ -14,7 +14,7 @@ import logging
 import re
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import orjson
 
@@ -23,6 +23,7 @@ from ...dialects.openai.tool_calls import merge_tool_call, merged_tool_calls
 from ...errors import ErrorKind, GatewayError, not_supported, unavailable
 from ...events import Event, EventType
 from ...http_pool import HttpPool
+from ...results import GenerationResult, Logprobs, StopType, Timings, TokenPiece, ToolCall
 from ..base import HEALTH_TIMEOUT_S, ModelInfo
 
 log = logging.getLogger(__name__)
@@ -73,7 +74,11 @@ class LlamaServerBackend:
                     events = iter([_whole_answer(chunks, return_tokens=bool(request.get("return_tokens")))])
                 for event in events:
                     if fields and event.type is EventType.RESULT:
-                        event = Event.of(EventType.RESULT, nested_values(fields, orjson.loads(event.data)))
+                        # What response_fields picks is llama-server's own JSON, which the llama.cpp
+                        # dialect (the only one with response_fields) forwards as it is: not a
+                        # GenerationResult any more, so it goes out as the bytes of its JSON.
+                        picked = nested_values(fields, orjson.loads(event.data))
+                        event = Event(EventType.RESULT, orjson.dumps(picked))
                     yield event
         except _UNREACHABLE as error:
             cancellation.check()
@@ -225,7 +230,7 @@ def _sse_data(response: http.client.HTTPResponse, cancellation: Cancellation) ->
 
 
 def _chunk(data: bytes) -> dict[str, Any]:
-    chunk = orjson.loads(data)
+    chunk: dict[str, Any] = orjson.loads(data)
     if "error" in chunk:
         error = chunk["error"]
         if isinstance(error, dict):
@@ -263,11 +268,12 @@ def _whole_answer(chunks: Iterator[bytes], *, return_tokens: bool) -> Event:
         settings = chunk.get("generation_settings")
         if isinstance(settings, dict):
             settings["stream"] = False
-        return Event.of(EventType.RESULT, chunk)
+        # llama-server's final chunk: a GenerationResult's keys, and dozens more that pass through.
+        return Event.of(EventType.RESULT, cast(GenerationResult, chunk))
     raise GatewayError(ErrorKind.SERVER, "llama-server ended the stream without a final chunk")
 
 
-_FINISH_TO_STOP_TYPE = {"stop": "eos", "length": "limit", "tool_calls": "tool_calls"}
+_FINISH_TO_STOP_TYPE: dict[str, StopType] = {"stop": "eos", "length": "limit", "tool_calls": "tool_calls"}
 
 
 class _ChatStream:
@@ -277,10 +283,10 @@ class _ChatStream:
         self._stream = stream
         self._content: list[str] = []
         self._reasoning: list[str] = []
-        self._tool_calls: dict[int, dict[str, Any]] = {}
+        self._tool_calls: dict[int, ToolCall] = {}
         self._finish_reason = "stop"
         self._usage: dict[str, Any] = {}
-        self._timings: dict[str, Any] = {}
+        self._timings: Timings = {}
         self._logprobs: list[Any] = []
         self._asked_logprobs = False
 
@@ -293,8 +299,14 @@ class _ChatStream:
         choice = choices[0]
         self._finish_reason = choice.get("finish_reason") or self._finish_reason
         delta = choice.get("delta") or {}
-        piece = {key: delta[key] for key in ("content", "reasoning_content", "tool_calls") if delta.get(key)}
-        logprobs = choice.get("logprobs")
+        piece: TokenPiece = {}
+        if content := delta.get("content"):
+            piece["content"] = content
+        if reasoning := delta.get("reasoning_content"):
+            piece["reasoning_content"] = reasoning
+        if tool_calls := delta.get("tool_calls"):
+            piece["tool_calls"] = tool_calls
+        logprobs: Logprobs | None = choice.get("logprobs")
         if isinstance(logprobs, dict):
             self._asked_logprobs = True
             self._logprobs.extend(logprobs.get("content") or ())
@@ -309,7 +321,7 @@ class _ChatStream:
         return Event.of(EventType.TOKEN, piece) if self._stream else None
 
     def result(self) -> Event:
-        result: dict[str, Any] = {
+        result: GenerationResult = {
             "content": "" if self._stream else "".join(self._content),
             "stop": True,
             "stop_type": _FINISH_TO_STOP_TYPE.get(self._finish_reason, "eos"),

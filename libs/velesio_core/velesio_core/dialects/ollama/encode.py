@@ -15,6 +15,7 @@ import orjson
 from ...backends.base import ModelInfo
 from ...errors import GatewayError
 from ...events import Event, EventType
+from ...results import ToolCall
 from ..clock import Clock, Instant
 from ..openai.tool_calls import merge_tool_call, merged_tool_calls
 from .capabilities import capabilities
@@ -205,7 +206,7 @@ class ChatLines:
         self._started = started
         self._clock = clock
         self._top_logprobs = top_logprobs
-        self._calls: dict[int, dict[str, Any]] = {}
+        self._calls: dict[int, ToolCall] = {}
 
     def encode(self, event: Event) -> list[bytes]:
         if event.type is EventType.TOKEN:

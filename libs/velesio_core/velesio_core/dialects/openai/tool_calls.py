@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any
+from ...results import ToolCall, ToolCallDelta
 
 
-def merge_tool_call(calls: dict[int, dict[str, Any]], delta: dict[str, Any]) -> None:
+def merge_tool_call(calls: dict[int, ToolCall], delta: ToolCallDelta) -> None:
     """Add one streamed fragment to ``calls`` (by the call's index): the id and name come first,
     the arguments in pieces of a JSON string."""
     call = calls.setdefault(
@@ -17,6 +17,6 @@ def merge_tool_call(calls: dict[int, dict[str, Any]], delta: dict[str, Any]) -> 
     call["function"]["arguments"] += function.get("arguments") or ""
 
 
-def merged_tool_calls(calls: dict[int, dict[str, Any]]) -> list[dict[str, Any]]:
+def merged_tool_calls(calls: dict[int, ToolCall]) -> list[ToolCall]:
     """The whole calls, in the order of their indices."""
     return [calls[index] for index in sorted(calls)]
