@@ -14,8 +14,9 @@ cancel waits for the first token: the official client offers no way to reach its
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any, Literal, TypeVar
 
 import httpx
 import ollama
@@ -25,9 +26,16 @@ from ...cancellation import Cancellation
 from ...dialects.ollama.options import SAME_AS_LLAMACPP
 from ...errors import ErrorKind, GatewayError, not_supported, unavailable
 from ...events import Event, EventType
+from ...results import GenerationResult, StopType, TokenPiece, ToolCall
 from ..base import HEALTH_TIMEOUT_S, ModelInfo
 
 log = logging.getLogger(__name__)
+
+#: A chunk of Ollama's stream: /api/generate's or /api/chat's.
+_Chunk = TypeVar("_Chunk", ollama.GenerateResponse, ollama.ChatResponse)
+#: What a chunk adds to the answer: its piece, and the tool calls in it (whole: Ollama sends each
+#: call in one chunk).
+_Part = tuple[TokenPiece, list[ToolCall]]
 
 _NOT_SUPPORTED = {
     "grammar": "GBNF grammars need llama-server",
@@ -63,33 +71,33 @@ class OllamaBackend:
         if not isinstance(prompt, str):
             raise not_supported("the Ollama backend takes a text prompt, not token ids")
         _refuse_unsupported(request)
-        chunks = self._call(
-            self._client.generate,
-            model=model,
-            prompt=prompt,
-            raw=True,
-            stream=True,
-            options=self._options(request, "n_predict"),
-            format=_format(request),
-        )
-        yield from _events(chunks, cancellation, stream=stream, piece=lambda chunk: {"content": chunk.response or ""})
+        with _ollama_errors():
+            chunks = self._client.generate(
+                model=model,
+                prompt=prompt,
+                raw=True,
+                stream=True,
+                options=self._options(request, "n_predict"),
+                format=_format(request),
+            )
+        yield from _events(chunks, cancellation, stream=stream, part=_completion_part)
 
     def chat(self, request: dict[str, Any], *, model: str, stream: bool, cancellation: Cancellation) -> Iterator[Event]:
         _refuse_unsupported(request)
         think = None
         if (request.get("chat_template_kwargs") or {}).get("enable_thinking") is False:
             think = False
-        chunks = self._call(
-            self._client.chat,
-            model=model,
-            messages=[_message(m) for m in request.get("messages") or ()],
-            tools=request.get("tools"),
-            stream=True,
-            think=think,
-            options=self._options(request, "max_tokens"),
-            format=_format(request),
-        )
-        yield from _events(chunks, cancellation, stream=stream, piece=_chat_piece)
+        with _ollama_errors():
+            chunks = self._client.chat(
+                model=model,
+                messages=[_message(m) for m in request.get("messages") or ()],
+                tools=request.get("tools"),
+                stream=True,
+                think=think,
+                options=self._options(request, "max_tokens"),
+                format=_format(request),
+            )
+        yield from _events(chunks, cancellation, stream=stream, part=_chat_part)
 
     def tokenize(self, request: dict[str, Any], *, model: str, cancellation: Cancellation) -> Any:
         raise not_supported("the Ollama backend cannot tokenize: Ollama has no tokenizer API")
@@ -110,14 +118,18 @@ class OllamaBackend:
         text = request.get("input", request.get("content"))
         if not (isinstance(text, str) or (isinstance(text, list) and all(isinstance(t, str) for t in text))):
             raise not_supported("the Ollama backend embeds text, not token ids")
-        answer = self._call(self._client.embed, model=model, input=text, options={"num_ctx": self._ctx})
+        with _ollama_errors():
+            answer = self._client.embed(model=model, input=text, options={"num_ctx": self._ctx})
         return {"embeddings": [list(vector) for vector in answer.embeddings], "prompt_tokens": answer.prompt_eval_count}
 
     def models(self) -> list[ModelInfo]:
-        return [self._model_info(entry.model) for entry in self._call(self._client.list).models if entry.model]
+        with _ollama_errors():
+            listed = self._client.list()
+        return [self._model_info(entry.model) for entry in listed.models if entry.model]
 
     def _model_info(self, name: str) -> ModelInfo:
-        shown = self._call(self._client.show, name)
+        with _ollama_errors():
+            shown = self._client.show(name)
         info = dict(shown.modelinfo or {})
         architecture = info.get("general.architecture")
         details = shown.details
@@ -157,13 +169,16 @@ class OllamaBackend:
             options["num_keep"] = request["n_keep"]
         return options
 
-    def _call(self, method, *args, **kwargs):
-        try:
-            return method(*args, **kwargs)
-        except ollama.ResponseError as error:
-            raise _error_from(error) from None
-        except (ConnectionError, httpx.TransportError) as error:
-            raise _unreachable(error) from None
+
+@contextmanager
+def _ollama_errors() -> Iterator[None]:
+    """Ollama's failures, as the errors its clients should see."""
+    try:
+        yield
+    except ollama.ResponseError as error:
+        raise _error_from(error) from None
+    except (ConnectionError, httpx.TransportError) as error:
+        raise _unreachable(error) from None
 
 
 def _refuse_unsupported(request: dict[str, Any]) -> None:
@@ -172,7 +187,7 @@ def _refuse_unsupported(request: dict[str, Any]) -> None:
             raise not_supported(f"{field} is not supported by the Ollama backend: {reason}")
 
 
-def _format(request: dict[str, Any]) -> str | dict[str, Any] | None:
+def _format(request: dict[str, Any]) -> Literal["json"] | dict[str, Any] | None:
     """llama.cpp's json_schema or OpenAI's response_format, as Ollama's ``format``."""
     if "json_schema" in request:
         return request["json_schema"] or "json"
@@ -211,56 +226,74 @@ def _arguments(arguments: Any) -> Any:
     return arguments or {}
 
 
-def _chat_piece(chunk: ollama.ChatResponse) -> dict[str, Any]:
+def _completion_part(chunk: ollama.GenerateResponse) -> _Part:
+    return {"content": chunk.response or ""}, []
+
+
+def _chat_part(chunk: ollama.ChatResponse) -> _Part:
     message = chunk.message
-    piece: dict[str, Any] = {"content": message.content or ""}
+    piece: TokenPiece = {"content": message.content or ""}
     if message.thinking:
         piece["reasoning_content"] = message.thinking
-    if message.tool_calls:
-        piece["tool_calls"] = [
-            {
-                "index": index,
-                "id": f"call_{index}",
-                "type": "function",
-                "function": {"name": call.function.name, "arguments": orjson.dumps(call.function.arguments).decode()},
-            }
-            for index, call in enumerate(message.tool_calls)
-        ]
-    return piece
+    calls: list[ToolCall] = [
+        {
+            "index": index,
+            "id": f"call_{index}",
+            "type": "function",
+            "function": {"name": call.function.name, "arguments": orjson.dumps(call.function.arguments).decode()},
+        }
+        for index, call in enumerate(message.tool_calls or ())
+    ]
+    if calls:
+        # Each one whole: the only delta of its call.
+        piece["tool_calls"] = [{**call, "function": {**call["function"]}} for call in calls]
+    return piece, calls
 
 
-def _events(chunks, cancellation: Cancellation, *, stream: bool, piece) -> Iterator[Event]:
+def _events(
+    chunks: Iterator[_Chunk], cancellation: Cancellation, *, stream: bool, part: Callable[[_Chunk], _Part]
+) -> Iterator[Event]:
     """Ollama's chunks as velesio's token events and one result in llama.cpp's vocabulary."""
     content: list[str] = []
     reasoning: list[str] = []
-    calls: list[dict[str, Any]] = []
+    calls: list[ToolCall] = []
     try:
         for chunk in chunks:
             cancellation.check()
             if chunk.done:
                 yield Event.of(EventType.RESULT, _result(chunk, stream, content, reasoning, calls))
                 return
-            part = piece(chunk)
-            content.append(part.get("content", ""))
-            reasoning.append(part.get("reasoning_content", ""))
-            calls.extend(part.get("tool_calls", ()))
-            if stream and any(part.values()):
-                yield Event.of(EventType.TOKEN, {**part, "tokens": [], "stop": False})
+            piece, whole_calls = part(chunk)
+            content.append(piece.get("content", ""))
+            reasoning.append(piece.get("reasoning_content", ""))
+            calls.extend(whole_calls)
+            if stream and any(piece.values()):
+                yield Event.of(EventType.TOKEN, {**piece, "tokens": [], "stop": False})
     except ollama.ResponseError as error:
         raise _error_from(error) from None
     except (ConnectionError, httpx.TransportError) as error:
         cancellation.check()
         raise _unreachable(error) from None
     finally:
-        chunks.close()
+        # The client's stream is a generator (its types say Iterator): closing it closes the
+        # connection, which is what stops Ollama's generation.
+        close = getattr(chunks, "close", None)
+        if close is not None:
+            close()
     raise GatewayError(ErrorKind.SERVER, "the Ollama server ended the stream without a final chunk")
 
 
-def _result(chunk, stream: bool, content: list[str], reasoning: list[str], calls: list[dict]) -> dict[str, Any]:
+def _result(
+    chunk: ollama.GenerateResponse | ollama.ChatResponse,
+    stream: bool,
+    content: list[str],
+    reasoning: list[str],
+    calls: list[ToolCall],
+) -> GenerationResult:
     prompt_ms = (chunk.prompt_eval_duration or 0) / 1e6
     predicted_ms = (chunk.eval_duration or 0) / 1e6
-    stop_type = "limit" if chunk.done_reason == "length" else ("tool_calls" if calls else "eos")
-    result: dict[str, Any] = {
+    stop_type: StopType = "limit" if chunk.done_reason == "length" else ("tool_calls" if calls else "eos")
+    result: GenerationResult = {
         "content": "" if stream else "".join(content),
         "tokens": [],
         "stop": True,

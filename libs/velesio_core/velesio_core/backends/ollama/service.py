@@ -8,7 +8,9 @@ later is served after a worker restart.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 from ...errors import GatewayError
 from ...settings import Settings, SettingsError
@@ -17,6 +19,8 @@ from .backend import OllamaBackend
 
 #: How long a starting worker waits for its Ollama server (which may start after it).
 _WAIT_FOR_SERVER_S = 60.0
+
+_Answer = TypeVar("_Answer")
 
 
 @dataclass
@@ -70,7 +74,7 @@ class OllamaService:
         self.backend.close()
 
 
-def _first_answer(ask):
+def _first_answer(ask: Callable[[], _Answer]) -> _Answer:
     deadline = time.monotonic() + _WAIT_FOR_SERVER_S
     while True:
         try:
