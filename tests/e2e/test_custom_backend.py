@@ -147,6 +147,12 @@ def test_jobs_outside_a_backends_capabilities_are_501_in_each_dialect(markov):
     )
     assert answer.status_code == 501
     assert answer.json()["error"]["type"] == "not_supported_error"
+    # llama-server's own endpoints, which velesio relays to it alone.
+    infill = requests.post(
+        markov.url("/infill"), json={"input_prefix": "the", "model": "markov-tale"}, headers=markov.auth, timeout=30
+    )
+    assert infill.status_code == 501
+    assert "does not support /infill" in infill.json()["error"]["message"]
 
 
 def test_the_python_client_runs_the_custom_backend(markov):

@@ -247,6 +247,9 @@ class PluginLlmBackend:
     def slots(self, *, model: str, cancellation: Cancellation) -> Any:
         return []
 
+    def endpoint(self, path: str, request: dict[str, Any], *, model: str, cancellation: Cancellation) -> Any:
+        raise not_supported(f"this model's backend does not support {path}: only llama-server answers it")
+
     def models(self) -> list[ModelInfo]:
         return list(self.plugin.models())
 

@@ -11,7 +11,9 @@ from .base import LlmBackend, ModelInfo
 class LlmService(Protocol):
     """A backend together with whatever it needs running (processes, connections)."""
 
-    backend: LlmBackend
+    # Read-only: each service holds its own kind of backend, which is an LlmBackend to the worker.
+    @property
+    def backend(self) -> LlmBackend: ...
 
     def models(self) -> list[ModelInfo]: ...
 
