@@ -14,6 +14,7 @@ from .events import Event, EventType
 from .image_board import ImageBoardWriter
 from .jobs import Job, JobKind
 from .queue.event_sink import EventSink
+from .results import ImageResult, SdOptionsResult
 
 if TYPE_CHECKING:  # torch and diffusers load only where images run
     from .backends.sd.backend import SdBackend
@@ -52,8 +53,8 @@ class JobDispatcher:
             sink.emit(Event.error(error))
         except Exception:
             log.exception("job %s (%s) failed", job.id, job.kind)
-            error = GatewayError(ErrorKind.SERVER, "the worker failed to run the job; its log has the details")
-            sink.emit(Event.error(error))
+            failure = GatewayError(ErrorKind.SERVER, "the worker failed to run the job; its log has the details")
+            sink.emit(Event.error(failure))
 
     def _run(self, job: Job, sink: EventSink, cancellation: Cancellation) -> None:
         if job.kind.is_image:
@@ -85,7 +86,7 @@ class JobDispatcher:
             raise GatewayError(ErrorKind.NOT_SUPPORTED, f"this worker cannot run {job.kind} jobs")
         sink.emit(Event.of(EventType.RESULT, result))
 
-    def _run_image(self, job: Job, sink: EventSink, cancellation: Cancellation) -> object:
+    def _run_image(self, job: Job, sink: EventSink, cancellation: Cancellation) -> ImageResult | SdOptionsResult:
         if self.images is None:
             raise GatewayError(
                 ErrorKind.NOT_SUPPORTED, f"this worker runs no image pipeline, so it cannot run {job.kind} jobs"

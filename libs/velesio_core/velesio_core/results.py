@@ -186,6 +186,8 @@ class ImageResult(TypedDict):
     sd_model_hash: str | None
     sd_vae_name: str | None
     clip_skip: int
+    #: The infotext's fields beyond the usual ones (hires. fix's), as A1111 lists them.
+    extra_generation_params: dict[str, Any]
     is_using_inpainting_conditioning: bool
     #: A1111's interrupt and skip: the job answered with the images done so far.
     interrupted: bool

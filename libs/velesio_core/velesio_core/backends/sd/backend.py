@@ -28,6 +28,7 @@ from ...cancellation import Cancellation, JobCancelled, Reason
 from ...errors import ErrorKind, GatewayError, invalid_request
 from ...events import Event, EventType
 from ...jobs import Job, JobKind
+from ...results import CheckpointEntry, ImageProgressData, ImageResult, ImageState, SdOptionsResult
 from ...settings import Settings
 from .checkpoints import Checkpoint, find_checkpoints, find_weights, resolve
 from .configs import ConfigFolders
@@ -52,12 +53,23 @@ _PLMS_WARMUP_STEPS = 4
 class SdStatus:
     """What a worker tells the API about its image pipeline (part of its registry card)."""
 
-    checkpoints: list[dict[str, Any]]
+    checkpoints: list[CheckpointEntry]
     loras: list[str]
     vaes: list[str]
     sd_model_checkpoint: str | None
     sd_vae: str
     device: str
+
+    def image_state(self) -> ImageState:
+        """As the card carries it."""
+        return {
+            "checkpoints": self.checkpoints,
+            "loras": self.loras,
+            "vaes": self.vaes,
+            "sd_model_checkpoint": self.sd_model_checkpoint,
+            "sd_vae": self.sd_vae,
+            "device": self.device,
+        }
 
 
 @dataclass
@@ -93,7 +105,7 @@ class _Progress:
         self.diffusion_s += now - self._batch_started
         self._batch_started = now
         steps = int(getattr(pipeline, "num_timesteps", 0) or 0)
-        progress = {
+        progress: ImageProgressData = {
             "step": step + 1,
             "steps": steps,
             "job_no": self.job_no,
@@ -179,7 +191,7 @@ class SdBackend:
 
     # -- jobs ------------------------------------------------------------------------------------
 
-    def run(self, job: Job, emit: Emit, cancellation: Cancellation) -> Any:
+    def run(self, job: Job, emit: Emit, cancellation: Cancellation) -> ImageResult | SdOptionsResult:
         """Run an image job; return its result (the progress events go to ``emit`` as they happen)."""
         cancellation.check()
         payload = job.payload
@@ -187,7 +199,8 @@ class SdBackend:
             self._apply_options(payload.get("sd_model_checkpoint"), payload.get("sd_vae"))
             status = self.status()
             self._base = (status.sd_model_checkpoint, status.sd_vae)
-            return {"sd_model_checkpoint": status.sd_model_checkpoint, "sd_vae": status.sd_vae}
+            options: SdOptionsResult = {"sd_model_checkpoint": status.sd_model_checkpoint, "sd_vae": status.sd_vae}
+            return options
         # A request's override lasts for that request only (A1111 restores its settings after).
         base_checkpoint, base_vae = self._base
         self._apply_options(payload.get("sd_model_checkpoint") or base_checkpoint, payload.get("sd_vae") or base_vae)
@@ -298,7 +311,9 @@ class SdBackend:
                 mask = mask.filter(ImageFilter.GaussianBlur(payload["mask_blur"]))
         return init, mask
 
-    def _generate(self, payload: dict[str, Any], emit: Emit, cancellation: Cancellation, *, init) -> dict[str, Any]:
+    def _generate(
+        self, payload: dict[str, Any], emit: Emit, cancellation: Cancellation, *, init: tuple[Any, Any | None] | None
+    ) -> ImageResult:
         loaded = self._require_loaded()
         choice = choose(payload.get("sampler_name"), payload.get("scheduler"))
         prompt, loras = extract_loras(payload.get("prompt", ""))
@@ -566,7 +581,7 @@ def _result(
     denoising: float | None,
     hires: dict[str, Any] | None,
     watch: _Progress,
-) -> dict[str, Any]:
+) -> ImageResult:
     """The job's result: the images as PNGs with A1111's infotext, and what they were made with."""
     clip_skip = payload.get("clip_skip") or 1
     vae_name = loaded.vae_name if loaded.vae_name not in OWN_VAE else None

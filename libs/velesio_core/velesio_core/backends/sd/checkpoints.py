@@ -11,13 +11,19 @@ in every infotext and the Unity client shows; it is kept beside the file (digest
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePath
+from typing import TypeVar
 
 from ...digests import file_sha256
+from ...results import CheckpointEntry
 
 CHECKPOINT_SUFFIXES = (".safetensors", ".ckpt")
 WEIGHT_SUFFIXES = (".safetensors", ".ckpt", ".pt", ".bin")
+
+#: An element of A1111's sd-models list: a worker's CheckpointEntry, or the same as read back.
+_Entry = TypeVar("_Entry", bound=Mapping[str, object])
 
 
 @dataclass(frozen=True)
@@ -44,7 +50,7 @@ class Checkpoint:
     def title(self) -> str:
         return f"{self.name} [{self.short_hash}]" if self.short_hash else self.name
 
-    def a1111(self) -> dict[str, object]:
+    def a1111(self) -> CheckpointEntry:
         """One element of A1111's GET /sdapi/v1/sd-models."""
         return {
             "title": self.title,
@@ -79,14 +85,14 @@ def find_weights(folder: Path) -> dict[str, Path]:
     """LoRAs or VAEs in ``folder``: file stem -> path (A1111 calls a LoRA by its stem)."""
     if not folder.is_dir():
         return {}
-    weights = {}
+    weights: dict[str, Path] = {}
     for path in sorted(folder.rglob("*")):
         if path.suffix in WEIGHT_SUFFIXES and path.is_file() and not path.name.startswith("."):
             weights.setdefault(path.stem, path)
     return weights
 
 
-def aliases(entry: dict[str, object]) -> set[str]:
+def aliases(entry: Mapping[str, object]) -> set[str]:
     """Every name A1111 accepts for a checkpoint (an element of its sd-models list)."""
     title = str(entry["title"])
     name = title.rsplit(" [", 1)[0] if entry.get("hash") else title
@@ -96,7 +102,7 @@ def aliases(entry: dict[str, object]) -> set[str]:
     return names
 
 
-def resolve(entries: list[dict[str, object]], wanted: str) -> dict[str, object] | None:
+def resolve(entries: Sequence[_Entry], wanted: str) -> _Entry | None:
     """The sd-models entry A1111 would pick for ``wanted`` (any of its aliases), or None."""
     wanted = wanted.strip()
     for entry in entries:

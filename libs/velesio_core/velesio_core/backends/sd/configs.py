@@ -46,7 +46,8 @@ def model_type(checkpoint: Path) -> str:
     """diffusers' name for a single-file checkpoint's architecture (``v1``, ``inpainting``, ``xl_base``...)."""
     from diffusers.loaders.single_file_utils import infer_diffusers_model_type
 
-    return infer_diffusers_model_type(_tensor_shapes(checkpoint))
+    kind: str = infer_diffusers_model_type(_tensor_shapes(checkpoint))
+    return kind
 
 
 class ConfigFolders:
@@ -154,4 +155,5 @@ def _tensor_shapes(checkpoint: Path) -> Mapping[str, Any]:
             return _TensorShapes({key: tuple(handle.get_slice(key).get_shape()) for key in handle.keys()})  # noqa: SIM118
     from diffusers.loaders.single_file_utils import load_single_file_checkpoint
 
-    return load_single_file_checkpoint(str(checkpoint), local_files_only=True)
+    state_dict: Mapping[str, Any] = load_single_file_checkpoint(str(checkpoint), local_files_only=True)
+    return state_dict

@@ -143,7 +143,7 @@ def _pipeline_class_name(config_dir: Path, checkpoint_name: str) -> str:
     import json
 
     try:
-        class_name = json.loads((config_dir / "model_index.json").read_text())["_class_name"]
+        class_name: str = json.loads((config_dir / "model_index.json").read_text())["_class_name"]
     except (OSError, ValueError, KeyError):
         raise invalid_request(f"{checkpoint_name}: its model_index.json cannot be read") from None
     if class_name not in _SUPPORTED_CLASSES:
