@@ -23,6 +23,7 @@ from enum import StrEnum
 from typing import Protocol
 
 import redis
+from redis.client import PubSub
 
 from .cancellation import Cancellation, JobCancelled, Reason
 from .dispatch import JobDispatcher
@@ -30,6 +31,7 @@ from .events import Event, EventType
 from .jobs import Job
 from .queue.event_sink import EventSink
 from .queue.keys import CANCEL_CHANNEL, JobControl
+from .results import StartedData
 
 log = logging.getLogger(__name__)
 
@@ -115,7 +117,7 @@ class _Running:
             if self.spoken:
                 return
             self.spoken = True
-            started = {"worker": self.worker_id, "started_at": time.time()}
+            started: StartedData = {"worker": self.worker_id, "started_at": time.time()}
             self.sink.emit(Event.of(EventType.STARTED, started))
 
 
@@ -284,13 +286,13 @@ def listen_for_cancellations(
     subscribed, resubscribes after a lost connection, and ends once ``stopping`` is set."""
     while not stopping.is_set():
         try:
-            with client.pubsub(ignore_subscribe_messages=True) as pubsub:
+            pubsub: PubSub = client.pubsub(ignore_subscribe_messages=True)
+            with pubsub:
                 pubsub.subscribe(CANCEL_CHANNEL)
                 ready.set()
                 # Polled, not listen(): a blocking read would trip the client's socket timeout
-                # whenever nobody cancels anything for a while. A pool that no longer owns the
-                # connection has moved to a new Redis master (redis_clients): subscribe there.
-                while client.connection_pool.owns_connection(pubsub.connection):
+                # whenever nobody cancels anything for a while.
+                while _subscribed_to_master(client, pubsub):
                     message = pubsub.get_message(timeout=1.0)
                     if message is not None and message["type"] == "message":
                         supervisor.control(message["data"].decode())
@@ -301,3 +303,10 @@ def listen_for_cancellations(
                 raise
             log.warning("lost the cancel channel (%s); subscribing again in 1 s", error)
             time.sleep(1)
+
+
+def _subscribed_to_master(client: redis.Redis, pubsub: PubSub) -> bool:
+    """Whether ``pubsub`` still listens on a connection of ``client``'s pool. A pool that no longer
+    owns it has moved to a new Redis master (redis_clients): subscribe there."""
+    connection = pubsub.connection
+    return connection is not None and bool(client.connection_pool.owns_connection(connection))
