@@ -30,11 +30,13 @@ import orjson
 import redis
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
+from redis.typing import EncodableT, FieldT
 
 from .events import Event, EventType
 from .jobs import IMAGE_MODEL, Job, Queue
 from .queue.keys import CANCEL_CHANNEL, SD_OPTIONS_KEY, SD_RUNNING_KEY, JobControl, QueueKeys, events_key, task_key
 from .queue.redis_queue import queue_error
+from .tenants.redis_keys import string
 
 #: How many of a stream's last entries are searched for its latest progress event.
 _RECENT_EVENTS = 8
@@ -156,16 +158,20 @@ class RedisImageBoard:
 
     async def _latest_progress(self, job_id: str) -> dict[str, Any] | None:
         entries = await self._redis.xrevrange(events_key(job_id), count=_RECENT_EVENTS)
-        for _entry_id, fields in entries:
-            if fields.get(b"t") == EventType.PROGRESS.value.encode():
-                return orjson.loads(fields[b"d"])
+        for _entry_id, fields in entries or ():
+            if fields and fields.get(b"t") == EventType.PROGRESS.value.encode():
+                progress: dict[str, Any] = orjson.loads(fields[b"d"])
+                return progress
         return None
 
     async def position(self, job_id: str) -> int | None:
         try:
-            return await self._redis.lpos(self._queue.messages_list, job_id)
+            position = await self._redis.lpos(self._queue.messages_list, job_id)
         except RedisError as error:
             raise queue_error(error) from None
+        # Asked for no count, LPOS answers one index (redis-py types it for any count).
+        assert not isinstance(position, list)
+        return position
 
     async def name_task(self, name: str, job_id: str, ttl_s: int) -> None:
         try:
@@ -178,7 +184,7 @@ class RedisImageBoard:
             job_id = await self._redis.get(task_key(name))
         except RedisError as error:
             raise queue_error(error) from None
-        return job_id.decode() if job_id is not None else None
+        return string(job_id) if job_id is not None else None
 
     async def control(self, action: JobControl) -> str | None:
         current = await self.current()
@@ -195,12 +201,14 @@ class RedisImageBoard:
             raw = await self._redis.hgetall(SD_OPTIONS_KEY)
         except RedisError as error:
             raise queue_error(error) from None
-        return {key.decode(): value.decode() for key, value in raw.items()}
+        return {string(key): string(value) for key, value in raw.items()}
 
     async def set_options(self, values: dict[str, str]) -> None:
         if values:
             try:
-                await self._redis.hset(SD_OPTIONS_KEY, mapping=values)
+                # redis-py takes a mapping of any field and value types, whose keys are invariant.
+                fields: dict[FieldT, EncodableT] = dict(values.items())
+                await self._redis.hset(SD_OPTIONS_KEY, mapping=fields)
             except RedisError as error:
                 raise queue_error(error) from None
 
