@@ -35,7 +35,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import unquote, urlsplit, urlunsplit
@@ -125,7 +125,16 @@ def fetch(
     return path
 
 
-def _download(variable, url, path, expected, token, retries, backoff_s, report) -> None:
+def _download(
+    variable: str,
+    url: str,
+    path: Path,
+    expected: str | None,
+    token: str | None,
+    retries: int,
+    backoff_s: float,
+    report: Callable[[str], None],
+) -> None:
     part = path.with_name(f".{path.name}.part")
     where = _safe_url(url)
     log.info("fetching %s from %s", path.name, where)
@@ -165,7 +174,7 @@ def _download(variable, url, path, expected, token, retries, backoff_s, report) 
     log.info("fetched %s (%s)", path.name, _size(path.stat().st_size))
 
 
-def _transfer(variable: str, url: str, part: Path, token: str | None, report, name: str) -> None:
+def _transfer(variable: str, url: str, part: Path, token: str | None, report: Callable[[str], None], name: str) -> None:
     have = part.stat().st_size if part.exists() else 0
     request = _request(url, token)
     if have:
@@ -182,7 +191,7 @@ def _transfer(variable: str, url: str, part: Path, token: str | None, report, na
     with response:
         if have and response.status != 206:
             have = 0  # the server ignored the Range header: start over
-        total = _total_size(response, have)
+        total = _total_size(response.headers, have)
         mode = "ab" if have else "wb"
         done = have
         meter = _Meter(report, name, total)
@@ -281,8 +290,8 @@ def _safe_url(url: str) -> str:
     return f"{parts.scheme}://{host}{f':{parts.port}' if parts.port else ''}{parts.path}"
 
 
-def _total_size(response, have: int) -> int | None:
-    length = response.headers.get("Content-Length")
+def _total_size(headers: email.message.Message, have: int) -> int | None:
+    length = headers.get("Content-Length")
     return have + int(length) if length and length.isdigit() else None
 
 
@@ -293,7 +302,7 @@ def _reason(error: BaseException) -> str:
 
 
 @contextlib.contextmanager
-def _exclusive(lock_path: Path):
+def _exclusive(lock_path: Path) -> Iterator[None]:
     with open(lock_path, "a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         try:

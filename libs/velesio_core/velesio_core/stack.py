@@ -21,6 +21,7 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
+from types import FrameType
 
 from .settings import Settings, SettingsError, exit_with
 from .tenants.secrets import generate_server_secret
@@ -43,13 +44,14 @@ def _port_free(port: int) -> bool:
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+        port: int = sock.getsockname()[1]  # its address is (host, port), the family being IPv4
+        return port
 
 
 class Stack:
     def __init__(self) -> None:
         self.env = dict(os.environ)
-        self.processes: list[tuple[str, subprocess.Popen]] = []
+        self.processes: list[tuple[str, subprocess.Popen[bytes]]] = []
         self.notes: list[str] = []
         self._redis_dir: str | None = None
 
@@ -225,7 +227,7 @@ class Stack:
         """Until Ctrl-C (0) or until a process dies (its exit code)."""
         stop = {"requested": False}
 
-        def request_stop(*_):
+        def request_stop(signum: int, frame: FrameType | None) -> None:
             stop["requested"] = True
 
         signal.signal(signal.SIGINT, request_stop)
@@ -247,7 +249,7 @@ class Stack:
             shutil.rmtree(self._redis_dir, ignore_errors=True)
 
 
-def _stop_all(processes: list[tuple[str, subprocess.Popen]]) -> None:
+def _stop_all(processes: list[tuple[str, subprocess.Popen[bytes]]]) -> None:
     for name, process in processes:
         if process.poll() is None:
             # gunicorn stops at once on SIGINT, instead of waiting for idle connections;
