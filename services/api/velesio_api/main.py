@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from gunicorn.app.base import BaseApplication
 
@@ -10,6 +11,9 @@ from velesio_core.metrics.multiprocess import MultiprocessDir
 from velesio_core.settings import Settings, load_or_exit
 
 from .edge import edge_worker
+
+if TYPE_CHECKING:  # only named here: the app's modules load in gunicorn's workers, after the fork
+    from .forwarded import ForwardedClient
 
 
 def gunicorn_options(settings: Settings) -> dict[str, object]:
@@ -39,7 +43,7 @@ class Server(BaseApplication):
     """gunicorn, configured in code. ``load`` runs in each worker process after the fork, so that
     every process makes its own connections."""
 
-    def __init__(self, options: dict[str, object], load: Callable[[], object]) -> None:
+    def __init__(self, options: dict[str, object], load: Callable[[], ForwardedClient]) -> None:
         self._options = options
         self._load = load
         super().__init__()
@@ -48,11 +52,11 @@ class Server(BaseApplication):
         for key, value in self._options.items():
             self.cfg.set(key, value)
 
-    def load(self):
+    def load(self) -> ForwardedClient:
         return self._load()
 
 
-def _create_app():
+def _create_app() -> ForwardedClient:
     from .app import create
 
     return create()
