@@ -47,7 +47,7 @@ chaos:
 monitoring: install
 	@$(VENV)/velesio-monitoring monitoring
 
-# Style, then types: mypy --strict over the three packages (pyproject.toml lists the exceptions).
+# Style, then types: mypy --strict over the three packages, every module of them.
 lint: install
 	@$(VENV)/ruff check libs services tests bench images tools
 	@$(VENV)/ruff format --check libs services tests bench images tools

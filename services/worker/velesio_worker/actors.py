@@ -21,4 +21,4 @@ def register_actors(
         supervisor.execute(job, sinks.for_job(job))
 
     for queue in queues:
-        dramatiq.actor(run_job, actor_name=actor_name(queue), queue_name=queue, broker=broker)
+        dramatiq.actor(actor_name=actor_name(queue), queue_name=queue, broker=broker)(run_job)

@@ -5,7 +5,6 @@ that keeps its card in the registry."""
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import logging
 import os
 import socket
@@ -14,7 +13,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import redis
 
@@ -36,6 +35,7 @@ from velesio_core.queue.event_sink import RedisEventSinks
 from velesio_core.queue.reaper import BEAT_S, Liveness, Orphans
 from velesio_core.redis_clients import sync_client
 from velesio_core.registry import HEARTBEAT_S, CardPublisher, WorkerCard
+from velesio_core.results import ImageState
 from velesio_core.settings import Settings, SettingsError
 from velesio_core.supervision import JobSupervisor, listen_for_cancellations
 
@@ -106,8 +106,8 @@ class Backends:
         """The LLMs served (an image pipeline's checkpoints are on the card's ``images``)."""
         return self.service.models() if self.service else []
 
-    def image_status(self) -> dict[str, Any] | None:
-        return dataclasses.asdict(self.images.status()) if self.images else None
+    def image_status(self) -> ImageState | None:
+        return self.images.status().image_state() if self.images else None
 
     def restart_hung(self, job: Job) -> None:
         """A job's backend stopped making progress: restart it so the worker serves again.
@@ -175,7 +175,12 @@ class WorkerRuntime:
     @classmethod
     def start(cls, settings: Settings, worker_id: str, broker: WakingRedisBroker) -> WorkerRuntime:
         holder: list[WorkerRuntime] = []
-        backends = Backends.start(settings, on_image_change=lambda: holder and holder[0].refresh_images())
+
+        def on_image_change() -> None:
+            if holder:  # a change while the runtime starts is on the card it publishes
+                holder[0].refresh_images()
+
+        backends = Backends.start(settings, on_image_change=on_image_change)
         try:
             client = sync_client(settings)
             sinks = RedisEventSinks(

@@ -13,12 +13,14 @@ from collections.abc import Callable
 from typing import Any
 
 from velesio_api.app import create_app
+from velesio_api.forwarded import ForwardedClient
 from velesio_api.main import Server, gunicorn_options
 from velesio_core.backends.base import ModelInfo
 from velesio_core.image_board import LocalImageBoard
 from velesio_core.jobs import Job
 from velesio_core.metrics.worker import JobMetrics, check_metrics_port
 from velesio_core.queue.local_queue import LocalJobHandle, LocalJobQueue
+from velesio_core.results import ImageState
 from velesio_core.settings import Settings, SettingsError, exit_with
 from velesio_core.supervision import JobSupervisor
 
@@ -37,7 +39,7 @@ class InProcessWorker:
         self._stop_metrics: Callable[[], None] = lambda: None
         self.board = LocalImageBoard()
 
-    async def process_startup(self, scope, event) -> None:
+    async def process_startup(self, scope: dict[str, Any], event: dict[str, Any]) -> None:
         settings, worker = self._settings, worker_id()
         self._backends = backends = await asyncio.to_thread(Backends.start, settings)
         observer = JobMetrics() if settings.metrics else None
@@ -53,7 +55,7 @@ class InProcessWorker:
             await self.process_shutdown(scope, event)
             raise
 
-    async def process_shutdown(self, scope, event) -> None:
+    async def process_shutdown(self, scope: dict[str, Any], event: dict[str, Any]) -> None:
         self._stop_metrics()
         if self._queue is not None:
             await self._queue.close()
@@ -67,7 +69,7 @@ class InProcessWorker:
     async def models(self, *, fresh: bool = False) -> list[ModelInfo]:
         return list(self._models)
 
-    async def images(self) -> list[dict[str, Any]]:
+    async def images(self) -> list[ImageState]:
         status = self._backends.image_status() if self._backends is not None else None
         return [status] if status is not None else []
 
@@ -75,7 +77,7 @@ class InProcessWorker:
         """Closed with the app, in process_shutdown."""
 
 
-def create_standalone_app(settings: Settings):
+def create_standalone_app(settings: Settings) -> ForwardedClient:
     worker = InProcessWorker(settings)
     return create_app(settings, worker, worker, worker.board, extra_middleware=[worker])
 
