@@ -20,7 +20,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench import library, llm, pickup, sd  # noqa: E402
+from bench import library, llm, pickup, scale, sd  # noqa: E402
+from bench.cpu import gateway_cpu  # noqa: E402
 from bench.keys_cost import keys_cost  # noqa: E402
 from bench.metrics_cost import metrics_cost  # noqa: E402
 from bench.report import Section, markdown, replace_sections  # noqa: E402
@@ -32,8 +33,10 @@ from velesio_core.tiny_model import write_tiny_model  # noqa: E402
 #: `make up`'s own configuration: every count the machine decides (velesio_core.machine) and
 #: the settings' defaults, over the test stacks' tuned ones (tests/support/processes.start_stack).
 DEFAULTS = {"LLAMA_SLOTS": "", "LLAMA_SERVER_ARGS": "", "API_WORKERS": "", "LLAMA_THREADS": ""}
-SECTIONS = ("llm", "metrics", "keys", "queue", "sd")
+SECTIONS = ("llm", "metrics", "keys", "queue", "sd", "cpu", "scale", "peers")
 TEXT_SECTIONS = {"llm", "metrics", "keys", "queue"}
+#: The sections measured under load on a stack of their own (each can run alone).
+LOAD_SECTIONS = ("cpu", "scale", "peers")
 #: Stored API keys on, as `make up` runs: the keys section measures their cost on this stack.
 KEY_SECRET = "bench-key-secret-" + "x" * 32
 
@@ -47,7 +50,7 @@ def main() -> None:
     chosen = set(args.sections.split(","))
     if not chosen <= set(SECTIONS):
         sys.exit(f"bench: --sections takes {', '.join(SECTIONS)}")
-    if chosen & TEXT_SECTIONS and shutil.which("wrk") is None:
+    if chosen & (TEXT_SECTIONS | {"cpu", "peers"}) and shutil.which("wrk") is None:
         sys.exit("bench: wrk is not installed (make bench installs it)")
     samples, wrk_seconds, rounds, pickups = (200, 3, 1, 10) if args.quick else (2000, 10, 3, 60)
 
@@ -60,6 +63,8 @@ def main() -> None:
             sections += text_sections(work, logs, redis, args.quick, samples, wrk_seconds, rounds, pickups)
         if "sd" in chosen:
             sections.append(image_section(work, logs, redis, 20 if args.quick else 100))
+        if chosen & set(LOAD_SECTIONS):
+            sections += load_sections(work, logs, redis, [name for name in LOAD_SECTIONS if name in chosen], args.quick)
     finally:
         redis.stop()
 
@@ -106,6 +111,27 @@ def image_section(work: Path, logs: Path, redis: RedisServer, samples: int) -> S
         "is the size of a real request, where a real SD 1.5 model takes seconds on a GPU.",
     ]
     return section
+
+
+def load_sections(work: Path, logs: Path, redis: RedisServer, chosen: list[str], quick: bool) -> list[Section]:
+    """``chosen`` of the sections under load, on one stack of the default configuration."""
+    model = write_tiny_model(work / "tiny-load.gguf")
+    stack = start_stack(redis.url(5), model, logs, name="bench-load", KEY_SECRET=KEY_SECRET, **DEFAULTS)
+    sections = []
+    try:
+        if "cpu" in chosen:
+            section = Section("CPU: what the gateway's processes spend per job and per relayed token")
+            print("bench: gateway CPU per job and per token ...", flush=True)
+            gateway_cpu(section, stack, redis, 3 if quick else 20)
+            sections.append(section)
+        if "scale" in chosen:
+            section = Section("Scale: concurrent token streams, through velesio and directly")
+            levels = scale.QUICK_LEVELS if quick else scale.LEVELS
+            scale.sweep(section, stack, redis, levels, 2 if quick else 10, Settings.from_env(stack.env).llama_slots)
+            sections.append(section)
+    finally:
+        stack.stop()
+    return sections
 
 
 def text_sections(work, logs, redis, quick, samples, wrk_seconds, rounds, pickups) -> list[Section]:
