@@ -20,7 +20,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench import library, llm, pickup, scale, sd  # noqa: E402
+from bench import library, llm, peers, pickup, scale, sd  # noqa: E402
 from bench.cpu import gateway_cpu  # noqa: E402
 from bench.keys_cost import keys_cost  # noqa: E402
 from bench.metrics_cost import metrics_cost  # noqa: E402
@@ -117,6 +117,7 @@ def load_sections(work: Path, logs: Path, redis: RedisServer, chosen: list[str],
     """``chosen`` of the sections under load, on one stack of the default configuration."""
     model = write_tiny_model(work / "tiny-load.gguf")
     stack = start_stack(redis.url(5), model, logs, name="bench-load", KEY_SECRET=KEY_SECRET, **DEFAULTS)
+    settings = Settings.from_env(stack.env)
     sections = []
     try:
         if "cpu" in chosen:
@@ -127,7 +128,11 @@ def load_sections(work: Path, logs: Path, redis: RedisServer, chosen: list[str],
         if "scale" in chosen:
             section = Section("Scale: concurrent token streams, through velesio and directly")
             levels = scale.QUICK_LEVELS if quick else scale.LEVELS
-            scale.sweep(section, stack, redis, levels, 2 if quick else 10, Settings.from_env(stack.env).llama_slots)
+            scale.sweep(section, stack, redis, levels, 2 if quick else 10, settings.llama_slots)
+            sections.append(section)
+        if "peers" in chosen:
+            section = Section("Peers: LiteLLM's proxy and Portkey's gateway over the same llama-server")
+            peers.compare(section, work, stack, settings.api_workers, 2 if quick else 5, 1 if quick else 3)
             sections.append(section)
     finally:
         stack.stop()
