@@ -5,6 +5,8 @@ every comparison) and the API, all on this machine, then writes bench/RESULTS.md
 Diffusion, a second worker runs the tiny pipeline and this process loads the same checkpoint.
 ``--sections sd`` runs the image part only and updates just its section of RESULTS.md (``llm``,
 ``metrics``, ``keys`` or ``queue`` run the text part, which measures all four of its sections).
+``cpu``, ``scale`` and ``peers`` run under load on a stack of their own, each alone or together;
+``peers`` installs LiteLLM and Portkey's gateway under ~/.cache/velesio-bench the first time.
 """
 
 from __future__ import annotations
