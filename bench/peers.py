@@ -153,14 +153,18 @@ def start_portkey(work: Path, logs: Path, llama_url: str) -> Peer:
                     f"http://127.0.0.1:{port}", headers)  # fmt: skip
 
 
-def _median(runs: list[WrkRun]) -> WrkRun:
-    middle = len(runs) // 2
+@dataclass
+class Median:
+    rate: float
+    p50: float
+    p99: float
 
-    def pick(value: Callable[[WrkRun], float]) -> float:
-        return sorted(value(run) for run in runs)[middle]
 
-    return WrkRun(requests=round(pick(lambda run: run.rate) * 1000), seconds=1000.0,
-                  p50=pick(lambda run: run.p50), p99=pick(lambda run: run.p99))  # fmt: skip
+def _median(runs: list[WrkRun]) -> Median:
+    def middle(value: Callable[[WrkRun], float]) -> float:
+        return sorted(value(run) for run in runs)[len(runs) // 2]
+
+    return Median(middle(lambda run: run.rate), middle(lambda run: run.p50), middle(lambda run: run.p99))
 
 
 def compare(section: Section, work: Path, stack: Stack, api_workers: int, seconds: float, rounds: int) -> None:

@@ -89,7 +89,8 @@ async def _client(url: str, auth: dict[str, str], deadline: float, seen: Streams
                             seen.gaps.append(arrived - last)
                         last = arrived
             seen.streams += 1
-            if headers.get(b"connection") == b"close" or b"chunked" not in headers.get(b"transfer-encoding", b"x"):
+            delimited = b"chunked" in headers.get(b"transfer-encoding", b"") or b"content-length" in headers
+            if headers.get(b"connection") == b"close" or not delimited:
                 writer.close()
                 reader, writer = await asyncio.open_connection(parts.hostname, parts.port)
     finally:
@@ -142,21 +143,22 @@ def sweep(section: Section, stack: Stack, redis: RedisServer, levels: tuple[int,
             gateway = streams(stack.base_url, stack.auth, level, seconds)
         if min(direct.streams, gateway.streams) == 0:
             raise RuntimeError(f"{level} streams: no stream finished in {seconds} s")
+        noun = "stream" if level == 1 else "streams"
         d99, g99 = percentile(direct.gaps, 0.99), percentile(gateway.gaps, 0.99)
         added = g99 - d99
         if added >= GAP_LIMIT:
             over_limit = True
         elif not over_limit:
             keeping_up = level
-        section.add(f"{level} streams: tokens/s direct / through velesio / ratio",
+        section.add(f"{level} {noun}: tokens/s direct / through velesio / ratio",
                     f"{direct.rate:,.0f} / {gateway.rate:,.0f} / {gateway.rate / direct.rate:.2f}")  # fmt: skip
-        section.add(f"{level} streams: p99 gap between tokens, direct / through velesio",
+        section.add(f"{level} {noun}: p99 gap between tokens, direct / through velesio",
                     f"{ms(d99)} / {ms(g99)}")  # fmt: skip
-        section.add(f"{level} streams: **added p99 gap** between tokens", ms(added), "< 5 ms", added < GAP_LIMIT)
-        section.add(f"{level} streams: peak RSS of the API / the worker",
+        section.add(f"{level} {noun}: **added p99 gap** between tokens", ms(added), "< 5 ms", added < GAP_LIMIT)
+        section.add(f"{level} {noun}: peak RSS of the API / the worker",
                     f"{memory.peak['api'] / 2**20:.0f} / {memory.peak['worker'] / 2**20:.0f} MiB")  # fmt: skip
     section.add("**largest level** whose added p99 gap between tokens stays under 5 ms",
-                f"{keeping_up} streams" if keeping_up else "none")  # fmt: skip
+                f"{keeping_up} stream{'s' * (keeping_up > 1)}" if keeping_up else "none")  # fmt: skip
     section.notes += [
         f"Each level runs that many clients for {seconds:g} s on each side, first directly against the",
         "worker's llama-server, then through velesio: each client streams 128-token answers of /completion",
