@@ -105,7 +105,10 @@ def _answers(url: str, headers: dict[str, str]) -> bool:
         response = requests.post(url + "/v1/chat/completions", json=CHAT, headers=headers, timeout=10)
     except requests.RequestException:
         return False
-    return response.status_code == 200 and bool(response.json()["choices"][0]["message"]["content"])
+    try:
+        return response.status_code == 200 and bool(response.json()["choices"][0]["message"]["content"])
+    except (ValueError, LookupError, TypeError):  # an answer, but not a chat completion
+        return False
 
 
 def _started(name: str, version: str, process: Process, url: str, headers: dict[str, str]) -> Peer:
@@ -167,6 +170,11 @@ def _median(runs: list[WrkRun]) -> Median:
     return Median(middle(lambda run: run.rate), middle(lambda run: run.p50), middle(lambda run: run.p99))
 
 
+def _one_line(error: BaseException) -> str:
+    """An error as one table cell: its words on one line, no column separators, 300 characters."""
+    return " ".join(str(error).replace("|", "/").split())[:300]
+
+
 def compare(section: Section, work: Path, stack: Stack, api_workers: int, seconds: float, rounds: int) -> None:
     assert stack.llama_url is not None
     # The peers' logs outlive the run (its work folder does not), for the reasons given as not run.
@@ -181,20 +189,33 @@ def compare(section: Section, work: Path, stack: Stack, api_workers: int, second
             peer = start()
         except (NotRun, OSError, subprocess.SubprocessError) as error:
             print(f"bench: {name} not run: {error}", flush=True)
-            not_run.append((name, str(error)))
+            not_run.append((name, _one_line(error)))
             continue
         peers.append(peer)
         sides.append((f"{peer.name} {peer.version}", peer.url, peer.headers))
+    runs: dict[tuple[str, int], list[WrkRun]] = {}
+    failed: dict[str, str] = {}  # peers that failed under load, and why
     try:
-        runs: dict[tuple[str, int], list[WrkRun]] = {}
         for clients in LEVELS:
-            for _side, url, headers in [("direct", stack.llama_url, {}), *sides]:
-                wrk(url + "/v1/chat/completions", CHAT, seconds=1, connections=clients, headers=headers)  # warm up
-            for _ in range(rounds):
+            for _ in range(rounds + 1):  # the first round warms every side up, for 1 s each
                 for side, url, headers in [("direct", stack.llama_url, {}), *sides]:
-                    print(f"bench: {side}, {clients} client(s) ...", flush=True)
-                    run = wrk(url + "/v1/chat/completions", CHAT, seconds=seconds, connections=clients, headers=headers)
-                    runs.setdefault((side, clients), []).append(run)
+                    if side in failed:
+                        continue
+                    warming = (side, clients) not in runs
+                    if not warming:
+                        print(f"bench: {side}, {clients} client(s) ...", flush=True)
+                    try:
+                        run = wrk(url + "/v1/chat/completions", CHAT, seconds=1 if warming else seconds,
+                                  connections=clients, headers=headers)  # fmt: skip
+                    except (RuntimeError, subprocess.CalledProcessError) as error:
+                        if side in ("direct", "velesio"):
+                            raise
+                        failed[side] = f"failed under load with {clients} client(s): {_one_line(error)}"
+                        continue
+                    if warming:
+                        runs[(side, clients)] = []
+                    else:
+                        runs[(side, clients)].append(run)
     finally:
         for peer in peers:
             peer.process.stop()
@@ -204,10 +225,13 @@ def compare(section: Section, work: Path, stack: Stack, api_workers: int, second
         section.add(f"{clients} client(s), direct (llama-server's own): p50 / p99, req/s",
                     f"{ms(direct.p50)} / {ms(direct.p99)}, {direct.rate:,.0f}")  # fmt: skip
         for side, _, _ in sides:
+            if side in failed:
+                continue
             run = _median(runs[(side, clients)])
             added = f"{ms(run.p50 - direct.p50)} / {ms(run.p99 - direct.p99)}"
             section.add(f"{clients} client(s), {side}: **added** p50 / p99, throughput ratio to direct",
                         f"{added}, {run.rate / direct.rate:.2f}")  # fmt: skip
+    not_run += failed.items()
     for name, reason in not_run:
         section.add(f"{name}: not run", reason)
     section.notes += [
