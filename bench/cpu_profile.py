@@ -5,7 +5,7 @@ Not part of ``make bench``: run it by hand on the default stack, with a py-spy o
 no dependency of the project), e.g. installed into ~/.cache/velesio-bench/tools::
 
     python3 -m venv ~/.cache/velesio-bench/tools && ~/.cache/velesio-bench/tools/bin/pip install py-spy
-    .venv/bin/python bench/profile.py --seconds 10
+    .venv/bin/python bench/cpu_profile.py --seconds 10
 
 It prints, per process and load, the functions with the largest share of samples: their own
 (self) and with what they call (total). docs/decisions.md ("Where a job's CPU goes") reads them.
