@@ -127,22 +127,6 @@ def test_connections_survive_llama_servers_keep_alive_limit(backend):
         assert backend.tokenize({"content": f"word {index}"}, model="tiny", cancellation=Cancellation())["tokens"]
 
 
-def test_a_job_gives_its_connection_back_once_its_result_is_handed_on(backend):
-    # A job's connection outlives it (no new connection per job) whether its reader goes on past
-    # the result or drops the events there.
-    cancellation = Cancellation()
-    jobs = [
-        backend.complete({"prompt": "hi", "n_predict": 3}, model="tiny", stream=True, cancellation=cancellation),
-        backend.complete({"prompt": "hi", "n_predict": 3}, model="tiny", stream=False, cancellation=cancellation),
-        backend.chat({"messages": [{"role": "user", "content": "hi"}], "max_tokens": 3}, model="tiny", stream=True,
-                     cancellation=cancellation),
-    ]  # fmt: skip
-    for events in jobs:
-        next(event for event in events if event.type is EventType.RESULT)
-        events.close()
-        assert backend.idle_connections == 1
-
-
 def test_an_unreachable_server_is_a_503(tmp_path):
     backend = LlamaServerBackend(f"unix://{tmp_path / 'nobody.sock'}")
     with pytest.raises(GatewayError) as raised:

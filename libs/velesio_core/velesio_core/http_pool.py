@@ -59,11 +59,6 @@ class HttpPool:
             return http.client.HTTPSConnection(self._host, self._port, timeout=None)
         return http.client.HTTPConnection(self._host, self._port, timeout=None)
 
-    @property
-    def idle_connections(self) -> int:
-        """Connections kept open for the next request."""
-        return self._idle.qsize()
-
     def _checkout(self) -> tuple[http.client.HTTPConnection, bool]:
         """A connection, and whether it was used before (and so may have been closed by the server)."""
         while True:

@@ -50,11 +50,6 @@ class LlamaServerBackend:
         self._embeddings_http = HttpPool(embeddings_url, headers=headers) if embeddings_url else None
         self._general_name, self._architecture = _gguf_names(model_file)
 
-    @property
-    def idle_connections(self) -> int:
-        """Connections to the generating llama-server kept open for the next job."""
-        return self._http.idle_connections
-
     def close(self) -> None:
         self._http.close()
         if self._embeddings_http is not None:
@@ -78,8 +73,6 @@ class LlamaServerBackend:
                 else:
                     events = iter([_whole_answer(chunks, return_tokens=bool(request.get("return_tokens")))])
                 for event in events:
-                    if event.type is EventType.RESULT:
-                        _read_to_the_end(response)
                     if fields and event.type is EventType.RESULT:
                         # What response_fields picks is llama-server's own JSON, which the llama.cpp
                         # dialect (the only one with response_fields) forwards as it is: not a
@@ -107,7 +100,6 @@ class LlamaServerBackend:
                     event = chat.feed(_chunk(data))
                     if event is not None:
                         yield event
-                _read_to_the_end(response)
                 yield chat.result()
         except _UNREACHABLE as error:
             cancellation.check()
@@ -225,13 +217,6 @@ def nested_values(paths: list[str], answer: dict[str, Any]) -> dict[str, Any]:
         else:
             picked[path] = value
     return picked
-
-
-def _read_to_the_end(response: http.client.HTTPResponse) -> None:
-    """Read what follows the final chunk (the end of the chunked body), before the final event
-    is handed on: only a response read to its end gives its connection back to the pool; one left
-    unread costs the next job a new connection to llama-server."""
-    response.read()
 
 
 def _sse_data(response: http.client.HTTPResponse, cancellation: Cancellation) -> Iterator[bytes]:
