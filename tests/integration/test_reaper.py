@@ -141,6 +141,34 @@ def test_a_reaped_worker_can_write_nothing_more_to_its_lost_jobs(db):
     broker.close()
 
 
+def test_pipelined_tokens_arrive_in_order_and_a_reap_still_stops_the_job(db):
+    url, client = db
+    running, lost = job(), job()
+    submit(url, running, lost)
+    broker, _ = a_worker_that_took(url, client, 2)
+    sinks = RedisEventSinks(client, broker_id=broker.broker_id)
+    pool = client.connection_pool
+    with sinks.for_job(running) as sink:
+        for index in range(50):
+            sink.emit(Event(EventType.TOKEN, b'{"content":"%d"}' % index))
+        sink.emit(Event(EventType.RESULT, b'{"content":""}'))
+    written = [fields[b"d"] for _, fields in client.xrange(events_key(running.id))][1:]
+    assert written == [b'{"content":"%d"}' % index for index in range(50)] + [b'{"content":""}']
+    assert not pool._in_use_connections, "the job kept its connection"
+
+    with sinks.for_job(lost) as sink:
+        sink.emit(Event(EventType.TOKEN, b'{"content":"first"}'))
+        silence(client, "w-dead")
+        Liveness(client, "w-live").reap()  # reaped mid-stream: the job ended with an error event
+        with pytest.raises(JobCancelled) as stopped:
+            for index in range(1000):
+                sink.emit(Event(EventType.TOKEN, b'{"content":"late %d"}' % index))
+        assert stopped.value.reason is Reason.LOST
+    assert stream_types(client, lost.id) == ["queued", "token", "error"]
+    assert not pool._in_use_connections
+    broker.close()
+
+
 def test_each_dead_worker_is_reaped_by_exactly_one_of_many_reapers(db):
     url, client = db
     submit(url, job())

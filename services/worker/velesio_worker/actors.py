@@ -18,7 +18,8 @@ def register_actors(
 ) -> None:
     def run_job(payload: dict[str, Any]) -> None:
         job = Job.model_validate(payload)
-        supervisor.execute(job, sinks.for_job(job))
+        with sinks.for_job(job) as sink:
+            supervisor.execute(job, sink)
 
     for queue in queues:
         dramatiq.actor(actor_name=actor_name(queue), queue_name=queue, broker=broker)(run_job)
