@@ -36,6 +36,9 @@ class ModelInfo:
     props: dict[str, Any] = field(default_factory=dict)
     #: What model lists show: size (bytes), parameters, family, quantization, format, digest.
     details: dict[str, Any] = field(default_factory=dict)
+    #: llama-server's own /v1/models entry beyond OpenAI's fields (aliases, tags, architecture,
+    #: meta), which OpenAI's model list passes on as llama-server does.
+    listing: dict[str, Any] = field(default_factory=dict)
 
 
 class LlmBackend(Protocol):

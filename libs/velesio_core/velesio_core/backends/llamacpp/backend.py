@@ -185,6 +185,7 @@ class LlamaServerBackend:
                 embeddings=self._embeddings_http is not None,
                 props=props,
                 details={key: value for key, value in details.items() if value is not None},
+                listing={key: listed[key] for key in _LLAMA_LISTING if key in listed},
             )
         ]
 
@@ -217,6 +218,10 @@ def nested_values(paths: list[str], answer: dict[str, Any]) -> dict[str, Any]:
         else:
             picked[path] = value
     return picked
+
+
+#: llama-server's fields of a /v1/models entry that OpenAI's have not.
+_LLAMA_LISTING = ("aliases", "tags", "architecture", "meta")
 
 
 def _sse_data(response: http.client.HTTPResponse, cancellation: Cancellation) -> Iterator[bytes]:

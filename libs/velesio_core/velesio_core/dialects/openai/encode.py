@@ -66,8 +66,9 @@ def error_body(error: GatewayError) -> bytes:
 
 
 def model(model: ModelInfo, created: int) -> dict[str, Any]:
-    """One model's entry; ``created`` is the answer's time (velesio does not know a model's age)."""
-    return {"id": model.id, "object": "model", "created": created, "owned_by": "velesio"}
+    """One model's entry; ``created`` is the answer's time (velesio does not know a model's age).
+    llama-server's own fields (``meta``, ``aliases``, ...) come along where its worker said them."""
+    return {"id": model.id, **model.listing, "object": "model", "created": created, "owned_by": "velesio"}
 
 
 def model_list(models: list[ModelInfo], created: int) -> dict[str, Any]:
