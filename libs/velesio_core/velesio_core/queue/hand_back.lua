@@ -40,3 +40,12 @@ local function hand_back(id, ns, queue, error_data, ttl, wake_max)
     redis.call("ltrim", ns .. ":" .. queue .. ".wake", -tonumber(wake_max), -1)
     return "requeued"
 end
+
+-- Counts hand_back's outcomes in ``counts``: {requeued, ended}.
+local function tally(counts, outcome)
+    if outcome == "requeued" then
+        counts[1] = counts[1] + 1
+    elseif outcome == "ended" then
+        counts[2] = counts[2] + 1
+    end
+end

@@ -14,16 +14,11 @@
 
 -- #include hand_back
 
-local requeued, ended = 0, 0
+local counts = {0, 0}
 for index = 6, #ARGV do
     local id = ARGV[index]
     if redis.call("srem", KEYS[1], id) == 1 then
-        local outcome = hand_back(id, ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5])
-        if outcome == "requeued" then
-            requeued = requeued + 1
-        elseif outcome == "ended" then
-            ended = ended + 1
-        end
+        tally(counts, hand_back(id, ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]))
     end
 end
-return {requeued, ended}
+return counts

@@ -36,7 +36,7 @@ local report = {}
 
 for _, worker in ipairs(dead) do
     redis.call("zrem", KEYS[1], worker)
-    local requeued, ended = 0, 0
+    local counts = {0, 0}
     local raw = redis.call("hget", KEYS[2], worker)
     redis.call("hdel", KEYS[2], worker)
     local ok, card = false, nil
@@ -49,18 +49,13 @@ for _, worker in ipairs(dead) do
         for _, queue in ipairs(card.queues or {}) do
             local acks = ns .. ":__acks__." .. broker .. "." .. queue
             for _, id in ipairs(redis.call("smembers", acks)) do
-                local outcome = hand_back(id, ns, queue, ARGV[3], ARGV[4], ARGV[5])
-                if outcome == "requeued" then
-                    requeued = requeued + 1
-                elseif outcome == "ended" then
-                    ended = ended + 1
-                end
+                tally(counts, hand_back(id, ns, queue, ARGV[3], ARGV[4], ARGV[5]))
             end
             redis.call("del", acks)
         end
     end
     table.insert(report, worker)
-    table.insert(report, requeued)
-    table.insert(report, ended)
+    table.insert(report, counts[1])
+    table.insert(report, counts[2])
 end
 return report
