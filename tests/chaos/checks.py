@@ -10,7 +10,15 @@ import orjson
 import redis
 from prometheus_client.parser import text_string_to_metric_families
 
-from velesio_core.queue.keys import BEATS_KEY, DRAMATIQ_NAMESPACE, SD_OPTIONS_KEY, SD_RUNNING_KEY, WORKERS_KEY
+from velesio_core.queue.fair import FairQueue
+from velesio_core.queue.keys import (
+    BEATS_KEY,
+    DRAMATIQ_NAMESPACE,
+    SD_OPTIONS_KEY,
+    SD_RUNNING_KEY,
+    WORKERS_KEY,
+    QueueKeys,
+)
 from velesio_core.queue.reaper import DEAD_AFTER_S
 from velesio_core.registry import STALE_AFTER_S
 
@@ -74,7 +82,8 @@ def leaked_keys(client: redis.Redis) -> list[str]:
     for raw in client.scan_iter(match=f"{DRAMATIQ_NAMESPACE}:*.msgs", count=1000):
         if raw.endswith(b".XQ.msgs"):
             continue  # dead-lettered messages: Dramatiq expires them itself
-        queued = set(client.lrange(raw.decode().removesuffix(".msgs"), 0, -1))
+        # Waiting means reachable by a fetch: on the ready list, or in a lane the schedule serves.
+        queued = set(FairQueue(client).order(QueueKeys(raw.decode().removesuffix(".msgs").partition(":")[2])))
         for message_id in client.hkeys(raw):
             if message_id not in queued and message_id not in held:
                 leaks.append(f"{raw.decode()}[{message_id.decode()}] (neither queued nor held)")

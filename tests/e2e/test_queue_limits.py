@@ -12,6 +12,7 @@ import requests
 
 from tests.support.processes import llama_metric, service_env, start_stack, start_worker, wait_until
 from velesio_core.jobs import Job, JobKind, Queue
+from velesio_core.queue.fair import FairQueue
 from velesio_core.queue.keys import QueueKeys, events_key
 from velesio_core.queue.redis_queue import RedisJobQueue
 
@@ -54,7 +55,8 @@ def test_a_full_queue_is_503_with_retry_after_and_waiting_jobs_time_out(stalled_
     for client in clients:
         client.start()
     redis = redis_server.client(4)
-    wait_until(lambda: redis.llen(queue.messages_list) == 2, timeout=10, what="two jobs queued")
+    fair = FairQueue(redis)
+    wait_until(lambda: len(fair.order(queue)) == 2, timeout=10, what="two jobs queued")
 
     refused = requests.post(stack.url("/completion"), json={"prompt": "hi"}, headers=stack.auth, timeout=10)
     assert refused.status_code == 503
@@ -67,7 +69,7 @@ def test_a_full_queue_is_503_with_retry_after_and_waiting_jobs_time_out(stalled_
     # Past JOB_DEADLINE with no worker: a clear 503 each, and their jobs are off the queue.
     assert [response.status_code for response in waiting] == [503, 503]
     assert all("no worker started the job" in r.json()["error"]["message"] for r in waiting)
-    assert redis.llen(queue.messages_list) == 0
+    assert fair.order(queue) == []
     assert redis.hlen(queue.messages_hash) == 0
 
 

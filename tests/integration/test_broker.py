@@ -13,6 +13,7 @@ from velesio_core.events import Event, EventType
 from velesio_core.jobs import Job, JobKind, Queue
 from velesio_core.queue.broker import WakingRedisBroker
 from velesio_core.queue.event_sink import RedisEventSinks
+from velesio_core.queue.fair import FairQueue
 from velesio_core.queue.keys import CANCEL_CHANNEL, QueueKeys, events_key
 from velesio_core.queue.redis_queue import RedisJobQueue, actor_name
 
@@ -87,13 +88,13 @@ def test_messages_keep_dramatiqs_layout_and_are_acked_after_the_actor(db):
     for job in jobs:
         submit(url, job)
     keys = QueueKeys(AUX)
-    assert client.llen(keys.messages_list) == 3 and client.hlen(keys.messages_hash) == 3
+    assert len(FairQueue(client).order(keys)) == 3 and client.hlen(keys.messages_hash) == 3
     worker = worker_with(broker, actor, queue=AUX, threads=2)
     try:
         assert done.wait(timeout=10)
         assert [job["id"] for job in seen] == [job.id for job in jobs]  # FIFO
         time.sleep(0.5)  # acks are sent after the actor returns
-        assert client.llen(keys.messages_list) == 0
+        assert FairQueue(client).order(keys) == []
         assert client.hlen(keys.messages_hash) == 0
         assert client.scard(keys.unacked_set(broker.broker_id)) == 0
     finally:
@@ -196,7 +197,7 @@ def test_cancelling_a_queued_job_takes_it_off_the_queue_and_tells_workers(db):
 
     job = asyncio.run(submit_and_cancel())
     keys = QueueKeys(LLM)
-    assert client.llen(keys.messages_list) == 0 and client.hlen(keys.messages_hash) == 0
+    assert FairQueue(client).order(keys) == [] and client.hlen(keys.messages_hash) == 0
     deadline = time.monotonic() + 5
     message = None
     while message is None and time.monotonic() < deadline:
@@ -221,7 +222,7 @@ def test_the_cap_counts_waiting_jobs_per_queue(db):
         return outcomes
 
     assert asyncio.run(fill()) == ["queued", "queued", "503", "queued"]
-    assert client.llen(QueueKeys(LLM).messages_list) == 2
+    assert len(FairQueue(client).order(QueueKeys(LLM))) == 2
 
 
 @pytest.mark.slow

@@ -14,6 +14,7 @@ from velesio_core.events import Event, EventType
 from velesio_core.jobs import Job, JobKind, Queue
 from velesio_core.queue.broker import WakingRedisBroker
 from velesio_core.queue.event_sink import RedisEventSinks
+from velesio_core.queue.fair import FairQueue
 from velesio_core.queue.keys import BEATS_KEY, WORKERS_KEY, QueueKeys, events_key
 from velesio_core.queue.reaper import Liveness, Orphans
 from velesio_core.queue.redis_queue import RedisJobQueue
@@ -63,28 +64,34 @@ def silence(client, name: str, seconds: float = 10.0) -> None:
     client.zadd(BEATS_KEY, {name: now_s * 1000 + now_us // 1000 - seconds * 1000})
 
 
+def waiting(client) -> list[bytes]:
+    """The queue's waiting message ids, in the order a fetch would take them."""
+    return FairQueue(client).order(QueueKeys(LLM))
+
+
 def stream_types(client, job_id: str) -> list[str]:
     return [fields[b"t"].decode() for _, fields in client.xrange(events_key(job_id))]
 
 
 def test_a_silent_workers_unstarted_jobs_go_back_to_the_head_of_their_queue(db):
     url, client = db
-    first, second, waiting = job(), job(), job()
+    first, second, pending = job(), job(), job()
     submit(url, first, second)
     broker, _ = a_worker_that_took(url, client, 2)
-    submit(url, waiting)
+    submit(url, pending)
     keys = QueueKeys(LLM)
     client.delete(keys.wake_list)
     # A live worker reaps the dead one.
     live = Liveness(client, "w-live")
     live.beat()
     live.reap()
-    assert client.lrange(keys.messages_list, 0, -1) == [waiting.id.encode()], "reaped too early"
+    assert waiting(client) == [pending.id.encode()], "reaped too early"
 
     silence(client, "w-dead")
     live.reap()
-    queued = [item.decode() for item in client.lrange(keys.messages_list, 0, -1)]
-    assert sorted(queued[:2]) == sorted([first.id, second.id]) and queued[2] == waiting.id
+    # Back on the ready list, fetched before any key's new jobs.
+    queued = [item.decode() for item in waiting(client)]
+    assert sorted(queued[:2]) == sorted([first.id, second.id]) and queued[2] == pending.id
     assert client.llen(keys.wake_list) == 2
     assert client.scard(keys.unacked_set(broker.broker_id)) == 0
     assert client.hget(WORKERS_KEY, "w-dead") is None
@@ -116,7 +123,7 @@ def test_a_silent_workers_job_that_had_streamed_ends_with_an_error_event(db):
     assert 0 < client.ttl(events_key(streaming.id)) <= 10
     keys = QueueKeys(LLM)
     assert not client.hexists(keys.messages_hash, streaming.id), "an answered job's message was kept"
-    assert client.lrange(keys.messages_list, 0, -1) == [unstarted.id.encode()]
+    assert waiting(client) == [unstarted.id.encode()]
     broker.close()
 
 
@@ -137,7 +144,7 @@ def test_a_reaped_worker_can_write_nothing_more_to_its_lost_jobs(db):
     with pytest.raises(JobCancelled):
         sink.emit(Event(EventType.RESULT, b'{"content":"late"}'))
     assert stream_types(client, lost.id) == ["queued"]
-    assert client.lrange(QueueKeys(LLM).messages_list, 0, -1) == [lost.id.encode()]
+    assert waiting(client) == [lost.id.encode()]
     broker.close()
 
 
@@ -177,7 +184,7 @@ def test_each_dead_worker_is_reaped_by_exactly_one_of_many_reapers(db):
     reapers = [Liveness(client, f"w{index}") for index in range(8)]
     reports = [reaper._reap(keys=[BEATS_KEY, WORKERS_KEY], args=reaper._args) for reaper in reapers]
     assert [report for report in reports if report] == [[b"w-dead", 1, 0]]
-    assert client.llen(QueueKeys(LLM).messages_list) == 1
+    assert len(waiting(client)) == 1
     broker.close()
 
 
@@ -205,7 +212,7 @@ def test_a_stopping_worker_hands_back_what_it_still_holds_and_leaves_no_key(db, 
     assert client.hget(WORKERS_KEY, "w-live") is not None and client.zscore(BEATS_KEY, "w-live")
     other.close()
     keys = QueueKeys(LLM)
-    assert client.lrange(keys.messages_list, 0, -1) == [held.id.encode()]
+    assert waiting(client) == [held.id.encode()]
     assert not client.exists(keys.unacked_set(broker.broker_id))
     assert client.hget(WORKERS_KEY, "w-dead") is None and client.zscore(BEATS_KEY, "w-dead") is None
     broker.close()

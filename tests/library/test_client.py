@@ -25,6 +25,7 @@ from velesio_core.client import (
     Timeout,
     Token,
 )
+from velesio_core.queue.fair import FairQueue
 from velesio_core.queue.keys import QueueKeys
 from velesio_core.settings import Settings
 
@@ -192,10 +193,10 @@ def test_an_async_stream_dropped_unread_takes_its_job_off_the_queue(stack, unser
     async def scenario() -> None:
         async with AsyncClient(stack.env["REDIS_URL"]) as client:
             stream = await client.complete("waits", model=unserved_model, stream=True)
-            key = QueueKeys(stream._handle.job.queue).messages_list
-            assert redis_server.client(1).llen(key) == 1
+            keys, fair = QueueKeys(stream._handle.job.queue), FairQueue(redis_server.client(1))
+            assert fair.order(keys) == [stream._handle.job.id.encode()]
             del stream
             await asyncio.sleep(0.5)  # the release runs as a task of the client's loop
-            assert redis_server.client(1).llen(key) == 0
+            assert fair.order(keys) == []
 
     asyncio.run(scenario())

@@ -5,7 +5,8 @@ Redis to make them: everything is read from what the queue and the workers keep 
 
 - Workers: the registry's cards (registry.py), stale ones included so that a worker that stopped
   heartbeating shows as down instead of vanishing.
-- Waiting jobs: a queue's Dramatiq list, in order, with each message's body in the queue's hash.
+- Waiting jobs: a queue's fair queue, in the order they would be fetched (fair.py), with each
+  message's body in the queue's hash.
 - Jobs a worker holds: Dramatiq's unacked sets (one per worker broker and queue). A held job is
   *running* once its event stream has more than the ``queued`` entry the API opened it with
   (a worker writes ``started`` at once, see runner.py); until then it is prefetched.
@@ -30,13 +31,13 @@ import redis.asyncio as aioredis
 
 from .errors import ErrorKind, GatewayError
 from .events import EventType
+from .queue.fair import FairQueue
 from .queue.keys import (
     CANCEL_CHANNEL,
     DRAMATIQ_NAMESPACE,
     WORKERS_KEY,
     QueueKeys,
     events_key,
-    lua_script,
     operator_cancel_key,
 )
 from .registry import STALE_AFTER_S, WorkerCard
@@ -151,7 +152,7 @@ class ClusterState:
     def __init__(self, redis: aioredis.Redis, *, namespace: str = DRAMATIQ_NAMESPACE) -> None:
         self._redis = redis
         self._namespace = namespace
-        self._cancel = redis.register_script(lua_script("cancel"))
+        self._fair = FairQueue(redis)
         self._lock = asyncio.Lock()
         self._snapshot: dict[str, Any] | None = None
         self._taken_at = float("-inf")
@@ -190,11 +191,10 @@ class ClusterState:
         for queue in queue_names:
             keys = QueueKeys(queue, self._namespace)
             pipe = self._redis.pipeline(transaction=False)
-            pipe.llen(keys.messages_list)
-            pipe.lrange(keys.messages_list, 0, LISTED_PER_QUEUE - 1)
             for key in held.get(queue, []):
                 pipe.smembers(key)
-            depth, waiting_ids, *held_ids = await pipe.execute()
+            held_ids = await pipe.execute()
+            (depth, _heads), waiting_ids = await self._fair.stats(keys), await self._fair.order(keys, LISTED_PER_QUEUE)
             waiting_ids = [raw.decode() for raw in waiting_ids]
             held_list = sorted({raw.decode() for members in held_ids for raw in members})
             bodies = (
@@ -293,7 +293,7 @@ class ClusterState:
             if not await self._redis.hexists(keys.messages_hash, job_id):
                 continue
             await self._redis.set(operator_cancel_key(job_id), b"1", ex=_CANCEL_MARK_TTL_S)
-            await self._cancel(keys=[keys.messages_list, keys.messages_hash], args=[job_id, CANCEL_CHANNEL, job_id])
+            await self._fair.cancel(keys, job_id, channel=CANCEL_CHANNEL, job_id=job_id)
             stream = events_key(job_id)
             if await self._redis.exists(stream):
                 error = orjson.dumps(CANCELLED_BY_OPERATOR.to_event_data())

@@ -101,10 +101,11 @@ class QueueFullError(GatewayError):
     """The queue already holds as many waiting jobs as its cap allows: a 503 with a retry hint,
     a type of its own so that a Python caller (velesio_core.client) can tell it from an outage."""
 
-    def __init__(self, cap: int, *, retry_after_s: int) -> None:
+    def __init__(self, cap: int, *, retry_after_s: int, per_key: bool = False) -> None:
+        waiting = f"{cap} jobs of this API key are" if per_key else f"{cap} jobs are"
         super().__init__(
             ErrorKind.UNAVAILABLE,
-            f"the server is busy: {cap} jobs are already waiting; retry shortly",
+            f"the server is busy: {waiting} already waiting; retry shortly",
             retry_after_s=retry_after_s,
         )
 

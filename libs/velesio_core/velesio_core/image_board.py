@@ -12,7 +12,7 @@ many workers, so this small piece of state is shared on a board that workers wri
   worker in its payload (``sd_model_checkpoint``, ``sd_vae``), so each worker loads what the
   client chose before running the job;
 - the waiting jobs are the image queue itself (``sd`` for :data:`~velesio_core.jobs.IMAGE_MODEL`),
-  so a client sees its place in it.
+  so a client sees its place in it: how many jobs the fair queue would hand out before its own.
 
 "The current job" is the one that started first among those running: with one image worker, the
 only one. A standalone worker (no Redis) keeps the same board in its own memory.
@@ -34,6 +34,7 @@ from redis.typing import EncodableT, FieldT
 
 from .events import Event, EventType
 from .jobs import IMAGE_MODEL, Job, Queue
+from .queue.fair import FairQueue
 from .queue.keys import CANCEL_CHANNEL, SD_OPTIONS_KEY, SD_RUNNING_KEY, JobControl, QueueKeys, events_key, task_key
 from .queue.redis_queue import queue_error
 from .tenants.redis_keys import string
@@ -133,6 +134,7 @@ class RedisImageBoard:
     def __init__(self, client: aioredis.Redis) -> None:
         self._redis = client
         self._queue = QueueKeys(Queue.SD.for_model(IMAGE_MODEL))
+        self._fair = FairQueue(client)
 
     async def _running(self) -> list[str]:
         pipe = self._redis.pipeline(transaction=False)
@@ -144,7 +146,7 @@ class RedisImageBoard:
     async def current(self) -> ImageProgress:
         try:
             running = await self._running()
-            waiting = await self._redis.llen(self._queue.messages_list)
+            waiting, _heads = await self._fair.stats(self._queue)
             started: list[tuple[float, str, dict[str, Any] | None]] = []
             for job_id in running:
                 latest = await self._latest_progress(job_id)
@@ -166,12 +168,10 @@ class RedisImageBoard:
 
     async def position(self, job_id: str) -> int | None:
         try:
-            position = await self._redis.lpos(self._queue.messages_list, job_id)
+            position = await self._fair.position(self._queue, job_id)
         except RedisError as error:
             raise queue_error(error) from None
-        # Asked for no count, LPOS answers one index (redis-py types it for any count).
-        assert not isinstance(position, list)
-        return position
+        return position if position >= 0 else None
 
     async def name_task(self, name: str, job_id: str, ttl_s: int) -> None:
         try:

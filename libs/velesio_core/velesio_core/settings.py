@@ -89,6 +89,9 @@ class Settings:
     #: Sent as a Bearer token to the Ollama server (a gated host, or another velesio).
     ollama_api_key: str | None
     queue_cap: int
+    #: Waiting jobs one API key may have in a queue, so that no key fills QUEUE_CAP alone
+    #: (API_TOKENS' jobs are held to QUEUE_CAP only).
+    key_queue_cap: int
     job_deadline_s: float
     job_timeout_s: float
     #: Seconds a running job may go without an event (a token, an image step) before its backend
@@ -158,6 +161,7 @@ class Settings:
         models_dir = Path(read.text("MODELS_DIR", "models"))
         cpus = machine.usable_cpus()
         gpu_layers = read.integer("GPU_LAYERS", 0, minimum=-1)
+        queue_cap = read.integer("QUEUE_CAP", 256, minimum=1)
         settings = cls(
             api_tokens=read.tokens("API_TOKENS"),
             redis_url=read.redis_url(),
@@ -192,7 +196,8 @@ class Settings:
             ollama_server_url=read.url("OLLAMA_SERVER_URL", schemes=("http", "https")) or "http://localhost:11434",
             ollama_model=read.text("OLLAMA_MODEL", "") or None,
             ollama_api_key=read.text("OLLAMA_API_KEY", "") or None,
-            queue_cap=read.integer("QUEUE_CAP", 256, minimum=1),
+            queue_cap=queue_cap,
+            key_queue_cap=read.integer("KEY_QUEUE_CAP", max(1, queue_cap // 4), minimum=1),
             job_deadline_s=read.seconds("JOB_DEADLINE", 60.0),
             job_timeout_s=read.seconds("JOB_TIMEOUT", 600.0),
             job_progress_timeout_s=read.seconds("JOB_PROGRESS_TIMEOUT", 60.0),

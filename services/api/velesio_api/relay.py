@@ -24,6 +24,9 @@ from velesio_core.validation import parse_json
 
 from .disconnect import CONNECTION, ClientConnection
 
+#: A streamed answer's header: how many jobs were to be served before its job when it was queued.
+QUEUE_POSITION_HEADER = "X-Queue-Position"
+
 
 class StreamEncoder(Protocol):
     """Writes one request's events in its dialect; it may keep state (ids, first-chunk flags)."""
@@ -154,7 +157,7 @@ class Relay:
         guard = DisconnectGuard(req, handle).arm()
         events = handle.events()
         if isinstance(encoder, OpensEarly):
-            _stream_headers(resp, content_type)
+            _stream_headers(resp, content_type, handle.queue_position)
             resp.stream = _kept_alive(events, encoder, guard)
             return
         try:
@@ -162,7 +165,7 @@ class Relay:
         except BaseException:
             guard.disarm()
             raise
-        _stream_headers(resp, content_type)
+        _stream_headers(resp, content_type, handle.queue_position)
         resp.stream = _encoded(first, events, encoder, guard)
 
     async def stream_choices(
@@ -192,7 +195,8 @@ class Relay:
             await events.aclose()
             await choices.cancel()
             raise
-        _stream_headers(resp, content_type)
+        # The first choice's job was queued first: where the answer's first output can come from.
+        _stream_headers(resp, content_type, choices.handles[0].queue_position)
         resp.stream = _choices_encoded(first, events, encoder, choices, guard)
 
 
@@ -267,11 +271,14 @@ async def _choices_encoded(
         guard.disarm()
 
 
-def _stream_headers(resp: falcon.asgi.Response, content_type: str) -> None:
+def _stream_headers(resp: falcon.asgi.Response, content_type: str, queue_position: int | None) -> None:
     resp.content_type = content_type
     resp.set_header("Cache-Control", "no-cache")
     # Proxies such as nginx would otherwise batch events, which LlamaLib cannot parse.
     resp.set_header("X-Accel-Buffering", "no")
+    if queue_position is not None:
+        # Sent with the status line, so only the place the job had when queued, 0 being next.
+        resp.set_header(QUEUE_POSITION_HEADER, str(queue_position))
 
 
 async def _first_output(events: AsyncIterator[Event], encoder: StreamEncoder) -> tuple[Event, list[bytes]]:

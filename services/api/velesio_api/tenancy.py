@@ -169,6 +169,7 @@ class LeasedHandle:
         self._lease = lease
         self._ended = False
         self.job = handle.job
+        self.queue_position = handle.queue_position
 
     async def events(self) -> AsyncIterator[Event]:
         try:

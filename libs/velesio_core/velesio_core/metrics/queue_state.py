@@ -8,6 +8,7 @@ itself stamped when the job was queued: no clock but Redis's is involved, and no
 
 from __future__ import annotations
 
+import itertools
 import logging
 
 import redis.asyncio as aioredis
@@ -16,6 +17,7 @@ from redis.exceptions import RedisError
 
 from ..errors import GatewayError
 from ..jobs import IMAGE_MODEL, Queue
+from ..queue.fair import FairQueue
 from ..queue.keys import QueueKeys, events_key
 from ..registry import WorkerRegistry
 
@@ -23,7 +25,7 @@ log = logging.getLogger(__name__)
 
 
 async def queue_families(redis: aioredis.Redis) -> list[Metric]:
-    """The scrape-time families, read from Redis in two round trips."""
+    """The scrape-time families, read from Redis in a round trip per queue and one more."""
     redis_up = GaugeMetricFamily("velesio_redis_up", "Whether the API reached Redis at this scrape (1) or not (0).")
     try:
         families = await _read_queues(redis)
@@ -54,32 +56,25 @@ async def _read_queues(redis: aioredis.Redis) -> list[Metric]:
             serving[model] = serving.get(model, 0) + 1
     queues = [(kind.for_model(model), model, kind.value) for model in serving for kind in Queue.of_model(model)]
 
+    fair = FairQueue(redis)
+    stats = [await fair.stats(QueueKeys(queue)) for queue, _model, _kind in queues]
     async with redis.pipeline(transaction=False) as pipe:
-        for queue, _model, _kind in queues:
-            list_key = QueueKeys(queue).messages_list
-            pipe.llen(list_key)
-            pipe.lindex(list_key, 0)
+        for _waiting, heads in stats:
+            # Each lane is oldest first: the oldest waiting job is one of the heads.
+            for head in heads:
+                pipe.xrange(events_key(head.decode()), count=1)
         pipe.time()
         replies = await pipe.execute()
     seconds, micros = replies[-1]
     now_ms = seconds * 1000 + micros // 1000
-    heads = [head.decode() if head else None for head in replies[1:-1:2]]
-    async with redis.pipeline(transaction=False) as pipe:
-        for head in heads:
-            if head is not None:
-                pipe.xrange(events_key(head), count=1)
-        first_entries = iter(await pipe.execute())
+    first_entries = iter(replies[:-1])
 
     for model, count in serving.items():
         workers.add_metric([model], count)
-    for (queue, model, kind), waiting, head in zip(queues, replies[0:-1:2], heads, strict=True):
+    for (queue, model, kind), (waiting, heads) in zip(queues, stats, strict=True):
         labels = [queue, model, kind]
         depth.add_metric(labels, waiting)
-        age_s = 0.0
-        if head is not None:
-            entries = next(first_entries)
-            if entries:
-                queued_ms = int(entries[0][0].split(b"-")[0])
-                age_s = max(0.0, (now_ms - queued_ms) / 1000)
-        oldest.add_metric(labels, age_s)
+        firsts = itertools.islice(first_entries, len(heads))
+        queued_ms = [int(entries[0][0].split(b"-")[0]) for entries in firsts if entries]
+        oldest.add_metric(labels, max(0.0, (now_ms - min(queued_ms)) / 1000) if queued_ms else 0.0)
     return [workers, depth, oldest]

@@ -7,10 +7,13 @@ gateway. ``make bench`` measures both consumers side by side (bench/RESULTS.md, 
 
 Here every enqueue also pushes a token on a per-queue *wake list*, and a consumer with nothing to
 fetch blocks on that list with ``BLPOP`` (up to ``worker_timeout``, after which it simply fetches
-again, so a lost token costs at most that). Everything else stays Dramatiq's: messages are laid
-out and fetched by Dramatiq's own Lua script, acked, nacked and requeued the same way, and dead
-workers' messages recovered by Dramatiq's maintenance. A consumer whose prefetch is full waits
-for an ack or nack of its own instead of polling.
+again, so a lost token costs at most that). A consumer whose prefetch is full waits for an ack or
+nack of its own instead of polling.
+
+Messages wait in the fair queue (fair.py): a fetch takes what went back on Dramatiq's list first,
+then each key's jobs in turn. Everything after the fetch stays Dramatiq's: a fetched message is in
+the broker's unacked set as Dramatiq's fetch leaves it, acked, nacked and requeued by Dramatiq's
+own script, and dead workers' messages recovered by Dramatiq's maintenance.
 """
 
 from __future__ import annotations
@@ -23,10 +26,12 @@ from typing import Any
 import redis
 from dramatiq.broker import MessageProxy
 from dramatiq.brokers.redis import RedisBroker, _RedisConsumer
+from dramatiq.common import current_millis
 from dramatiq.errors import ConnectionClosed
 from dramatiq.message import Message
 
-from .keys import WAKE_TOKENS_MAX, QueueKeys, lua_script
+from .fair import FairQueue, lane_of
+from .keys import WAKE_TOKENS_MAX, QueueKeys
 
 
 class WakingRedisBroker(RedisBroker):
@@ -40,7 +45,7 @@ class WakingRedisBroker(RedisBroker):
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self._enqueue_script = self.client.register_script(lua_script("enqueue"))
+        self._fair = FairQueue(self.client)
         # Messages whose job acknowledged them itself, with its final event (finish.lua).
         self._acked_by_job: set[str] = set()
         # Messages handed to this process's worker threads and not acknowledged yet, whichever
@@ -57,10 +62,32 @@ class WakingRedisBroker(RedisBroker):
         return QueueKeys(queue_name, self.namespace)
 
     def do_enqueue(self, queue_name: str, message_id: str, data: bytes) -> None:
+        # A message sent through Dramatiq itself (an actor's send) carries no key.
+        self._fair.enqueue(self.queue_keys(queue_name), message_id, data, lane_of(None))
+
+    def do_fetch(self, queue_name: str, room: int) -> list[bytes | None]:
+        if self._should_do_maintenance("fetch"):
+            self._maintain(queue_name)
         keys = self.queue_keys(queue_name)
-        self._enqueue_script(
-            keys=[keys.messages_list, keys.messages_hash, keys.wake_list],
-            args=[message_id, data, 0, WAKE_TOKENS_MAX],
+        fetched: list[bytes | None] = self._fair.fetch(keys, room, broker_id=self.broker_id, now_ms=current_millis())
+        return fetched
+
+    def _maintain(self, queue_name: str) -> None:
+        """Dramatiq's maintenance, as its fetch runs it now and then (dead brokers' messages back
+        on the ready list, old dead letters dropped), fetching nothing."""
+        self.scripts["dispatch"](
+            keys=[self.namespace],
+            args=[
+                "fetch",
+                current_millis(),
+                queue_name,
+                self.broker_id,
+                self.heartbeat_timeout,
+                self.dead_message_ttl,
+                1,
+                self._max_unpack_size(),
+                0,
+            ],
         )
 
     def held_message_ids(self) -> frozenset[str]:

@@ -16,6 +16,9 @@ from ..jobs import Job
 
 class JobHandle(Protocol):
     job: Job
+    #: How many jobs were to be served before this one when it was queued, where the queue
+    #: tells (a streamed job on the Redis queue); else None.
+    queue_position: int | None
 
     def events(self) -> AsyncIterator[Event]:
         """The job's events in order, ending with its result or error.

@@ -69,14 +69,21 @@ def operator_cancel_key(job_id: str) -> str:
 
 @dataclass(frozen=True)
 class QueueKeys:
-    """The keys of one Dramatiq queue, as Dramatiq's Redis broker lays them out."""
+    """The keys of one Dramatiq queue: Dramatiq's Redis broker's, and the fair queue's lanes
+    beside them (fairq.lua describes the layout)."""
 
     queue: str
     namespace: str = DRAMATIQ_NAMESPACE
 
     @property
-    def messages_list(self) -> str:
+    def ready_list(self) -> str:
+        """Dramatiq's list of message ids: here, the jobs that went back on the queue, fetched
+        before any lane's."""
         return f"{self.namespace}:{self.queue}"
+
+    def lane(self, name: str) -> str:
+        """One key's new jobs, oldest first."""
+        return f"{self.namespace}:{self.queue}.lane.{name}"
 
     @property
     def messages_hash(self) -> str:

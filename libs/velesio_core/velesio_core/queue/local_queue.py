@@ -77,6 +77,7 @@ class LocalJobQueue:
 class LocalJobHandle:
     def __init__(self, job: Job, sink: LoopEventSink, supervisor: JobSupervisor) -> None:
         self.job = job
+        self.queue_position: int | None = None
         self._events = sink.queue
         self._supervisor = supervisor
 

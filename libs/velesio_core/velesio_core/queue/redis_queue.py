@@ -1,8 +1,9 @@
 """The API's side of the Redis queue: enqueue a job as a Dramatiq message, read its events.
 
-Enqueueing is one Lua call that checks the queue-depth cap, writes the message in Dramatiq's own
-layout and wakes an idle consumer. Events are read with ``XREAD BLOCK``: the API learns of each
-event the moment a worker writes it, and nothing in the request path sleeps or polls.
+Enqueueing is one Lua call (fairq.lua) that checks the queue's and the key's caps, writes the
+message in its key's lane of the fair queue and wakes an idle consumer. Events are read with
+``XREAD BLOCK``: the API learns of each event the moment a worker writes it, and nothing in the
+request path sleeps or polls.
 """
 
 from __future__ import annotations
@@ -27,7 +28,8 @@ from ..metrics.queue import CANCELLED, EXPIRED, REJECTED
 from ..redis_clients import async_client, async_client_for_url, follow_master, log_unreachable
 from ..settings import Settings
 from .event_sink import FINISHED_EVENTS_TTL_S
-from .keys import CANCEL_CHANNEL, WAKE_TOKENS_MAX, QueueKeys, events_key, lua_script
+from .fair import QUEUE_FULL, FairQueue, lane_of
+from .keys import CANCEL_CHANNEL, QueueKeys, events_key
 from .reaper import REAP_EVERY_S, AsyncReaper
 
 log = logging.getLogger(__name__)
@@ -76,11 +78,12 @@ def encode_job_message(job: Job) -> bytes:
 
 
 class RedisJobQueue:
-    def __init__(self, redis: aioredis.Redis, *, queue_cap: int) -> None:
+    def __init__(self, redis: aioredis.Redis, *, queue_cap: int, key_queue_cap: int = 0) -> None:
         self.redis = redis
         self._queue_cap = queue_cap
-        self._enqueue = redis.register_script(lua_script("enqueue"))
-        self._cancel = redis.register_script(lua_script("cancel"))
+        #: Waiting jobs one key may have in a queue (0: no cap but the queue's).
+        self._key_queue_cap = key_queue_cap
+        self._fair = FairQueue(redis)
         self._following: asyncio.Task[None] | None = None
         self._reaping: asyncio.Task[None] | None = None
 
@@ -102,7 +105,7 @@ class RedisJobQueue:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> RedisJobQueue:
-        return cls(async_client(settings), queue_cap=settings.queue_cap)
+        return cls(async_client(settings), queue_cap=settings.queue_cap, key_queue_cap=settings.key_queue_cap)
 
     @classmethod
     def from_url(cls, url: str, *, queue_cap: int) -> RedisJobQueue:
@@ -112,20 +115,27 @@ class RedisJobQueue:
         keys = QueueKeys(job.queue)
         # The stream outlives anything that could still read it: the wait, the run, the grace.
         ttl_s = int(job.deadline - job.enqueued_at + job.timeout_s) + FINISHED_EVENTS_TTL_S
+        lane = lane_of(job.tenant)
         try:
-            queued = await self._enqueue(
-                keys=[keys.messages_list, keys.messages_hash, keys.wake_list, events_key(job.id)],
-                args=[job.id, encode_job_message(job), self._queue_cap, WAKE_TOKENS_MAX, ttl_s],
-            )
+            reply = await self._fair.enqueue(
+                keys, job.id, encode_job_message(job), lane,
+                queue_cap=self._queue_cap, lane_cap=self._key_queue_cap,
+                stream=events_key(job.id), stream_ttl_s=ttl_s, position=job.stream,
+            )  # fmt: skip
         except RedisError as error:
             raise queue_error(error) from None
-        if not queued:
+        if reply[0] != 1:
             REJECTED.labels(job.queue, job.model).inc()
-            raise QueueFullError(self._queue_cap, retry_after_s=RETRY_AFTER_S)
-        return RedisJobHandle(self, job, after=queued)
+            if reply[0] == QUEUE_FULL:
+                raise QueueFullError(self._queue_cap, retry_after_s=RETRY_AFTER_S)
+            raise QueueFullError(self._key_queue_cap, retry_after_s=RETRY_AFTER_S, per_key=True)
+        _, queued, position = reply
+        return RedisJobHandle(self, job, after=queued, position=position if position >= 0 else None)
 
     async def depth(self, queue: str) -> int:
-        return await self.redis.llen(QueueKeys(queue).messages_list)
+        """Jobs waiting in a queue, whichever key queued them."""
+        waiting, _heads = await self._fair.stats(QueueKeys(queue))
+        return int(waiting)
 
     async def close(self) -> None:
         for task in (self._following, self._reaping):
@@ -135,7 +145,7 @@ class RedisJobQueue:
 
     async def _cancel_job(self, job: Job) -> None:
         keys = QueueKeys(job.queue)
-        await self._cancel(keys=[keys.messages_list, keys.messages_hash], args=[job.id, CANCEL_CHANNEL, job.id])
+        await self._fair.cancel(keys, job.id, channel=CANCEL_CHANNEL, job_id=job.id)
 
 
 def _raise_if_cancelled() -> None:
@@ -152,10 +162,12 @@ def _raise_if_cancelled() -> None:
 
 
 class RedisJobHandle:
-    def __init__(self, queue: RedisJobQueue, job: Job, *, after: bytes) -> None:
+    def __init__(self, queue: RedisJobQueue, job: Job, *, after: bytes, position: int | None = None) -> None:
         self._queue = queue
         self.job = job
         self._after = after
+        #: How many jobs would be fetched before it when it was queued (streamed jobs only).
+        self.queue_position = position
 
     async def events(self) -> AsyncIterator[Event]:
         job = self.job
