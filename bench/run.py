@@ -7,6 +7,7 @@ Diffusion, a second worker runs the tiny pipeline and this process loads the sam
 ``metrics``, ``keys`` or ``queue`` run the text part, which measures all four of its sections).
 ``cpu``, ``scale`` and ``peers`` run under load on a stack of their own, each alone or together;
 ``peers`` installs LiteLLM and Portkey's gateway under ~/.cache/velesio-bench the first time.
+``fairness`` needs only Redis: a worker of its own with a sleeping actor.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ sys.path.insert(0, str(ROOT))
 
 from bench import library, llm, peers, pickup, scale, sd  # noqa: E402
 from bench.cpu import gateway_cpu  # noqa: E402
+from bench.fairness import fairness  # noqa: E402
 from bench.keys_cost import keys_cost  # noqa: E402
 from bench.metrics_cost import metrics_cost  # noqa: E402
 from bench.report import Section, markdown, replace_sections  # noqa: E402
@@ -35,7 +37,7 @@ from velesio_core.tiny_model import write_tiny_model  # noqa: E402
 #: `make up`'s own configuration: every count the machine decides (velesio_core.machine) and
 #: the settings' defaults, over the test stacks' tuned ones (tests/support/processes.start_stack).
 DEFAULTS = {"LLAMA_SLOTS": "", "LLAMA_SERVER_ARGS": "", "API_WORKERS": "", "LLAMA_THREADS": ""}
-SECTIONS = ("llm", "metrics", "keys", "queue", "sd", "cpu", "scale", "peers")
+SECTIONS = ("llm", "metrics", "keys", "queue", "sd", "cpu", "scale", "peers", "fairness")
 TEXT_SECTIONS = {"llm", "metrics", "keys", "queue"}
 #: The sections measured under load on a stack of their own (each can run alone).
 LOAD_SECTIONS = ("cpu", "scale", "peers")
@@ -67,6 +69,10 @@ def main() -> None:
             sections.append(image_section(work, logs, redis, 20 if args.quick else 100))
         if chosen & set(LOAD_SECTIONS):
             sections += load_sections(work, logs, redis, [name for name in LOAD_SECTIONS if name in chosen], args.quick)
+        if "fairness" in chosen:
+            fair_section = Section("Fair queue: a flooding key against the others, weights, and the lanes' cost")
+            fairness(fair_section, redis.url(6), args.quick)
+            sections.append(fair_section)
     finally:
         redis.stop()
 

@@ -50,6 +50,18 @@ local function state(field)
     return tonumber(redis.call("hget", fair, field) or 0)
 end
 
+-- The whole state at once, for the commands that read it for every key: one call, not one a field.
+local function all_state()
+    local flat = redis.call("hgetall", fair)
+    local fields = {}
+    for i = 1, #flat, 2 do
+        fields[flat[i]] = tonumber(flat[i + 1])
+    end
+    return function(field)
+        return fields[field] or 0
+    end
+end
+
 local function whole(x)
     return string.format("%.0f", x)
 end
@@ -143,11 +155,28 @@ local function before(a, b)
     return #a < #b
 end
 
+-- Each item's rank by name, for ties: integers compare faster than names, and ties are common
+-- (keys of equal weight move in step).
+local function rank_by_name(items)
+    local names = {}
+    for _, item in ipairs(items) do
+        table.insert(names, item.name)
+    end
+    table.sort(names, before)
+    local ranks = {}
+    for rank, name in ipairs(names) do
+        ranks[name] = rank
+    end
+    for _, item in ipairs(items) do
+        item.rank = ranks[item.name]
+    end
+end
+
 local function earliest(items)
     local best = 1
     for i = 2, #items do
         local item, top = items[i], items[best]
-        if item.start < top.start or (item.start == top.start and before(item.name, top.name)) then
+        if item.start < top.start or (item.start == top.start and item.rank < top.rank) then
             best = i
         end
     end
@@ -156,6 +185,7 @@ end
 
 -- The lanes as fetch would serve them from now on, if no job arrived.
 local function load_schedule()
+    local state = all_state()
     local schedule_now = {}
     local raw = redis.call("zrange", tops, 0, -1, "WITHSCORES")
     for i = 1, #raw, 2 do
@@ -173,9 +203,11 @@ local function load_schedule()
             end
         end
         if #entry.lanes > 0 then
+            rank_by_name(entry.lanes)
             table.insert(schedule_now, entry)
         end
     end
+    rank_by_name(schedule_now)
     return schedule_now
 end
 
@@ -197,7 +229,22 @@ local function serve(schedule_now)
     return lane.name, index
 end
 
--- A job's place in the order (0: fetched next), or -1 when it is not waiting.
+-- How many of a lane's (or a key's) next ``count`` jobs, the first starting at ``start`` and
+-- each ``step`` after the last, are served before a job starting at ``target``: those starting
+-- earlier, and those starting with it when their name comes first.
+local function served_before(start, step, count, target, first_on_ties)
+    local gap = target - start
+    local earlier
+    if first_on_ties then
+        earlier = gap >= 0 and math.floor(gap / step) + 1 or 0
+    else
+        earlier = gap > 0 and math.floor((gap - 1) / step) + 1 or 0
+    end
+    return math.min(earlier, count)
+end
+
+-- A job's place in the order (0: fetched next), or -1 when it is not waiting. Counted per lane
+-- and per key rather than simulated: a streamed job's enqueue asks for it.
 local function position_of(id)
     local ready = redis.call("lpos", P, id)
     if ready then
@@ -208,19 +255,36 @@ local function position_of(id)
         return -1
     end
     local index = redis.call("lpos", lane_list(lane), id)
-    if not index then
+    local top = redis.call("hget", fair, "lt:" .. lane)
+    local lane_start = tonumber(redis.call("zscore", subs_of(top), lane))
+    local top_start = tonumber(redis.call("zscore", tops, top))
+    if not index or not lane_start or not top_start then
         return -1
     end
-    local position = redis.call("llen", P)
-    local schedule_now = load_schedule()
-    while #schedule_now > 0 do
-        local served_lane, served_index = serve(schedule_now)
-        if served_lane == lane and served_index == index then
-            return position
+    local state = all_state()
+    -- Its turn among its top-level key's jobs...
+    local target = lane_start + index * stride(state("lw:" .. lane))
+    local turn = index
+    local subs = redis.call("zrange", subs_of(top), 0, -1, "WITHSCORES")
+    for j = 1, #subs, 2 do
+        local other = subs[j]
+        if other ~= lane then
+            turn = turn + served_before(tonumber(subs[j + 1]), stride(state("lw:" .. other)),
+                redis.call("llen", lane_list(other)), target, before(other, lane))
         end
-        position = position + 1
     end
-    return -1
+    -- ...then that turn among every key's.
+    target = top_start + turn * stride(state("tw:" .. top))
+    local position = redis.call("llen", P) + turn
+    local raw = redis.call("zrange", tops, 0, -1, "WITHSCORES")
+    for i = 1, #raw, 2 do
+        local other = raw[i]
+        if other ~= top then
+            position = position + served_before(tonumber(raw[i + 1]), stride(state("tw:" .. other)),
+                state("tn:" .. other), target, before(other, top))
+        end
+    end
+    return position
 end
 
 if command == "enqueue" then
