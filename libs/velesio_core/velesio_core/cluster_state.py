@@ -283,7 +283,7 @@ class ClusterState:
             )
 
     async def cancel(self, job_id: str) -> bool:
-        """Cancel a job by its id, waiting or running, as a client's leaving would (cancel.lua),
+        """Cancel a job by its id, waiting or running, as a client's leaving would (fairq.lua),
         and end its client's request at once with :data:`CANCELLED_BY_OPERATOR`. False when no
         queue holds a job of that id."""
         held = await self._held_sets()
