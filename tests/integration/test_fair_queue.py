@@ -8,13 +8,17 @@ import asyncio
 import collections
 
 import pytest
+import redis.asyncio as aioredis
 
+from velesio_core.cluster_state import ClusterState
 from velesio_core.errors import QueueFullError
-from velesio_core.jobs import Job, JobKind, JobTenant, Queue
+from velesio_core.image_board import RedisImageBoard
+from velesio_core.jobs import IMAGE_MODEL, Job, JobKind, JobTenant, Queue
 from velesio_core.queue.broker import WakingRedisBroker
-from velesio_core.queue.fair import FairQueue
+from velesio_core.queue.fair import FairQueue, lane_of
 from velesio_core.queue.keys import QueueKeys
-from velesio_core.queue.redis_queue import RedisJobQueue
+from velesio_core.queue.redis_queue import RedisJobQueue, encode_job_message
+from velesio_core.registry import CardPublisher, WorkerCard
 
 LLM = Queue.LLM.for_model("m")
 KEYS = QueueKeys(LLM)
@@ -241,3 +245,55 @@ def test_an_emptied_queue_leaves_no_scheduler_state_behind(db, broker):
     assert len(fetched(broker, 20)) == 12
     left = {raw.decode() for raw in client.scan_iter(f"{KEYS.ready_list}*")}
     assert left <= {KEYS.wake_list}, left
+
+
+def test_the_console_lists_waiting_jobs_in_the_order_served_and_cancels_from_a_lane(db, broker):
+    url, client = db
+    CardPublisher(client).publish(WorkerCard("w-1", [LLM], [], broker_id=broker.broker_id))
+    heavy, light = flood(key("aaaa01", weight=2), 6), flood(key("bbbb01"), 4)
+    submit(url, *heavy, *light)
+
+    async def look_cancel_look() -> tuple[dict, bool, dict]:
+        redis = aioredis.Redis.from_url(url)
+        before = await ClusterState(redis).snapshot()
+        cancelled = await ClusterState(redis).cancel(light[0].id)
+        after = await ClusterState(redis).snapshot()
+        await redis.aclose()
+        return before, cancelled, after
+
+    before, cancelled, after = asyncio.run(look_cancel_look())
+    (queue,) = before["queues"]
+    assert queue["depth"] == 10 and queue["per_key"] == {"aaaa01": 6, "bbbb01": 4}
+    assert [each["position"] for each in before["jobs"]] == list(range(1, 11))
+    # Weight 2 against 1: two of A's for each of B's, B's first going second (the names break ties).
+    a, b = "aaaa01", "bbbb01"
+    assert [each["key_id"] for each in before["jobs"]][:6] == [a, b, a, a, b, a]
+    assert cancelled and after["queues"][0]["depth"] == 9
+    served = [each["id"] for each in fetched(broker, 20)]
+    assert [each["id"] for each in after["jobs"]] == served and light[0].id not in served
+
+
+def test_an_image_jobs_place_is_its_turn_in_the_fair_order(db):
+    url, client = db
+    sd = QueueKeys(Queue.SD.for_model(IMAGE_MODEL))
+    fair = FairQueue(client)
+
+    def image(tenant: JobTenant) -> Job:
+        made = Job.create(JobKind.TXT2IMG, {"prompt": "x"}, model=IMAGE_MODEL, deadline_s=60, timeout_s=60)
+        return made.model_copy(update={"tenant": tenant})
+
+    flooded = [image(key("aaaa01")) for _ in range(5)]
+    lone = image(key("bbbb01"))
+    for each in (*flooded, lone):
+        fair.enqueue(sd, each.id, encode_job_message(each), lane_of(each.tenant))
+
+    async def places() -> tuple[int | None, int | None, int]:
+        redis = aioredis.Redis.from_url(url)
+        board = RedisImageBoard(redis)
+        lone_place, last_place = await board.position(lone.id), await board.position(flooded[-1].id)
+        waiting = (await board.current()).waiting
+        await redis.aclose()
+        return lone_place, last_place, waiting
+
+    # FIFO would have put the lone job sixth; the fair queue serves it after the flooder's first.
+    assert asyncio.run(places()) == (1, 5, 6)
