@@ -236,7 +236,7 @@ def test_a_live_workers_fetch_whose_reply_was_lost_goes_back_after_two_sweeps(db
     assert orphans.sweep(held) == 0, "a message handed back at its first sighting"
     assert client.scard(keys.unacked_set(broker.broker_id)) == 3
     assert orphans.sweep(held) == 2
-    assert client.lrange(keys.messages_list, 0, -1) == [lost.id.encode()]
+    assert waiting(client) == [lost.id.encode()]
     assert client.llen(keys.wake_list) == 1
     assert stream_types(client, streamed.id)[-1] == "error"  # it had sent output: ended, never run twice
     assert client.smembers(keys.unacked_set(broker.broker_id)) == {running.id.encode()}
