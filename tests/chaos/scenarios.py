@@ -83,15 +83,7 @@ def redis_restart(cluster: Cluster, load: Load) -> float:
     return time.time()
 
 
-@scenario(
-    "sentinel-failover",
-    "SENTINEL FAILOVER: the sentinels promote the replica under load",
-    known_gaps={
-        "recovery": "now and then a job is enqueued on the old master in the 0.2 s before the switch is seen, "
-        "and is lost with it: its client gets a clean 503 at JOB_DEADLINE (docs/decisions.md); re-enqueueing "
-        "unstarted jobs after a switch belongs with the requeue of a dead worker's (issue 11 item 1)"
-    },
-)
+@scenario("sentinel-failover", "SENTINEL FAILOVER: the sentinels promote the replica under load")
 def sentinel_failover(cluster: Cluster, load: Load) -> float:
     started = time.time()
     cluster.redis.failover()

@@ -246,3 +246,35 @@ def test_a_job_may_wait_longer_than_the_redis_socket_timeout_for_its_first_event
     events = asyncio.run(wait_for_result())
     answer.join()
     assert [event.type for event in events] == [EventType.RESULT]
+
+
+def test_a_waiting_job_lost_with_redis_data_is_queued_again_and_answered(db):
+    """A failover that promotes a replica the job had not reached yet (or a restart without
+    persistence) loses the job's message and stream while its client waits: the client's handle
+    queues it again, and a worker then answers it, well before its deadline."""
+    url, client = db
+    job = Job.create(JobKind.COMPLETION, {"prompt": "x"}, model="m", stream=True, deadline_s=30, timeout_s=30)
+
+    def answer(payload: dict) -> None:
+        taken = Job.model_validate(payload)
+        with RedisEventSinks(client).for_job(taken) as sink:
+            sink.emit(Event(EventType.RESULT, b'{"content":"again"}'))
+
+    async def go() -> tuple[list[Event], float]:
+        queue = RedisJobQueue.from_url(url, queue_cap=10)
+        handle = await queue.submit(job)
+        client.flushdb()  # the Redis the client now talks to never saw the job
+        broker = WakingRedisBroker(url=url, middleware=[])
+        worker = worker_with(broker, answer, queue=LLM)
+        started = time.monotonic()
+        try:
+            events = [event async for event in handle.events()]
+        finally:
+            stop(worker, broker)
+            await queue.close()
+        return events, time.monotonic() - started
+
+    events, waited_s = asyncio.run(go())
+    assert [event.type for event in events] == [EventType.RESULT]
+    assert events[0].value() == {"content": "again"}
+    assert waited_s < 10, "the lost job waited for its deadline"

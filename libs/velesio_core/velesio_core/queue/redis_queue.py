@@ -112,6 +112,12 @@ class RedisJobQueue:
         return cls(async_client_for_url(url), queue_cap=queue_cap)
 
     async def submit(self, job: Job) -> RedisJobHandle:
+        queued, position = await self._enqueue(job)
+        return RedisJobHandle(self, job, after=queued, position=position)
+
+    async def _enqueue(self, job: Job) -> tuple[bytes, int | None]:
+        """Queue the job's message and open its event stream: the stream's first entry's id,
+        and the job's place in the queue (0: next) when it is streamed."""
         keys = QueueKeys(job.queue)
         # The stream outlives anything that could still read it: the wait, the run, the grace.
         ttl_s = int(job.deadline - job.enqueued_at + job.timeout_s) + FINISHED_EVENTS_TTL_S
@@ -130,7 +136,7 @@ class RedisJobQueue:
                 raise QueueFullError(self._queue_cap, retry_after_s=RETRY_AFTER_S)
             raise QueueFullError(self._key_queue_cap, retry_after_s=RETRY_AFTER_S, per_key=True)
         _, queued, position = reply
-        return RedisJobHandle(self, job, after=queued, position=position if position >= 0 else None)
+        return queued, position if position >= 0 else None
 
     async def depth(self, queue: str) -> int:
         """Jobs waiting in a queue, whichever key queued them."""
@@ -188,6 +194,9 @@ class RedisJobHandle:
                     _XReadReply, await self._queue.redis.xread({key: last_id}, block=min(block_ms, XREAD_BLOCK_MAX_MS))
                 )
                 _raise_if_cancelled()
+                if not reply and not started and not await self._queue.redis.exists(key):
+                    last_id = await self._queue_again()
+                    continue
                 for _stream, entries in reply or ():
                     for entry_id, fields in entries:
                         last_id = entry_id
@@ -201,6 +210,14 @@ class RedisJobHandle:
                             return
         except RedisError as error:
             raise queue_error(error) from None
+
+    async def _queue_again(self) -> bytes:
+        """The job's stream is gone before any worker started it: its message and stream were
+        lost with the Redis that held them (a failover that promoted a replica before they reached
+        it, a restart without persistence). It is queued again, as the client is still waiting."""
+        log.warning("job %s was lost with Redis's data before any worker took it: queued again", self.job.id)
+        queued, _position = await self._queue._enqueue(self.job)
+        return queued
 
     async def cancel(self) -> None:
         CANCELLED.labels(self.job.queue, self.job.model).inc()
