@@ -10,8 +10,12 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Protocol
 
+from ..errors import ErrorKind, GatewayError, unavailable
 from ..events import Event
 from ..jobs import Job
+
+#: Seconds a client is told to wait before retrying when a queue is full or no worker took its job.
+RETRY_AFTER_S = 1
 
 
 class JobHandle(Protocol):
@@ -39,3 +43,11 @@ class JobQueue(Protocol):
         ...
 
     async def close(self) -> None: ...
+
+
+def timed_out(job: Job, *, started: bool, unstarted: str) -> GatewayError:
+    """A job that waited or ran too long: a 504 once a worker ran it, else a 503 to retry later
+    (``unstarted`` says what it waited for)."""
+    if started:
+        return GatewayError(ErrorKind.TIMEOUT, f"the job did not finish within {job.timeout_s:g} s")
+    return unavailable(f"{unstarted}; retry later", retry_after_s=RETRY_AFTER_S)

@@ -14,14 +14,14 @@ from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 
 from ..cancellation import Reason
-from ..errors import ErrorKind, GatewayError, unavailable
+from ..errors import GatewayError, unavailable
 from ..events import Event
 from ..image_board import LocalImageBoard
 from ..jobs import Job
 from ..metrics.queue import CANCELLED, EXPIRED, REJECTED
 from ..supervision import AUX_THREADS, JobSupervisor
 from .event_sink import LoopEventSink
-from .redis_queue import RETRY_AFTER_S
+from .interface import RETRY_AFTER_S, timed_out
 
 
 class LocalJobQueue:
@@ -107,6 +107,4 @@ class LocalJobHandle:
         self._supervisor.cancel(self.job.id, Reason.CLIENT_LEFT)
 
     def _timed_out(self, started: bool) -> GatewayError:
-        if started:
-            return GatewayError(ErrorKind.TIMEOUT, f"the job did not finish within {self.job.timeout_s:g} s")
-        return unavailable("no slot became free for the job in time; retry later", retry_after_s=RETRY_AFTER_S)
+        return timed_out(self.job, started=started, unstarted="no slot became free for the job in time")

@@ -29,13 +29,12 @@ from ..redis_clients import async_client, async_client_for_url, follow_master, l
 from ..settings import Settings
 from .event_sink import FINISHED_EVENTS_TTL_S
 from .fair import QUEUE_FULL, FairQueue, lane_of
+from .interface import RETRY_AFTER_S, timed_out
 from .keys import CANCEL_CHANNEL, QueueKeys, events_key
 from .reaper import REAP_EVERY_S, AsyncReaper
 
 log = logging.getLogger(__name__)
 
-#: Seconds a client is told to wait before retrying when a queue is full.
-RETRY_AFTER_S = 1
 #: Slack on top of a job's deadline and timeout for the last event to travel back.
 _GRACE_S = 1.0
 #: No single XREAD blocks as long as the clients' socket timeout (redis_clients.SOCKET_TIMEOUT_S):
@@ -229,7 +228,5 @@ class RedisJobHandle:
             await self._queue._cancel_job(self.job)
 
     def _timed_out(self, started: bool) -> GatewayError:
-        if started:
-            return GatewayError(ErrorKind.TIMEOUT, f"the job did not finish within {self.job.timeout_s:g} s")
         waited = self.job.deadline - self.job.enqueued_at
-        return unavailable(f"no worker started the job within {waited:g} s; retry later", retry_after_s=RETRY_AFTER_S)
+        return timed_out(self.job, started=started, unstarted=f"no worker started the job within {waited:g} s")
