@@ -1,6 +1,7 @@
 """What a web page on another origin (a game's WebGL build, a studio's tools) may do with the API,
 as Chromium enforces it: every method a route takes passes the preflight, and the script reads
-the key's rate-limit headers and Retry-After, which a game paces itself by."""
+the key's rate-limit headers and Retry-After, which a game paces itself by, and a stream's place
+in the queue."""
 
 from __future__ import annotations
 
@@ -79,6 +80,10 @@ def test_a_page_on_another_origin_uses_every_method_and_reads_the_rate_limits(co
     refused = fetch(page, cors_stack.url("/completion"), method="POST", key=made["key"], body=completion)
     assert refused.get("status") == 429, refused
     assert int(refused["headers"]["retry-after"]) >= 1
+
+    # A stream's place in the queue (the only job: next in line).
+    streamed = fetch(page, cors_stack.url("/completion"), method="POST", key=admin, body={**completion, "stream": True})
+    assert streamed.get("status") == 200 and streamed["headers"]["x-queue-position"] == "0", streamed
 
     deleted = fetch(page, cors_stack.url(f"/admin/keys/{made['id']}"), method="DELETE", key=admin)
     assert deleted.get("status") in (200, 204), deleted

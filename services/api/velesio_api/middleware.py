@@ -9,11 +9,13 @@ import falcon.asgi
 from velesio_core.queue.interface import JobQueue
 from velesio_core.tenants.headers import RATE_LIMIT_HEADERS
 
+from .relay import QUEUE_POSITION_HEADER
+
 #: Every method a route takes (the admin API's PATCH and DELETE, stored responses' DELETE).
 ALLOWED_METHODS = "GET, HEAD, POST, PATCH, DELETE"
-#: Answer headers a page's script may read beyond the CORS-safelisted ones: when to retry, and
-#: the key's rate limits, which a game's web build paces itself by.
-EXPOSED_HEADERS = ", ".join(("Retry-After", *RATE_LIMIT_HEADERS))
+#: Answer headers a page's script may read beyond the CORS-safelisted ones: when to retry, the
+#: key's rate limits, which a game's web build paces itself by, and a stream's place in the queue.
+EXPOSED_HEADERS = ", ".join(("Retry-After", *RATE_LIMIT_HEADERS, QUEUE_POSITION_HEADER))
 
 
 class Cors:
