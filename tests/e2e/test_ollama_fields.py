@@ -181,6 +181,29 @@ def test_a_chat_over_the_context_drops_its_oldest_turns_as_ollama_does(stack, st
     assert content == reference["choices"][0]["message"]["content"]
 
 
+@pytest.mark.parametrize("raw", [False, True])
+def test_a_generation_over_the_context_is_cut_as_ollamas_runner_cuts_it(stack, raw):
+    prompt = "word " * 6000
+    if raw:
+        full = llama(stack, "/tokenize", {"content": prompt, "add_special": True})["tokens"]
+    else:
+        rendered = llama(stack, "/apply-template", {"messages": [{"role": "user", "content": prompt}]})["prompt"]
+        full = llama(stack, "/tokenize", {"content": rendered, "add_special": True})["tokens"]
+    # 4096 tokens a slot, 4 of them left for the answer: Ollama's 4 first tokens, then the latest.
+    # (The generated text is not compared with llama-server's on the same tokens: on the tiny
+    # model's near-tied logits a prompt cached in another slot may pick another token.)
+    kept = full[:4] + full[len(full) - 4088 :]
+    body = {"model": "tiny", "prompt": prompt, "raw": raw, "stream": False, "options": {"num_predict": 4, **GREEDY}}
+    answer = post(stack, "/api/generate", body)
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["prompt_eval_count"] == len(kept) == 4092 and answer.json()["eval_count"] == 4
+    if not raw:
+        context = answer.json()["context"]
+        assert context[: len(kept)] == kept
+        assert llama(stack, "/detokenize", {"tokens": context[len(kept) :]})["content"] == answer.json()["response"]
+    assert post(stack, "/api/generate", {**body, "truncate": False}).status_code == 400
+
+
 def test_a_tool_round_trip_renders_as_openais(client, stack):
     city = {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}
     tools = [{"type": "function", "function": {"name": "weather", "description": "Weather", "parameters": city}}]

@@ -7,7 +7,7 @@ import pytest
 from velesio_core.backends.base import ModelInfo
 from velesio_core.dialects.ollama import decode, encode
 from velesio_core.dialects.ollama.capabilities import capabilities
-from velesio_core.dialects.ollama.schemas import ChatRequest, GenerateRequest
+from velesio_core.dialects.ollama.schemas import ChatRequest, GenerateRequest, Options
 from velesio_core.dialects.ollama.template import render
 from velesio_core.errors import GatewayError
 
@@ -128,3 +128,13 @@ def test_truncation_keeps_the_earlier_system_messages_and_every_message_from_the
         ("system", "0"), ("system", "2"), ("assistant", "3"), ("user", "4"),
     ]  # fmt: skip
     assert request.messages is not None and len(request.messages) == 5  # the request itself is left whole
+
+
+def test_a_prompt_over_the_context_keeps_its_start_and_its_latest_tokens_with_room_to_answer():
+    tokens = list(range(100))
+    assert decode.truncated_prompt(tokens, n_ctx=200, options=None) == tokens  # it fits
+    # A quarter of the context left for the answer, the first 4 tokens kept (Ollama's num_keep).
+    assert decode.truncated_prompt(tokens, n_ctx=40, options=None) == [0, 1, 2, 3, *range(74, 100)]
+    options = Options(num_keep=2, num_predict=10)
+    assert decode.truncated_prompt(tokens, n_ctx=40, options=options) == [0, 1, *range(72, 100)]
+    assert len(decode.truncated_prompt(tokens, n_ctx=40, options=Options(num_predict=1000))) == 20  # at most half

@@ -16,7 +16,7 @@ from velesio_core.dialects.ollama.schemas import (
     ShowRequest,
 )
 from velesio_core.errors import ErrorKind, GatewayError
-from velesio_core.jobs import JobKind
+from velesio_core.jobs import Job, JobKind
 from velesio_core.validation import parse
 
 from ..relay import Relay, send_json
@@ -95,8 +95,25 @@ class Generate:
         else:
             prompt: str | list[int] = context if context is not None else (request.prompt or "")
             kind, payload = JobKind.COMPLETION, decode.completion_payload(request, prompt)
+        stream = request.stream is not False
+        job = self._relay.job(kind, payload, model, stream=stream)
+        try:
+            await self._answer(req, resp, request, started, job, context)
+        except GatewayError as error:
+            if error.kind is not ErrorKind.EXCEED_CONTEXT_SIZE or request.truncate is False or kind is JobKind.CHAT:
+                raise
+            # Ollama cuts a prompt over the context (truncate: true, its default); nothing was
+            # sent yet, so the completion runs again on what fits.
+            tokens = context if context is not None else await self._raw_tokens(req, request, model)
+            kept = decode.truncated_prompt(tokens, n_ctx=model.n_ctx, options=request.options)
+            job = self._relay.job(JobKind.COMPLETION, decode.completion_payload(request, kept), model, stream=stream)
+            await self._answer(req, resp, request, started, job, kept if context is not None else None)
+
+    async def _answer(
+        self, req: falcon.asgi.Request, resp: falcon.asgi.Response, request: GenerateRequest, started: Instant,
+        job: Job, context: list[int] | None,
+    ) -> None:  # fmt: skip
         top_logprobs = decode.top_logprobs(request)
-        job = self._relay.job(kind, payload, model, stream=request.stream is not False)
         await self._relay.respond(
             req,
             resp,
@@ -114,6 +131,12 @@ class Generate:
                 top_logprobs=top_logprobs,
             ),
         )
+
+    async def _raw_tokens(self, req: falcon.asgi.Request, request: GenerateRequest, model: ModelInfo) -> list[int]:
+        """A raw prompt's tokens, after its ``context``, as llama-server reads them."""
+        job = self._relay.job(JobKind.TOKENIZE, decode.tokenize_payload(request, request.prompt or ""), model)
+        tokens: list[int] = (await self._relay.result(req, job))["tokens"]
+        return [*(request.context or ()), *tokens]
 
     async def _prompt_tokens(
         self, req: falcon.asgi.Request, request: GenerateRequest, model: ModelInfo

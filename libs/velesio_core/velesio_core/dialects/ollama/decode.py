@@ -177,6 +177,25 @@ def tokenize_payload(request: GenerateRequest, prompt: str) -> dict[str, Any]:
     return {"content": prompt, "add_special": not request.context}
 
 
+#: Ollama's num_keep: the tokens of a prompt's start that survive its truncation.
+DEFAULT_NUM_KEEP = 4
+
+
+def truncated_prompt(tokens: list[int], *, n_ctx: int, options: Options | None) -> list[int]:
+    """A prompt over the context, cut as Ollama's runner cuts it: its first ``num_keep`` tokens,
+    then the latest ones that fit. Ollama then shifts its context as it generates; llama-server
+    does not, so room is left for the answer: ``num_predict`` tokens (at most half the context),
+    else a quarter of it."""
+    keep = options.num_keep if options is not None and options.num_keep is not None else DEFAULT_NUM_KEEP
+    keep = max(keep, 0)
+    predict = options.num_predict if options is not None and options.num_predict else 0
+    room = min(predict, n_ctx // 2) if predict > 0 else n_ctx // 4
+    fits = max(keep + 1, n_ctx - room)
+    if len(tokens) <= fits:
+        return tokens
+    return tokens[:keep] + tokens[len(tokens) - (fits - keep) :]
+
+
 def completion_payload(request: GenerateRequest, prompt: str | list[int]) -> dict[str, Any]:
     """A completion of ``prompt``: text (after the ``context`` tokens, if any), or all tokens."""
     # llama-server's mixed prompts: token ids, then text that it tokenizes.
