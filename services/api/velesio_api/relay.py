@@ -212,13 +212,14 @@ class _Choices:
         arrived: asyncio.Queue[tuple[int, Event | None]] = asyncio.Queue()
 
         async def pump(index: int, handle: JobHandle) -> None:
+            # put_nowait: the queue is unbounded, and a cancelled pump must not await in finally.
             try:
                 async for event in handle.events():
-                    await arrived.put((index, event))
+                    arrived.put_nowait((index, event))
             except GatewayError as error:
-                await arrived.put((index, Event.error(error)))
+                arrived.put_nowait((index, Event.error(error)))
             finally:
-                await arrived.put((index, None))
+                arrived.put_nowait((index, None))
 
         pumps = [asyncio.ensure_future(pump(index, handle)) for index, handle in enumerate(self.handles)]
         try:
