@@ -86,12 +86,6 @@ def redis_restart(cluster: Cluster, load: Load) -> float:
 @scenario(
     "sentinel-failover",
     "SENTINEL FAILOVER: the sentinels promote the replica under load",
-    known_gaps={
-        "recovery": "now and then a job's message is lost in the switch while its event stream is not (a write "
-        "to the old master in the 0.2 s before the switch is seen, such as a worker's fetch or hand-back): its "
-        "client, which re-queues a job only when its stream is gone too, gets a clean 503 at JOB_DEADLINE "
-        "(docs/decisions.md)"
-    },
 )
 def sentinel_failover(cluster: Cluster, load: Load) -> float:
     started = time.time()

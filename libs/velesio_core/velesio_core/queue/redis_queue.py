@@ -30,7 +30,7 @@ from ..settings import Settings
 from .event_sink import FINISHED_EVENTS_TTL_S
 from .fair import QUEUE_FULL, FairQueue, lane_of
 from .interface import RETRY_AFTER_S, timed_out
-from .keys import CANCEL_CHANNEL, QueueKeys, events_key
+from .keys import CANCEL_CHANNEL, QueueKeys, events_key, lua_script
 from .reaper import REAP_EVERY_S, AsyncReaper
 
 log = logging.getLogger(__name__)
@@ -46,6 +46,18 @@ XREAD_BLOCK_MAX_MS = 2_000
 #: entries as (id, {field: value}), all bytes; None when the block timed out. redis-py's own
 #: type is the union of every protocol and decoding it supports.
 _XReadReply = list[tuple[bytes, list[tuple[bytes, dict[bytes, bytes]]]]] | None
+
+
+#: lost.lua's answer when the job's stream is gone too (else its message alone is).
+_STREAM_LOST = 1
+
+
+def lost_job() -> GatewayError:
+    """What the client of a started job hears when Redis lost the job (lost.lua)."""
+    return unavailable(
+        "the job was lost with the queue's data (Redis failed over or restarted) after a worker had started it; retry",
+        retry_after_s=RETRY_AFTER_S,
+    )
 
 
 def queue_error(error: RedisError) -> GatewayError:
@@ -83,6 +95,7 @@ class RedisJobQueue:
         #: Waiting jobs one key may have in a queue (0: no cap but the queue's).
         self._key_queue_cap = key_queue_cap
         self._fair = FairQueue(redis)
+        self.lost_script = redis.register_script(lua_script("lost"))
         self._following: asyncio.Task[None] | None = None
         self._reaping: asyncio.Task[None] | None = None
 
@@ -193,8 +206,9 @@ class RedisJobHandle:
                     _XReadReply, await self._queue.redis.xread({key: last_id}, block=min(block_ms, XREAD_BLOCK_MAX_MS))
                 )
                 _raise_if_cancelled()
-                if not reply and not started and not await self._queue.redis.exists(key):
-                    last_id = await self._queue_again()
+                if not reply:
+                    if started or time.time() < job.deadline:
+                        last_id = await self._unless_lost(last_id, started=started)
                     continue
                 for _stream, entries in reply or ():
                     for entry_id, fields in entries:
@@ -210,12 +224,26 @@ class RedisJobHandle:
         except RedisError as error:
             raise queue_error(error) from None
 
-    async def _queue_again(self) -> bytes:
-        """The job's stream is gone before any worker started it: its message and stream were
-        lost with the Redis that held them (a failover that promoted a replica before they reached
-        it, a restart without persistence). It is queued again, as the client is still waiting."""
-        log.warning("job %s was lost with Redis's data before any worker took it: queued again", self.job.id)
-        queued, _position = await self._queue._enqueue(self.job)
+    async def _unless_lost(self, last_id: bytes, *, started: bool) -> bytes:
+        """After a silent read, make sure the job still exists somewhere in Redis (lost.lua); the
+        entry id to read after.
+
+        A failover that promoted a replica before the job's writes reached it, or a restart
+        without persistence, can lose the job's message, its stream or both. A job no worker had
+        started is queued again, as its client is still waiting; one that had started ends with
+        :func:`lost_job`'s error, since its output may have reached the client already (at most once
+        after the first output: docs/decisions.md, "Delivery")."""
+        job = self.job
+        keys = QueueKeys(job.queue)
+        lost = await self._queue.lost_script(keys=[keys.messages_hash, events_key(job.id)], args=[job.id, last_id])
+        if not lost:
+            return last_id
+        what = "message and stream" if lost == _STREAM_LOST else "message"
+        if started:
+            log.warning("job %s's %s was lost with Redis's data while a worker ran it: ended", job.id, what)
+            raise lost_job()
+        log.warning("job %s's %s was lost with Redis's data before any worker took it: queued again", job.id, what)
+        queued, _position = await self._queue._enqueue(job)
         return queued
 
     async def cancel(self) -> None:
