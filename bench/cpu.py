@@ -33,7 +33,8 @@ def _per_command(before: Counter[str], after: Counter[str], count: float) -> str
     return f"{ran.total() / count:.1f} ({top})"
 
 
-def gateway_cpu(section: Section, stack: Stack, redis: RedisServer, seconds: float) -> None:
+def gateway_cpu(section: Section, stack: Stack, redis: RedisServer, seconds: float) -> tuple[float, float]:
+    """Adds the rows; returns the gateway's CPU per job and per relayed token, in seconds."""
     processes = StackProcesses.of(stack, redis)
     headers = stack.auth
 
@@ -47,7 +48,7 @@ def gateway_cpu(section: Section, stack: Stack, redis: RedisServer, seconds: flo
     before, commands = processes.cpu(), _commands(redis)
     run = wrk(stack.base_url + "/completion", BODY, seconds=seconds, connections=CLIENTS, headers=headers)
     cpu, commands_after = spent(before, processes.cpu()), _commands(redis)
-    gateway = sum(cpu[role] for role in GATEWAY) / run.requests
+    gateway = per_job = sum(cpu[role] for role in GATEWAY) / run.requests
     section.add(f"a. whole /completion (8 tokens), {CLIENTS} clients (wrk) for {seconds:g} s: jobs done, jobs/s",
                 f"{run.requests:,} / {run.rate:,.0f}")  # fmt: skip
     section.add("a. CPU per job: API / worker / Redis / llama-server", _per(cpu, run.requests, 1e-3) + " ms")
@@ -84,3 +85,4 @@ def gateway_cpu(section: Section, stack: Stack, redis: RedisServer, seconds: flo
         "Redis rows count the commands Redis ran in the same windows (INFO commandstats), all clients',",
         "those a Lua script runs included (an EVALSHA of emit.lua is also its SISMEMBER and XADD).",
     ]
+    return per_job, gateway

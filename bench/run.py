@@ -26,6 +26,7 @@ sys.path.insert(0, str(ROOT))
 from bench import library, llm, peers, pickup, scale, sd  # noqa: E402
 from bench.cpu import gateway_cpu  # noqa: E402
 from bench.fairness import fairness  # noqa: E402
+from bench.floor import floor_cpu  # noqa: E402
 from bench.keys_cost import keys_cost  # noqa: E402
 from bench.metrics_cost import metrics_cost  # noqa: E402
 from bench.report import Section, markdown, replace_sections  # noqa: E402
@@ -131,7 +132,10 @@ def load_sections(work: Path, logs: Path, redis: RedisServer, chosen: list[str],
         if "cpu" in chosen:
             section = Section("CPU: what the gateway's processes spend per job and per relayed token")
             print("bench: gateway CPU per job and per token ...", flush=True)
-            gateway_cpu(section, stack, redis, 3 if quick else 20)
+            per_job, per_token = gateway_cpu(section, stack, redis, 3 if quick else 20)
+            print("bench: the floor of the stack's parts ...", flush=True)
+            floor_cpu(section, stack.llama_url, redis, logs, 3 if quick else 10, gateway_per_job=per_job,
+                      gateway_per_token=per_token)  # fmt: skip
             sections.append(section)
         if "scale" in chosen:
             section = Section("Scale: concurrent token streams, through velesio and directly")
