@@ -86,22 +86,52 @@ def test_llama_server_dies_with_a_worker_killed_outright(tiny_model, tmp_path):
     wait_until(lambda: not alive(llama_pid), timeout=10, what="llama-server following its supervisor")
 
 
+def events_of(batches):
+    return [event for events in batches for event in events]
+
+
 def test_a_stream_is_llama_servers_chunks_then_one_result(backend):
-    events = list(backend.complete({"prompt": "hi", "n_predict": 5, "ignore_eos": True}, model="tiny", stream=True,
-                                   cancellation=Cancellation()))  # fmt: skip
+    events = events_of(backend.complete({"prompt": "hi", "n_predict": 5, "ignore_eos": True}, model="tiny",
+                                        stream=True, cancellation=Cancellation()))  # fmt: skip
     assert [event.type for event in events] == [EventType.TOKEN] * 5 + [EventType.RESULT]
     assert events[-1].value()["content"] == "" and events[-1].value()["stop"] is True
 
 
+def test_tokens_already_received_come_together_and_in_order(backend):
+    # While the worker is busy (here: asleep), llama-server goes on writing tokens into the
+    # socket; the next read hands them all on at once, for one write to Redis.
+    body = {"prompt": "the castle", "n_predict": 40, "temperature": 0, "ignore_eos": True}
+    whole = events_of(backend.complete(body, model="tiny", stream=False, cancellation=Cancellation()))
+    batches = backend.complete(body, model="tiny", stream=True, cancellation=Cancellation())
+    first = next(batches)
+    time.sleep(1.0)
+    rest = list(batches)
+    assert len(rest[0]) > 1, "tokens that had all arrived were handed on one by one"
+    events = first + events_of(rest)
+    assert [event.type for event in events] == [EventType.TOKEN] * 40 + [EventType.RESULT]
+    assert "".join(event.value()["content"] for event in events) == whole[0].value()["content"]
+
+
+def test_chat_tokens_already_received_come_together(backend):
+    body = {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 30, "temperature": 0}
+    batches = backend.chat(body, model="tiny", stream=True, cancellation=Cancellation())
+    first = next(batches)
+    time.sleep(1.0)
+    rest = list(batches)
+    assert any(len(events) > 1 for events in rest)
+    events = first + events_of(rest)
+    assert {event.type for event in events[:-1]} == {EventType.TOKEN} and events[-1].type is EventType.RESULT
+
+
 def test_a_whole_answer_is_assembled_as_llama_server_would(backend):
     body = {"prompt": "the castle", "n_predict": 9, "temperature": 0, "ignore_eos": True}
-    (event,) = backend.complete(body, model="tiny", stream=False, cancellation=Cancellation())
+    ((event,),) = backend.complete(body, model="tiny", stream=False, cancellation=Cancellation())
     answer = event.value()
-    events = backend.complete(body, model="tiny", stream=True, cancellation=Cancellation())
+    events = events_of(backend.complete(body, model="tiny", stream=True, cancellation=Cancellation()))
     streamed = "".join(event.value()["content"] for event in events)
     assert answer["content"] == streamed and answer["tokens"] == [] and answer["tokens_predicted"] == 9
     with_tokens = next(iter(backend.complete({**body, "return_tokens": True}, model="tiny", stream=False,
-                                             cancellation=Cancellation()))).value()  # fmt: skip
+                                             cancellation=Cancellation())))[0].value()  # fmt: skip
     assert len(with_tokens["tokens"]) == 9
 
 
@@ -160,8 +190,8 @@ def test_a_hung_llama_server_ends_its_jobs_with_a_clean_error_and_is_restarted(l
         def __init__(self) -> None:
             self.events = []
 
-        def emit(self, event) -> None:
-            self.events.append(event)
+        def emit(self, *events) -> None:
+            self.events += events
 
     supervisor = JobSupervisor(
         JobDispatcher(backend, worker_id="w"), progress_timeout_s=2.0, on_stalled=lambda job: llama.kill_hung()

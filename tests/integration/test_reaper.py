@@ -257,3 +257,44 @@ def test_the_broker_holds_what_it_handed_to_a_thread_until_acknowledged(db):
     assert broker.held_message_ids() == frozenset()
     consumer.close()
     broker.close()
+
+
+def test_the_events_of_one_emit_are_one_fenced_write_read_back_one_by_one(db):
+    url, client = db
+    running, lost = job(), job()
+
+    async def queued():
+        queue = RedisJobQueue.from_url(url, queue_cap=100)
+        return queue, await queue.submit(running), await queue.submit(lost)
+
+    loop = asyncio.new_event_loop()
+    queue, handle, _ = loop.run_until_complete(queued())
+    broker, _ = a_worker_that_took(url, client, 2)
+    sinks = RedisEventSinks(client, broker_id=broker.broker_id)
+    tokens = [Event(EventType.TOKEN, b'{"content":"%d"}' % index) for index in range(7)]
+    commands_before = client.info("commandstats")["cmdstat_evalsha"]["calls"]
+    with sinks.for_job(running) as sink:
+        sink.emit(*tokens[:3])
+        sink.emit(*tokens[3:], Event(EventType.RESULT, b'{"content":""}'))
+    # Two writes of emit.lua for seven tokens (the result is finish.lua's own write).
+    assert client.info("commandstats")["cmdstat_evalsha"]["calls"] - commands_before == 3
+
+    async def read():
+        return [event async for event in handle.events()]
+
+    read_back = loop.run_until_complete(read())
+    assert read_back == [*tokens, Event(EventType.RESULT, b'{"content":""}')]
+
+    with sinks.for_job(lost) as sink:
+        sink.emit(Event(EventType.TOKEN, b'{"content":"first"}'))
+        silence(client, "w-dead")
+        Liveness(client, "w-live").reap()
+        with pytest.raises(JobCancelled) as stopped:
+            for _ in range(1000):
+                sink.emit(*tokens)
+        assert stopped.value.reason is Reason.LOST
+    # Not one token of a refused batch landed after the reaper's error.
+    assert stream_types(client, lost.id) == ["queued", "token", "error"]
+    loop.run_until_complete(queue.close())
+    loop.close()
+    broker.close()

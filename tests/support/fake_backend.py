@@ -183,19 +183,21 @@ class FakeLlm:
 
     def complete(
         self, request: dict[str, Any], *, model: str, stream: bool, cancellation: Cancellation
-    ) -> Iterator[Event]:
+    ) -> Iterator[list[Event]]:
         self.received.append(("completion", request))
         prompt = request["prompt"]
         prompt_tokens = len(prompt) if isinstance(prompt, list) else len(tokenize(prompt))
         self._check_context(prompt_tokens)
         pieces = story(request.get("n_predict"), ignore_eos=bool(request.get("ignore_eos")))
-        return self._completion_events(request, pieces, prompt_tokens, stream, cancellation)
+        return ([event] for event in self._completion_events(request, pieces, prompt_tokens, stream, cancellation))
 
-    def chat(self, request: dict[str, Any], *, model: str, stream: bool, cancellation: Cancellation) -> Iterator[Event]:
+    def chat(
+        self, request: dict[str, Any], *, model: str, stream: bool, cancellation: Cancellation
+    ) -> Iterator[list[Event]]:
         self.received.append(("chat", request))
         prompt_tokens = len(tokenize(render_chat(request["messages"])))
         self._check_context(prompt_tokens)
-        return self._chat_events(request, prompt_tokens, stream, cancellation)
+        return ([event] for event in self._chat_events(request, prompt_tokens, stream, cancellation))
 
     def tokenize(self, request: dict[str, Any], *, model: str, cancellation: Cancellation) -> Any:
         self.received.append(("tokenize", request))

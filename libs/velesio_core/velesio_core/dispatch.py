@@ -65,8 +65,8 @@ class JobDispatcher:
             raise GatewayError(ErrorKind.NOT_SUPPORTED, f"this worker runs no LLM, so it cannot run {job.kind} jobs")
         if job.kind is JobKind.COMPLETION or job.kind is JobKind.CHAT:
             generate = backend.complete if job.kind is JobKind.COMPLETION else backend.chat
-            for event in generate(job.payload, model=model, stream=job.stream, cancellation=cancellation):
-                sink.emit(event)
+            for events in generate(job.payload, model=model, stream=job.stream, cancellation=cancellation):
+                sink.emit(*events)
             return
         if job.kind is JobKind.TOKENIZE:
             result = backend.tokenize(job.payload, model=model, cancellation=cancellation)

@@ -13,6 +13,7 @@ connection turns out dead before any response byte arrived is sent once more on 
 from __future__ import annotations
 
 import http.client
+import os
 import queue
 import socket
 import time
@@ -116,6 +117,25 @@ class HttpPool:
                 else:
                     connection.close()
             return
+
+    def received(self, response: http.client.HTTPResponse) -> bytes:
+        """What of ``response`` has reached this process and is not read yet, without waiting for
+        more: the reader's buffer, or what one non-blocking read of the socket finds (its raw bytes,
+        chunked framing included). Always empty over TLS, whose records the reader cannot peek
+        into without blocking."""
+        reader = response.fp
+        if reader is None or self._scheme == "https":
+            return b""
+        descriptor = reader.fileno()
+        # The socket has no timeout (it blocks): only its descriptor turns non-blocking, for this
+        # one read, which then returns what is here, or nothing, instead of waiting.
+        os.set_blocking(descriptor, False)
+        try:
+            return reader.peek()
+        except OSError:
+            return b""
+        finally:
+            os.set_blocking(descriptor, True)
 
     def close(self) -> None:
         while True:

@@ -87,14 +87,14 @@ class _Running:
     final: Event | None = None
     lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def emit(self, event: Event) -> None:
+    def emit(self, *events: Event) -> None:
         if not self.spoken:
             with self.lock:
                 self.spoken = True
         self.progressed_at = time.monotonic()
-        if event.type.is_final:
-            self.final = event
-        self.sink.emit(event)
+        if events and events[-1].type.is_final:
+            self.final = events[-1]
+        self.sink.emit(*events)
 
     def outcome(self) -> Outcome:
         # A cancellation that lands after the result changed nothing: the job succeeded.

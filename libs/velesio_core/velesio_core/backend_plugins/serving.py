@@ -118,21 +118,23 @@ class PluginLlmBackend:
 
     def complete(
         self, request: dict[str, Any], *, model: str, stream: bool, cancellation: Cancellation
-    ) -> Iterator[Event]:
+    ) -> Iterator[list[Event]]:
         self._require(Capability.COMPLETION, "completions")
         prompt = request.get("prompt", "")
         if not isinstance(prompt, str):
             prompt = self._prompt_text(prompt, model)
         generation = self._request(model, prompt, None, request, request.get("n_predict"))
-        return self._generate(generation, stream, cancellation)
+        return ([event] for event in self._generate(generation, stream, cancellation))
 
-    def chat(self, request: dict[str, Any], *, model: str, stream: bool, cancellation: Cancellation) -> Iterator[Event]:
+    def chat(
+        self, request: dict[str, Any], *, model: str, stream: bool, cancellation: Cancellation
+    ) -> Iterator[list[Event]]:
         self._require(Capability.CHAT, "chat")
         if request.get("tools"):
             raise not_supported("this model's backend does not support tools")
         messages = list(request.get("messages") or [])
         generation = self._request(model, render_chat(messages), messages, request, request.get("max_tokens"))
-        return self._generate(generation, stream, cancellation)
+        return ([event] for event in self._generate(generation, stream, cancellation))
 
     def _prompt_text(self, prompt: list[Any], model: str) -> str:
         if Capability.TOKENIZE not in self.capabilities:

@@ -44,15 +44,21 @@ class ModelInfo:
 class LlmBackend(Protocol):
     def complete(
         self, request: dict[str, Any], *, model: str, stream: bool, cancellation: Cancellation
-    ) -> Iterator[Event]:
+    ) -> Iterator[list[Event]]:
         """Generate: token events (only when ``stream``), then one result event.
+
+        The events come in lists, each written to the job's stream in one call: a list holds an
+        event as soon as the backend has it, and those it already had behind it, never one that
+        has yet to arrive (one event per list is always right).
 
         The result is llama.cpp's final /completion object; when not streaming it carries the
         whole text in ``content``, when streaming ``content`` is empty (the tokens had it).
         """
         ...
 
-    def chat(self, request: dict[str, Any], *, model: str, stream: bool, cancellation: Cancellation) -> Iterator[Event]:
+    def chat(
+        self, request: dict[str, Any], *, model: str, stream: bool, cancellation: Cancellation
+    ) -> Iterator[list[Event]]:
         """Like ``complete``, for an OpenAI-style chat body: the model's own chat template renders
         the messages. Token events may carry reasoning_content and tool_calls deltas."""
         ...

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -27,7 +27,9 @@ FINISHED_STREAM_TTL_S = 10
 class EventSink(Protocol):
     """Called from the job's own thread."""
 
-    def emit(self, event: Event) -> None: ...
+    def emit(self, *events: Event) -> None:
+        """Send ``events``, in order, in one write where the sink can; a final event comes last."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -47,11 +49,13 @@ class RedisEventSink:
     every event is written only while the worker still holds the message (emit.lua): one that
     was reaped as dead gets :class:`JobCancelled` (Reason.LOST) instead, and stops the job.
 
-    The first event is written and answered before the job goes on (it also loads emit.lua into
-    a Redis that lacks it). The events after it are pipelined on a connection of the job's own:
-    each is sent without waiting for Redis's answer, and the answers are read as they arrive, all
-    of them before the final event, so a token never waits for the one before it to round-trip,
-    and a lost job is still stopped, at most a few tokens later. Use it as a context manager:
+    The events of one ``emit`` go in one write: one emit.lua call, one fence check, however many
+    tokens the backend had read at once. The first write is answered before the job goes on (it
+    also loads emit.lua into a Redis that lacks it). The writes after it are pipelined on a
+    connection of the job's own: each is sent without waiting for Redis's answer, and the
+    answers are read as they arrive, all of them before the final event, so a token never waits
+    for the one before it to round-trip, and a lost job is still stopped, at most a few writes
+    later. Use it as a context manager:
     leaving gives the connection back.
     """
 
@@ -80,21 +84,40 @@ class RedisEventSink:
     def __exit__(self, *exc_info: object) -> None:
         self._give_back()
 
-    def emit(self, event: Event) -> None:
-        if not event.type.is_final:
-            if self._ack is None or self._fenced_emit is None:
-                self._redis.xadd(self._key, {"t": event.type.value, "d": event.data})
+    def emit(self, *events: Event) -> None:
+        if events and events[-1].type.is_final:
+            *events_before, final = events
+            if events_before:
+                self._append(events_before)
+            self._finish_with(final)
+        elif events:
+            self._append(events)
+
+    def _append(self, events: Sequence[Event]) -> None:
+        """Write non-final events, fenced by emit.lua when there is a message to hold."""
+        if self._ack is None or self._fenced_emit is None:
+            if len(events) == 1:
+                self._redis.xadd(self._key, {"t": events[0].type.value, "d": events[0].data})
                 return
-            fenced = [self._key, self._ack.unacked_set, event.type.value, event.data, self._ack.message_id]
-            if self._pipelined is None:
-                if not self._fenced_emit(keys=fenced[:2], args=fenced[2:]):
-                    raise JobCancelled(Reason.LOST)
-                self._pipelined = self._redis.connection_pool.get_connection()
-                return
-            self._read_answers(wait=False)
-            self._pipelined.send_command("EVALSHA", self._fenced_emit.sha, 2, *fenced)
-            self._unanswered += 1
+            pipeline = self._redis.pipeline(transaction=False)
+            for event in events:
+                pipeline.xadd(self._key, {"t": event.type.value, "d": event.data})
+            pipeline.execute()
             return
+        keys = [self._key, self._ack.unacked_set]
+        args: list[EncodableT] = [self._ack.message_id]
+        for event in events:
+            args += (event.type.value, event.data)
+        if self._pipelined is None:
+            if not self._fenced_emit(keys=keys, args=args):
+                raise JobCancelled(Reason.LOST)
+            self._pipelined = self._redis.connection_pool.get_connection()
+            return
+        self._read_answers(wait=False)
+        self._pipelined.send_command("EVALSHA", self._fenced_emit.sha, 2, *keys, *args)
+        self._unanswered += 1
+
+    def _finish_with(self, event: Event) -> None:
         self._read_answers(wait=True)
         keys = [self._key]
         args: list[EncodableT] = [event.type.value, event.data, FINISHED_STREAM_TTL_S]
@@ -170,5 +193,9 @@ class LoopEventSink:
         self._loop = loop
         self.queue: asyncio.Queue[Event] = asyncio.Queue()
 
-    def emit(self, event: Event) -> None:
-        self._loop.call_soon_threadsafe(self.queue.put_nowait, event)
+    def emit(self, *events: Event) -> None:
+        self._loop.call_soon_threadsafe(self._put, events)
+
+    def _put(self, events: tuple[Event, ...]) -> None:
+        for event in events:
+            self.queue.put_nowait(event)

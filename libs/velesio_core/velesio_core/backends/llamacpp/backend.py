@@ -57,7 +57,7 @@ class LlamaServerBackend:
 
     def complete(
         self, request: dict[str, Any], *, model: str, stream: bool, cancellation: Cancellation
-    ) -> Iterator[Event]:
+    ) -> Iterator[list[Event]]:
         # response_fields would strip the final chunk of the "stop" that marks it as final: it is
         # applied here instead, to that chunk, as llama-server applies it.
         request = dict(request)
@@ -67,24 +67,26 @@ class LlamaServerBackend:
             with self._http.request("POST", "/completion", body, headers=_JSON, cancellation=cancellation) as response:
                 if response.status != 200:
                     raise _error_from(response)
-                chunks = _sse_data(response, cancellation)
                 if stream:
-                    events = _stream_events(chunks)
+                    batches = _stream_events(_sse_batches(response, self._http, cancellation))
                 else:
-                    events = iter([_whole_answer(chunks, return_tokens=bool(request.get("return_tokens")))])
-                for event in events:
-                    if fields and event.type is EventType.RESULT:
+                    chunks = _sse_data(response, cancellation)
+                    batches = iter([[_whole_answer(chunks, return_tokens=bool(request.get("return_tokens")))]])
+                for events in batches:
+                    if fields and events[-1].type is EventType.RESULT:
                         # What response_fields picks is llama-server's own JSON, which the llama.cpp
                         # dialect (the only one with response_fields) forwards as it is: not a
                         # GenerationResult any more, so it goes out as the bytes of its JSON.
-                        picked = nested_values(fields, orjson.loads(event.data))
-                        event = Event(EventType.RESULT, orjson.dumps(picked))
-                    yield event
+                        picked = nested_values(fields, orjson.loads(events[-1].data))
+                        events[-1] = Event(EventType.RESULT, orjson.dumps(picked))
+                    yield events
         except _UNREACHABLE as error:
             cancellation.check()
             raise _unreachable(error) from None
 
-    def chat(self, request: dict[str, Any], *, model: str, stream: bool, cancellation: Cancellation) -> Iterator[Event]:
+    def chat(
+        self, request: dict[str, Any], *, model: str, stream: bool, cancellation: Cancellation
+    ) -> Iterator[list[Event]]:
         # llama-server's OpenAI endpoint renders the messages with the model's own template and
         # parses tool calls and reasoning; its chunks are translated to velesio's events.
         body = orjson.dumps({**request, "stream": True, "stream_options": {"include_usage": True}})
@@ -94,13 +96,30 @@ class LlamaServerBackend:
                 if response.status != 200:
                     raise _error_from(response)
                 chat = _ChatStream(stream)
-                for data in _sse_data(response, cancellation):
-                    if data == b"[DONE]":
-                        break
-                    event = chat.feed(_chunk(data))
-                    if event is not None:
-                        yield event
-                yield chat.result()
+                if not stream:
+                    for data in _sse_data(response, cancellation):
+                        if data == b"[DONE]":
+                            break
+                        chat.feed(_chunk(data))
+                    yield [chat.result()]
+                    return
+                for batch in _sse_batches(response, self._http, cancellation):
+                    events: list[Event] = []
+                    for data in batch:
+                        if data == b"[DONE]":
+                            yield [*events, chat.result()]
+                            return
+                        try:
+                            chunk = _chunk(data)
+                        except GatewayError:
+                            if events:  # the tokens read with the error reach the client first
+                                yield events
+                            raise
+                        if (event := chat.feed(chunk)) is not None:
+                            events.append(event)
+                    if events:
+                        yield events
+                yield [chat.result()]
         except _UNREACHABLE as error:
             cancellation.check()
             raise _unreachable(error) from None
@@ -234,6 +253,32 @@ def _sse_data(response: http.client.HTTPResponse, cancellation: Cancellation) ->
     cancellation.check()
 
 
+def _sse_batches(
+    response: http.client.HTTPResponse, pool: HttpPool, cancellation: Cancellation
+) -> Iterator[list[bytes]]:
+    """The ``data:`` payloads of llama-server's event stream in groups, so that the worker writes
+    each group to Redis in one call: a payload goes out as soon as it is read, with the whole
+    events already received behind it, and never waits for one more to arrive.
+
+    An event ends with a blank line (llama-server writes ``data: <json>\n\n`` as one chunk), and
+    the chunked framing between events is CRLFs and sizes, which never make ``\n\n``: so while
+    what was received and not read holds a ``\n\n``, a whole event is here, and reading on to it
+    cannot block.
+    """
+    batch: list[bytes] = []
+    for line in response:
+        if line.startswith(b"data: "):
+            batch.append(line[6:].rstrip(b"\r\n"))
+        elif line.startswith(b"data:"):
+            batch.append(line[5:].rstrip(b"\r\n"))
+        if batch and b"\n\n" not in pool.received(response):
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+    cancellation.check()
+
+
 def _chunk(data: bytes) -> dict[str, Any]:
     chunk: dict[str, Any] = orjson.loads(data)
     if "error" in chunk:
@@ -244,12 +289,23 @@ def _chunk(data: bytes) -> dict[str, Any]:
     return chunk
 
 
-def _stream_events(chunks: Iterator[bytes]) -> Iterator[Event]:
-    for data in chunks:
-        if _chunk(data).get("stop"):
-            yield Event(EventType.RESULT, data)
-            return
-        yield Event(EventType.TOKEN, data)
+def _stream_events(batches: Iterator[list[bytes]]) -> Iterator[list[Event]]:
+    """Token events, a list per group of payloads, the last list ending with the result."""
+    for batch in batches:
+        events: list[Event] = []
+        for data in batch:
+            try:
+                stop = _chunk(data).get("stop")
+            except GatewayError:
+                if events:  # the tokens read with the error still reach the client, before it
+                    yield events
+                raise
+            if stop:
+                events.append(Event(EventType.RESULT, data))
+                yield events
+                return
+            events.append(Event(EventType.TOKEN, data))
+        yield events
     raise GatewayError(ErrorKind.SERVER, "llama-server ended the stream without a final chunk")
 
 

@@ -66,7 +66,7 @@ class OllamaBackend:
 
     def complete(
         self, request: dict[str, Any], *, model: str, stream: bool, cancellation: Cancellation
-    ) -> Iterator[Event]:
+    ) -> Iterator[list[Event]]:
         prompt = request.get("prompt")
         if not isinstance(prompt, str):
             raise not_supported("the Ollama backend takes a text prompt, not token ids")
@@ -80,9 +80,13 @@ class OllamaBackend:
                 options=self._options(request, "n_predict"),
                 format=_format(request),
             )
-        yield from _events(chunks, cancellation, stream=stream, part=_completion_part)
+        # One event per list: the official client gives no way to see what else has arrived.
+        for event in _events(chunks, cancellation, stream=stream, part=_completion_part):
+            yield [event]
 
-    def chat(self, request: dict[str, Any], *, model: str, stream: bool, cancellation: Cancellation) -> Iterator[Event]:
+    def chat(
+        self, request: dict[str, Any], *, model: str, stream: bool, cancellation: Cancellation
+    ) -> Iterator[list[Event]]:
         _refuse_unsupported(request)
         think = None
         if (request.get("chat_template_kwargs") or {}).get("enable_thinking") is False:
@@ -97,7 +101,8 @@ class OllamaBackend:
                 options=self._options(request, "max_tokens"),
                 format=_format(request),
             )
-        yield from _events(chunks, cancellation, stream=stream, part=_chat_part)
+        for event in _events(chunks, cancellation, stream=stream, part=_chat_part):
+            yield [event]
 
     def tokenize(self, request: dict[str, Any], *, model: str, cancellation: Cancellation) -> Any:
         raise not_supported("the Ollama backend cannot tokenize: Ollama has no tokenizer API")
