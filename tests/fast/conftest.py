@@ -199,12 +199,15 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 
 def sse_events(chunks: list[bytes]) -> list[Any]:
-    """The JSON of each ``data: <json>\\n\\n`` chunk (``[DONE]`` as the string)."""
+    """The JSON of each ``data: <json>\\n\\n`` event (``[DONE]`` as the string). A chunk holds
+    whole events: one, or those that arrived together, never part of one."""
     events = []
     for chunk in chunks:
         assert chunk.startswith(b"data: ") and chunk.endswith(b"\n\n"), chunk
-        data = chunk[len(b"data: ") : -2]
-        events.append("[DONE]" if data == b"[DONE]" else jsonlib.loads(data))
+        for event in chunk[:-2].split(b"\n\n"):
+            assert event.startswith(b"data: "), chunk
+            data = event[len(b"data: ") :]
+            events.append("[DONE]" if data == b"[DONE]" else jsonlib.loads(data))
     return events
 
 

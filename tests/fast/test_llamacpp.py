@@ -143,6 +143,16 @@ def test_the_stream_is_one_data_event_per_write_with_an_empty_final_content(stac
     assert content == whole and len(tokens) == 6 and last["stop"] is True
 
 
+def test_tokens_that_arrive_together_still_go_out_one_event_per_write(stack):
+    # The relay joins the events of one read into one write for other dialects; LlamaLib parses
+    # each write alone, so llama.cpp's stream never does.
+    stack.llm.events_per_read = 4
+    written = stack.writes("POST", "/completion", {"prompt": "Tell me", "n_predict": 8, "stream": True})
+    assert len(written.chunks) == 9 and all(chunk.count(b"data: ") == 1 for chunk in written.chunks)
+    content, tokens, last = v3_concatenate(written.chunks)
+    assert content == "".join(STORY[:8]) and len(tokens) == 8 and last["stop"] is True
+
+
 def test_the_streamed_tokens_detokenize_to_the_text(stack):
     events = sse_events(stack.writes("POST", "/completion", {"prompt": "x", "n_predict": 5, "stream": True}).chunks)
     tokens = [token for event in events[:-1] for token in event["tokens"]]

@@ -103,8 +103,18 @@ def test_chat_streams_ndjson_by_default_and_adds_up(stack):
     assert_final(
         lines[-1], done_reason="stop", eval_count=len(STORY), prompt_eval_count=len(tokenize(render_chat(MESSAGES)))
     )
-    # One JSON object per line, each line written on its own.
-    assert all(chunk.count(b"\n") == 1 and chunk.endswith(b"\n") for chunk in written.chunks)
+    # One JSON object per line; a write holds whole lines (those that arrived together), never part of one.
+    assert all(chunk.endswith(b"\n") for chunk in written.chunks)
+
+
+def test_lines_that_arrive_together_go_out_in_one_write(stack):
+    stack.llm.events_per_read = 4
+    written = stack.writes("POST", "/api/chat", {"model": TAGGED, "messages": MESSAGES, "options": {"num_predict": 8}})
+    lines = ndjson(written.body)
+    assert "".join(line["message"]["content"] for line in lines) == "".join(STORY[:8])
+    assert [line["done"] for line in lines] == [False] * 8 + [True]
+    assert max(chunk.count(b"\n") for chunk in written.chunks) >= 4
+    assert all(chunk.endswith(b"\n") for chunk in written.chunks)
 
 
 def test_chat_options_become_llama_cpps_sampling(stack):

@@ -83,6 +83,17 @@ def test_llama_cpps_own_sampling_options_travel_on(stack):
     assert "model" not in payload and "stream" not in payload
 
 
+def test_events_that_arrive_together_go_out_in_one_write_and_parse_one_by_one(stack):
+    whole = chat(stack, max_tokens=8).json["choices"][0]["message"]["content"]
+    stack.llm.events_per_read = 4
+    body = {"model": MODEL, "messages": MESSAGES, "max_tokens": 8, "stream": True}
+    written = stack.writes("POST", "/v1/chat/completions", body)
+    events = sse_events(written.chunks)
+    assert events[-1] == "[DONE]"
+    assert "".join(event["choices"][0]["delta"].get("content") or "" for event in events[:-1]) == whole
+    assert len(written.chunks) < len(events) and max(chunk.count(b"data: ") for chunk in written.chunks) >= 4
+
+
 def test_a_chat_stream_adds_up_and_ends_with_done(stack):
     whole = chat(stack, max_tokens=6).json["choices"][0]["message"]["content"]
     body = {"model": MODEL, "messages": MESSAGES, "max_tokens": 6, "stream": True}

@@ -163,7 +163,9 @@ class FakeLlm:
     sets ``chat_template_kwargs.enable_thinking`` false), ``hold`` (a :class:`Hold`),
     ``stall_after`` (a generation stops making progress after that many tokens, until cancelled),
     ``embeddings_on`` (False: embeddings are refused as llama-server without --embeddings does),
-    ``also_serves`` (more model names in its directory, as several workers or an Ollama worker give).
+    ``also_serves`` (more model names in its directory, as several workers or an Ollama worker give),
+    ``events_per_read`` (how many events it hands on together, as llama-server's backend hands on
+    the tokens it had already received).
     """
 
     def __init__(self) -> None:
@@ -172,6 +174,7 @@ class FakeLlm:
         self.stall_after: int | None = None
         self.embeddings_on = True
         self.also_serves: tuple[str, ...] = ()
+        self.events_per_read = 1
         #: Every request as the backend received it: (kind, payload). What travels to a backend
         #: is velesio's job vocabulary (jobs.py), so tests may check a dialect's translation here.
         self.received: list[tuple[str, dict[str, Any]]] = []
@@ -189,7 +192,7 @@ class FakeLlm:
         prompt_tokens = len(prompt) if isinstance(prompt, list) else len(tokenize(prompt))
         self._check_context(prompt_tokens)
         pieces = story(request.get("n_predict"), ignore_eos=bool(request.get("ignore_eos")))
-        return ([event] for event in self._completion_events(request, pieces, prompt_tokens, stream, cancellation))
+        return self._grouped(self._completion_events(request, pieces, prompt_tokens, stream, cancellation))
 
     def chat(
         self, request: dict[str, Any], *, model: str, stream: bool, cancellation: Cancellation
@@ -197,7 +200,7 @@ class FakeLlm:
         self.received.append(("chat", request))
         prompt_tokens = len(tokenize(render_chat(request["messages"])))
         self._check_context(prompt_tokens)
-        return ([event] for event in self._chat_events(request, prompt_tokens, stream, cancellation))
+        return self._grouped(self._chat_events(request, prompt_tokens, stream, cancellation))
 
     def tokenize(self, request: dict[str, Any], *, model: str, cancellation: Cancellation) -> Any:
         self.received.append(("tokenize", request))
@@ -319,6 +322,16 @@ class FakeLlm:
         finally:
             with self._lock:
                 self._generating -= 1
+
+    def _grouped(self, events: Iterator[Event]) -> Iterator[list[Event]]:
+        group: list[Event] = []
+        for event in events:
+            group.append(event)
+            if len(group) >= self.events_per_read or event.type.is_final:
+                yield group
+                group = []
+        if group:
+            yield group
 
     def _check(self, cancellation: Cancellation) -> None:
         if cancellation.reason is not None:

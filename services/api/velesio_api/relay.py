@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Literal, Protocol, runtime_checkable
 
 import falcon.asgi
 import orjson
@@ -32,9 +32,18 @@ class StreamEncoder(Protocol):
     """Writes one request's events in its dialect; it may keep state (ids, first-chunk flags)."""
 
     def encode(self, event: Event) -> Iterable[bytes]:
-        """The chunks to send for ``event``, each as one write of its own (none for events the
-        client never sees)."""
+        """The chunks to send for ``event`` (none for events the client never sees). The chunks of
+        the events that arrived together go out in one write, unless the stream is
+        :class:`OneEventPerWrite`."""
         ...
+
+
+@runtime_checkable
+class OneEventPerWrite(StreamEncoder, Protocol):
+    """A stream whose clients parse each HTTP chunk alone as one event (llama.cpp's, which
+    LlamaLib reads so: docs/clients.md), so every chunk is a write of its own, never joined."""
+
+    one_event_per_write: Literal[True]
 
 
 class ChoicesEncoder(Protocol):
@@ -148,25 +157,27 @@ class Relay:
         encoder: StreamEncoder,
         content_type: str,
     ) -> None:
-        """Run a job and stream its events to the client, one write per encoded chunk.
+        """Run a job and stream its events to the client, one write per read of the queue (the
+        events that arrived together), or per encoded chunk for :class:`OneEventPerWrite`.
 
         The response starts only with the first chunk the client sees, so an error that comes
         before any output is still answered with its HTTP status, as llama.cpp does.
         """
         handle = await self.queue.submit(job)
         guard = DisconnectGuard(req, handle).arm()
-        events = handle.events()
+        batches = handle.batches()
+        writes = _Writes(encoder)
         if isinstance(encoder, OpensEarly):
             _stream_headers(resp, content_type, handle.queue_position)
-            resp.stream = _kept_alive(events, encoder, guard)
+            resp.stream = _kept_alive(batches, encoder, writes, guard)
             return
         try:
-            first = await _first_output(events, encoder)
+            first = await _first_output(batches, encoder)
         except BaseException:
             guard.disarm()
             raise
         _stream_headers(resp, content_type, handle.queue_position)
-        resp.stream = _encoded(first, events, encoder, guard)
+        resp.stream = _encoded(first, batches, writes, guard)
 
     async def stream_choices(
         self,
@@ -187,17 +198,17 @@ class Relay:
             await choices.cancel()
             raise
         guard = DisconnectGuard(req, choices).arm()
-        events = choices.events()
+        batches = choices.batches()
         try:
-            first = await _first_choice_output(events, encoder)
+            first = await _first_choice_output(batches, encoder)
         except BaseException:
             guard.disarm()
-            await events.aclose()
+            await batches.aclose()
             await choices.cancel()
             raise
         # The first choice's job was queued first: where the answer's first output can come from.
         _stream_headers(resp, content_type, choices.handles[0].queue_position)
-        resp.stream = _choices_encoded(first, events, encoder, choices, guard)
+        resp.stream = _choices_encoded(first, batches, encoder, choices, guard)
 
 
 class _Choices:
@@ -206,18 +217,18 @@ class _Choices:
     def __init__(self) -> None:
         self.handles: list[JobHandle] = []
 
-    async def events(self) -> AsyncGenerator[tuple[int, Event], None]:
-        """(choice, event) in arrival order until every job has ended; a job's queue error
-        (its deadline, Redis lost) arrives as its error event."""
-        arrived: asyncio.Queue[tuple[int, Event | None]] = asyncio.Queue()
+    async def batches(self) -> AsyncGenerator[tuple[int, list[Event]], None]:
+        """(choice, events that arrived together) in arrival order until every job has ended; a
+        job's queue error (its deadline, Redis lost) arrives as its error event."""
+        arrived: asyncio.Queue[tuple[int, list[Event] | None]] = asyncio.Queue()
 
         async def pump(index: int, handle: JobHandle) -> None:
             # put_nowait: the queue is unbounded, and a cancelled pump must not await in finally.
             try:
-                async for event in handle.events():
-                    arrived.put_nowait((index, event))
+                async for batch in handle.batches():
+                    arrived.put_nowait((index, batch))
             except GatewayError as error:
-                arrived.put_nowait((index, Event.error(error)))
+                arrived.put_nowait((index, [Event.error(error)]))
             finally:
                 arrived.put_nowait((index, None))
 
@@ -225,11 +236,11 @@ class _Choices:
         try:
             running = len(pumps)
             while running:
-                index, event = await arrived.get()
-                if event is None:
+                index, batch = await arrived.get()
+                if batch is None:
                     running -= 1
                 else:
-                    yield index, event
+                    yield index, batch
         finally:
             for task in pumps:
                 task.cancel()
@@ -240,34 +251,41 @@ class _Choices:
 
 
 async def _first_choice_output(
-    events: AsyncIterator[tuple[int, Event]], encoder: ChoicesEncoder
-) -> tuple[int, Event, list[bytes]]:
-    async for index, event in events:
-        if event.type is EventType.ERROR:
-            raise event.as_error()
-        chunks = list(encoder.encode_choice(index, event))
+    batches: AsyncIterator[tuple[int, list[Event]]], encoder: ChoicesEncoder
+) -> tuple[bytes, bool]:
+    """The first write the client sees, and whether an error (after some output) ended it."""
+    async for index, batch in batches:
+        chunks: list[bytes] = []
+        for event in batch:
+            if event.type is EventType.ERROR and not chunks:
+                raise event.as_error()
+            chunks += encoder.encode_choice(index, event)
         if chunks:
-            return index, event, chunks
+            return b"".join(chunks), batch[-1].type is EventType.ERROR
     raise GatewayError(ErrorKind.SERVER, "the jobs ended without a result")
 
 
 async def _choices_encoded(
-    first: tuple[int, Event, list[bytes]],
-    events: AsyncGenerator[tuple[int, Event], None],
+    first: tuple[bytes, bool],
+    batches: AsyncGenerator[tuple[int, list[Event]], None],
     encoder: ChoicesEncoder,
     choices: _Choices,
     guard: DisconnectGuard,
 ) -> AsyncIterator[bytes]:
     try:
-        for chunk in first[2]:
-            yield chunk
-        async for index, event in events:
-            for chunk in encoder.encode_choice(index, event):
-                yield chunk
-            if event.type is EventType.ERROR:
-                await events.aclose()
-                await choices.cancel()
-                return
+        write, failed = first
+        yield write
+        if not failed:
+            async for index, batch in batches:
+                write = b"".join([chunk for event in batch for chunk in encoder.encode_choice(index, event)])
+                if write:
+                    yield write
+                if batch[-1].type is EventType.ERROR:
+                    failed = True
+                    break
+        if failed:
+            await batches.aclose()
+            await choices.cancel()
     finally:
         guard.disarm()
 
@@ -282,63 +300,83 @@ def _stream_headers(resp: falcon.asgi.Response, content_type: str, queue_positio
         resp.set_header(QUEUE_POSITION_HEADER, str(queue_position))
 
 
-async def _first_output(events: AsyncIterator[Event], encoder: StreamEncoder) -> tuple[Event, list[bytes]]:
-    async for event in events:
-        if event.type is EventType.ERROR:
-            raise event.as_error()
-        chunks = list(encoder.encode(event))
-        if chunks or event.type.is_final:
-            return event, chunks
+class _Writes:
+    """The writes of a stream's events: those of each batch joined in one, unless the stream is
+    :class:`OneEventPerWrite` (checked once: a Protocol's isinstance is slow)."""
+
+    def __init__(self, encoder: StreamEncoder) -> None:
+        self._encoder = encoder
+        self._joined = not isinstance(encoder, OneEventPerWrite)
+
+    def of(self, batch: list[Event]) -> list[bytes]:
+        return self.joined([chunk for event in batch for chunk in self._encoder.encode(event)])
+
+    def joined(self, chunks: list[bytes]) -> list[bytes]:
+        if self._joined and len(chunks) > 1:
+            return [b"".join(chunks)]
+        return chunks
+
+
+async def _first_output(batches: AsyncIterator[list[Event]], encoder: StreamEncoder) -> tuple[bool, list[bytes]]:
+    """The chunks of the first batch the client sees, and whether it ended the job."""
+    async for batch in batches:
+        chunks: list[bytes] = []
+        for event in batch:
+            if event.type is EventType.ERROR and not chunks:
+                raise event.as_error()
+            chunks += encoder.encode(event)
+        if chunks or batch[-1].type.is_final:
+            return batch[-1].type.is_final, chunks
     raise GatewayError(ErrorKind.SERVER, "the job ended without a result")
 
 
 async def _encoded(
-    first: tuple[Event, list[bytes]], events: AsyncIterator[Event], encoder: StreamEncoder, guard: DisconnectGuard
+    first: tuple[bool, list[bytes]], batches: AsyncIterator[list[Event]], writes: _Writes, guard: DisconnectGuard
 ) -> AsyncIterator[bytes]:
     try:
-        event, chunks = first
-        for chunk in chunks:
-            yield chunk
-        if event.type.is_final:
+        ended, chunks = first
+        for write in writes.joined(chunks):
+            yield write
+        if ended:
             return
         try:
-            async for event in events:
-                for chunk in encoder.encode(event):
-                    yield chunk
+            async for batch in batches:
+                for write in writes.of(batch):
+                    yield write
         except GatewayError as error:
             # The status line is long gone (Redis lost, the API's own timeout): tell the client the
             # way its dialect tells any late error, rather than cutting the stream with a traceback.
-            for chunk in encoder.encode(Event.error(error)):
-                yield chunk
+            for write in writes.of([Event.error(error)]):
+                yield write
     finally:
         guard.disarm()
 
 
 async def _kept_alive(
-    events: AsyncIterator[Event], encoder: OpensEarly, guard: DisconnectGuard
+    batches: AsyncIterator[list[Event]], encoder: OpensEarly, writes: _Writes, guard: DisconnectGuard
 ) -> AsyncIterator[bytes]:
-    # The next event is awaited in a task of its own, so that a keepalive never cancels a read
-    # half-way (which would end the events' generator).
-    upcoming: asyncio.Task[Event] | None = None
+    # The next batch is awaited in a task of its own, so that a keepalive never cancels a read
+    # half-way (which would end the batches' generator).
+    upcoming: asyncio.Task[list[Event]] | None = None
     try:
-        for chunk in encoder.opening():
-            yield chunk
+        for write in writes.joined(list(encoder.opening())):
+            yield write
         while True:
-            upcoming = upcoming or asyncio.ensure_future(anext(events))
+            upcoming = upcoming or asyncio.ensure_future(anext(batches))
             done, _ = await asyncio.wait({upcoming}, timeout=KEEPALIVE_S)
             if not done:
                 yield encoder.keepalive()
                 continue
             try:
-                event = upcoming.result()
+                batch = upcoming.result()
             except StopAsyncIteration:
                 return
             except GatewayError as error:
-                event = Event.error(error)
+                batch = [Event.error(error)]
             upcoming = None
-            for chunk in encoder.encode(event):
-                yield chunk
-            if event.type.is_final:
+            for write in writes.of(batch):
+                yield write
+            if batch[-1].type.is_final:
                 return
     finally:
         if upcoming is not None:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import functools
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,7 +28,7 @@ from velesio_core.errors import ErrorKind, GatewayError
 from velesio_core.events import Event
 from velesio_core.jobs import Job
 from velesio_core.metrics.api import AUTH_FAILURES, KEY_REQUESTS
-from velesio_core.queue.interface import JobHandle, JobQueue
+from velesio_core.queue.interface import JobHandle, JobQueue, each_event
 from velesio_core.tenants.admission import Admission, Lease
 from velesio_core.tenants.authn import ADMIN, Authenticator, Principal
 from velesio_core.tenants.headers import RateSnapshot
@@ -171,17 +171,21 @@ class LeasedHandle:
         self.job = handle.job
         self.queue_position = handle.queue_position
 
-    async def events(self) -> AsyncIterator[Event]:
+    def events(self) -> AsyncIterator[Event]:
+        return each_event(self.batches())
+
+    async def batches(self) -> AsyncGenerator[list[Event], None]:
         try:
-            async for event in self._handle.events():
-                if event.type.is_final:
+            async for batch in self._handle.batches():
+                final = batch[-1]
+                if final.type.is_final:
                     self._ended = True
                     after = _AFTER.get()
                     if after is None:
-                        await self._lease.finish(event)
+                        await self._lease.finish(final)
                     else:
-                        after.append(functools.partial(self._lease.finish, event))
-                yield event
+                        after.append(functools.partial(self._lease.finish, final))
+                yield batch
         finally:
             if not self._ended:
                 await self._release_shielded()

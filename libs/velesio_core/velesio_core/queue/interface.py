@@ -7,7 +7,8 @@ process, for a worker serving its backend alone with no Redis).
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
+from contextlib import aclosing
 from typing import Protocol
 
 from ..errors import ErrorKind, GatewayError, unavailable
@@ -32,6 +33,11 @@ class JobHandle(Protocol):
         """
         ...
 
+    def batches(self) -> AsyncGenerator[list[Event], None]:
+        """The same events, in lists of those that arrived together (one read of the queue), so
+        that a stream can send each list in one write."""
+        ...
+
     async def cancel(self) -> None:
         """Stop the job, queued or running; its client is gone."""
         ...
@@ -43,6 +49,14 @@ class JobQueue(Protocol):
         ...
 
     async def close(self) -> None: ...
+
+
+async def each_event(batches: AsyncGenerator[list[Event], None]) -> AsyncIterator[Event]:
+    """A handle's ``events``, from its ``batches``."""
+    async with aclosing(batches):
+        async for batch in batches:
+            for event in batch:
+                yield event
 
 
 def timed_out(job: Job, *, started: bool, unstarted: str) -> GatewayError:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 
 from ..cancellation import Reason
@@ -21,7 +21,7 @@ from ..jobs import Job
 from ..metrics.queue import CANCELLED, EXPIRED, REJECTED
 from ..supervision import AUX_THREADS, JobSupervisor
 from .event_sink import LoopEventSink
-from .interface import RETRY_AFTER_S, timed_out
+from .interface import RETRY_AFTER_S, each_event, timed_out
 
 
 class LocalJobQueue:
@@ -81,7 +81,10 @@ class LocalJobHandle:
         self._events = sink.queue
         self._supervisor = supervisor
 
-    async def events(self) -> AsyncIterator[Event]:
+    def events(self) -> AsyncIterator[Event]:
+        return each_event(self.batches())
+
+    async def batches(self) -> AsyncGenerator[list[Event], None]:
         give_up_at = self.job.deadline
         started = False
         while True:
@@ -98,7 +101,11 @@ class LocalJobHandle:
             if not started:
                 started = True
                 give_up_at = time.time() + self.job.timeout_s + 1.0
-            yield event
+            batch = [event]
+            while not event.type.is_final and not self._events.empty():
+                event = self._events.get_nowait()
+                batch.append(event)
+            yield batch
             if event.type.is_final:
                 return
 

@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from typing import cast
 
 import orjson
@@ -29,7 +29,7 @@ from ..redis_clients import async_client, async_client_for_url, follow_master, l
 from ..settings import Settings
 from .event_sink import FINISHED_EVENTS_TTL_S
 from .fair import QUEUE_FULL, FairQueue, lane_of
-from .interface import RETRY_AFTER_S, timed_out
+from .interface import RETRY_AFTER_S, each_event, timed_out
 from .keys import CANCEL_CHANNEL, QueueKeys, events_key, lua_script
 from .reaper import REAP_EVERY_S, AsyncReaper
 
@@ -187,7 +187,10 @@ class RedisJobHandle:
         #: How many jobs would be fetched before it when it was queued (streamed jobs only).
         self.queue_position = position
 
-    async def events(self) -> AsyncIterator[Event]:
+    def events(self) -> AsyncIterator[Event]:
+        return each_event(self.batches())
+
+    async def batches(self) -> AsyncGenerator[list[Event], None]:
         job = self.job
         key = events_key(job.id)
         last_id = self._after
@@ -210,6 +213,7 @@ class RedisJobHandle:
                     if started or time.time() < job.deadline:
                         last_id = await self._unless_lost(last_id, started=started)
                     continue
+                batch: list[Event] = []
                 for _stream, entries in reply or ():
                     for entry_id, fields in entries:
                         last_id = entry_id
@@ -218,9 +222,12 @@ class RedisJobHandle:
                             # Any event means a worker has the job (see supervision.STARTED_NOTICE_S).
                             started = True
                             give_up_at = time.time() + job.timeout_s + _GRACE_S
-                        yield event
+                        batch.append(event)
                         if event.type.is_final:
+                            yield batch
                             return
+                if batch:
+                    yield batch
         except RedisError as error:
             raise queue_error(error) from None
 

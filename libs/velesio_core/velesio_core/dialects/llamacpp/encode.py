@@ -9,7 +9,7 @@ and no ``data: [DONE]`` (which breaks LLM for Unity v2's parser); the final chun
 from __future__ import annotations
 
 from pathlib import PurePath
-from typing import Any
+from typing import Any, Literal
 
 import orjson
 
@@ -30,6 +30,9 @@ def sse_event(event: Event) -> bytes | None:
 
 class SseStream:
     """llama.cpp's stream encoder: stateless, one SSE event per event the client sees."""
+
+    #: LlamaLib parses each HTTP chunk alone: the relay never joins two events in one write.
+    one_event_per_write: Literal[True] = True
 
     def encode(self, event: Event) -> list[bytes]:
         chunk = sse_event(event)
