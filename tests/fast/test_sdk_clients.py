@@ -77,7 +77,11 @@ def test_openai_sdk_reads_n_choices_logprobs_and_any_model_name(stack):
     assert answer.usage.completion_tokens == 4
 
 
-def test_openai_sdk_streams_n_choices_interleaved_with_their_usage(stack):
+@pytest.mark.parametrize("events_per_read", [1, 4])
+def test_openai_sdk_streams_n_choices_interleaved_with_their_usage(stack, events_per_read):
+    # With 4, each choice's events arrive in fours, and each four goes out in one write.
+    stack.llm.events_per_read = events_per_read
+
     async def go():
         async with openai_client(stack) as sdk:
             stream = await sdk.chat.completions.create(
