@@ -83,7 +83,8 @@ local function schedule(lane, top)
     redis.call("zadd", subs, whole(start), lane)
 end
 
--- A lane that holds nothing any more leaves the schedule, keeping its next start.
+-- A lane that holds nothing any more leaves the schedule, keeping its next start. True when its
+-- top-level key still has lanes scheduled.
 local function unschedule(lane, top, lane_next, top_next)
     local subs = subs_of(top)
     redis.call("zrem", subs, lane)
@@ -95,12 +96,15 @@ local function unschedule(lane, top, lane_next, top_next)
             -- Nobody waits: nobody is owed anything, and the state starts afresh.
             redis.call("del", fair)
         end
+        return false
     end
+    return true
 end
 
 local function wake(max_tokens)
-    redis.call("rpush", P .. ".wake", "1")
-    redis.call("ltrim", P .. ".wake", -tonumber(max_tokens), -1)
+    if redis.call("rpush", P .. ".wake", "1") > tonumber(max_tokens) then
+        redis.call("ltrim", P .. ".wake", -tonumber(max_tokens), -1)
+    end
 end
 
 -- The next job of the lanes, taken off its lane; nil when the lanes are empty.
@@ -133,8 +137,7 @@ local function pop_lane()
             redis.call("zadd", tops, whole(top_next), top)
         else
             -- The lane emptied (or, with no id, had been emptied behind the schedule's back).
-            unschedule(lane, top, lane_next, top_next)
-            if redis.call("zcard", subs) > 0 then
+            if unschedule(lane, top, lane_next, top_next) then
                 redis.call("zadd", tops, whole(top_next), top)
             end
         end
