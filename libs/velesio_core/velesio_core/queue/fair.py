@@ -67,9 +67,36 @@ class FairQueue:
     ) -> Any:
         """Queue a message in its lane. Replies ``[1, the stream's first entry id (or 1), the
         job's position (or -1)]``, or ``[QUEUE_FULL]`` / ``[LANE_FULL]``. A cap of 0 is none."""
-        return self._script(
-            keys=[keys.ready_list] + ([stream] if stream else []),
-            args=[
+        script_keys, args = self.enqueue_command(
+            keys, message_id, message, lane, queue_cap=queue_cap, lane_cap=lane_cap, stream=stream,
+            stream_ttl_s=stream_ttl_s, position=position,
+        )  # fmt: skip
+        return self._script(keys=script_keys, args=args)
+
+    @property
+    def sha(self) -> str:
+        """The script's SHA1, for an EVALSHA sent by hand (redis_queue.py's first read)."""
+        sha: str = self._script.sha
+        return sha
+
+    def enqueue_command(
+        self,
+        keys: QueueKeys,
+        message_id: str,
+        message: bytes,
+        lane: Lane,
+        *,
+        queue_cap: int = 0,
+        lane_cap: int = 0,
+        stream: str | None = None,
+        stream_ttl_s: int = 0,
+        position: bool = False,
+        first_entry_id: str = "*",
+    ) -> tuple[list[str], list[Any]]:
+        """enqueue's keys and arguments, ``first_entry_id`` the id of the stream's first entry."""
+        return (
+            [keys.ready_list] + ([stream] if stream else []),
+            [
                 "enqueue",
                 message_id,
                 message,
@@ -82,6 +109,7 @@ class FairQueue:
                 lane.top_weight,
                 stream_ttl_s,
                 "1" if position else "0",
+                first_entry_id,
             ],
         )
 

@@ -293,7 +293,9 @@ end
 if command == "enqueue" then
     -- KEYS[2] (optional) the job's event stream
     -- ARGV: message id, message, queue cap (0: none), lane cap (0: none), wake tokens kept,
-    --       lane, lane weight, top-level key, its weight, the stream's TTL s, "1" for the position.
+    --       lane, lane weight, top-level key, its weight, the stream's TTL s, "1" for the position,
+    --       (optional) the id of the stream's first entry ("*", Redis's choice, when absent): a
+    --       fixed one lets the caller send its first XREAD with this call, in the same write.
     -- Returns {1, the stream's first entry id (or 1), position (or -1)}; {0} when the queue is
     -- full, {-1} when the lane is.
     local id, message = ARGV[2], ARGV[3]
@@ -308,7 +310,7 @@ if command == "enqueue" then
     end
     local queued = 1
     if KEYS[2] then
-        queued = redis.call("xadd", KEYS[2], "*", "t", "queued", "d", "{}")
+        queued = redis.call("xadd", KEYS[2], ARGV[13] or "*", "t", "queued", "d", "{}")
         redis.call("expire", KEYS[2], ARGV[11])
     end
     redis.call("hset", msgs, id, message)

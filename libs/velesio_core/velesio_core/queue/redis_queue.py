@@ -13,7 +13,7 @@ import contextlib
 import logging
 import time
 from collections.abc import AsyncGenerator, AsyncIterator
-from typing import cast
+from typing import Any, cast
 
 import orjson
 import redis.asyncio as aioredis
@@ -28,7 +28,7 @@ from ..metrics.queue import CANCELLED, EXPIRED, REJECTED
 from ..redis_clients import async_client, async_client_for_url, follow_master, log_unreachable
 from ..settings import Settings
 from .event_sink import FINISHED_EVENTS_TTL_S
-from .fair import QUEUE_FULL, FairQueue, lane_of
+from .fair import QUEUE_FULL, FairQueue, Lane, lane_of
 from .interface import RETRY_AFTER_S, each_event, timed_out
 from .keys import CANCEL_CHANNEL, QueueKeys, events_key, lua_script
 from .reaper import REAP_EVERY_S, AsyncReaper
@@ -46,6 +46,10 @@ XREAD_BLOCK_MAX_MS = 2_000
 #: entries as (id, {field: value}), all bytes; None when the block timed out. redis-py's own
 #: type is the union of every protocol and decoding it supports.
 _XReadReply = list[tuple[bytes, list[tuple[bytes, dict[bytes, bytes]]]]] | None
+
+#: The id of a job's first event ("queued"), fixed so that the job's first XREAD (after it) can
+#: go to Redis in the same write as the enqueue that writes it.
+FIRST_ENTRY_ID = "0-1"
 
 
 #: lost.lua's answer when the job's stream is gone too (else its message alone is).
@@ -89,11 +93,17 @@ def encode_job_message(job: Job) -> bytes:
 
 
 class RedisJobQueue:
-    def __init__(self, redis: aioredis.Redis, *, queue_cap: int, key_queue_cap: int = 0) -> None:
+    def __init__(
+        self, redis: aioredis.Redis, *, queue_cap: int, key_queue_cap: int = 0, read_first: bool = False
+    ) -> None:
         self.redis = redis
         self._queue_cap = queue_cap
         #: Waiting jobs one key may have in a queue (0: no cap but the queue's).
         self._key_queue_cap = key_queue_cap
+        #: Send each job's first read of its events with its enqueue. Its handle then holds a
+        #: connection of the pool until its events are read or it is cancelled, as the API's
+        #: handles always are; a caller that may leave handles unread keeps it off.
+        self._read_first = read_first
         self._fair = FairQueue(redis)
         self.lost_script = redis.register_script(lua_script("lost"))
         self._following: asyncio.Task[None] | None = None
@@ -117,38 +127,85 @@ class RedisJobQueue:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> RedisJobQueue:
-        return cls(async_client(settings), queue_cap=settings.queue_cap, key_queue_cap=settings.key_queue_cap)
+        return cls(
+            async_client(settings), queue_cap=settings.queue_cap, key_queue_cap=settings.key_queue_cap, read_first=True
+        )
 
     @classmethod
-    def from_url(cls, url: str, *, queue_cap: int) -> RedisJobQueue:
-        return cls(async_client_for_url(url), queue_cap=queue_cap)
+    def from_url(cls, url: str, *, queue_cap: int, read_first: bool = False) -> RedisJobQueue:
+        return cls(async_client_for_url(url), queue_cap=queue_cap, read_first=read_first)
 
     async def submit(self, job: Job) -> RedisJobHandle:
-        queued, position = await self._enqueue(job)
-        return RedisJobHandle(self, job, after=queued, position=position)
+        queued, position, first_read = await self._enqueue(job, read_first=self._read_first)
+        return RedisJobHandle(self, job, after=queued, position=position, first_read=first_read)
 
-    async def _enqueue(self, job: Job) -> tuple[bytes, int | None]:
+    async def _enqueue(self, job: Job, *, read_first: bool = False) -> tuple[bytes, int | None, _FirstRead | None]:
         """Queue the job's message and open its event stream: the stream's first entry's id,
-        and the job's place in the queue (0: next) when it is streamed."""
+        the job's place in the queue (0: next) when it is streamed, and (``read_first``) its
+        first XREAD when it could be sent with the enqueue."""
         keys = QueueKeys(job.queue)
         # The stream outlives anything that could still read it: the wait, the run, the grace.
         ttl_s = int(job.deadline - job.enqueued_at + job.timeout_s) + FINISHED_EVENTS_TTL_S
         lane = lane_of(job.tenant)
+        message = encode_job_message(job)
+        options: dict[str, Any] = {
+            "queue_cap": self._queue_cap, "lane_cap": self._key_queue_cap,
+            "stream": events_key(job.id), "stream_ttl_s": ttl_s, "position": job.stream,
+        }  # fmt: skip
+        first_read = None
         try:
-            reply = await self._fair.enqueue(
-                keys, job.id, encode_job_message(job), lane,
-                queue_cap=self._queue_cap, lane_cap=self._key_queue_cap,
-                stream=events_key(job.id), stream_ttl_s=ttl_s, position=job.stream,
-            )  # fmt: skip
+            reply = None
+            if read_first:
+                reply, first_read = await self._enqueue_reading_first(job, message, keys, lane, options)
+            if reply is None:
+                reply = await self._fair.enqueue(keys, job.id, message, lane, **options)
         except RedisError as error:
             raise queue_error(error) from None
         if reply[0] != 1:
+            if first_read is not None:
+                await first_read.drop()
             REJECTED.labels(job.queue, job.model).inc()
             if reply[0] == QUEUE_FULL:
                 raise QueueFullError(self._queue_cap, retry_after_s=RETRY_AFTER_S)
             raise QueueFullError(self._key_queue_cap, retry_after_s=RETRY_AFTER_S, per_key=True)
         _, queued, position = reply
-        return queued, position if position >= 0 else None
+        return queued, position if position >= 0 else None, first_read
+
+    async def _enqueue_reading_first(
+        self, job: Job, message: bytes, keys: QueueKeys, lane: Lane, options: dict[str, Any]
+    ) -> tuple[Any, _FirstRead | None]:
+        """Send the enqueue and the job's first XREAD in one write, and read the enqueue's reply:
+        one command's send and redis-py's machinery around it less per job, the API's largest
+        share at short answers (docs/decisions.md, "Where a job's CPU goes"). ``(None, None)``
+        when it could not be done so (the script not loaded on this Redis, a connection that
+        failed): the caller then enqueues the usual way, as redis-py's retry would send again."""
+        block_ms = min(int((job.deadline + _GRACE_S - time.time()) * 1000), XREAD_BLOCK_MAX_MS)
+        if block_ms <= 0:
+            return None, None
+        script_keys, args = self._fair.enqueue_command(
+            keys, job.id, message, lane, **options, first_entry_id=FIRST_ENTRY_ID
+        )
+        pool: Any = self.redis.connection_pool  # redis-py leaves get_connection untyped
+        try:
+            connection = await pool.get_connection()
+        except RedisError:
+            return None, None
+        first_read = _FirstRead(self.redis, connection)
+        try:
+            await connection.send_packed_command(
+                connection.pack_commands([
+                    ("EVALSHA", self._fair.sha, len(script_keys), *script_keys, *args),
+                    ("XREAD", "BLOCK", block_ms, "STREAMS", events_key(job.id), FIRST_ENTRY_ID),
+                ])
+            )  # fmt: skip
+            reply = await connection.read_response()
+        except RedisError:
+            await first_read.drop()
+            return None, None
+        except BaseException:
+            await first_read.drop()
+            raise
+        return reply, first_read
 
     async def depth(self, queue: str) -> int:
         """Jobs waiting in a queue, whichever key queued them."""
@@ -166,6 +223,34 @@ class RedisJobQueue:
         await self._fair.cancel(keys, job.id, channel=CANCEL_CHANNEL, job_id=job.id)
 
 
+class _FirstRead:
+    """A job's first XREAD, sent with its enqueue: its reply is read by the job's events, or its
+    connection dropped (it still owes that reply) when they will not be read."""
+
+    def __init__(self, redis: aioredis.Redis, connection: Any) -> None:
+        self._redis = redis
+        self._connection: Any = connection
+
+    async def reply(self) -> _XReadReply:
+        connection, self._connection = self._connection, None
+        try:
+            # On an error or a cancel, read_response disconnects it, as redis-py's own commands do.
+            raw = await connection.read_response()
+        finally:
+            await self._redis.connection_pool.release(connection)
+        return cast(_XReadReply, self._redis.response_callbacks["XREAD"](raw))
+
+    async def drop(self) -> None:
+        connection, self._connection = self._connection, None
+        if connection is not None:
+            try:
+                # A connection that fails to close is gone all the same.
+                with contextlib.suppress(RedisError, OSError):
+                    await connection.disconnect()
+            finally:
+                await self._redis.connection_pool.release(connection)
+
+
 def _raise_if_cancelled() -> None:
     """Re-raise a cancellation of the reading task that redis-py swallowed.
 
@@ -180,10 +265,19 @@ def _raise_if_cancelled() -> None:
 
 
 class RedisJobHandle:
-    def __init__(self, queue: RedisJobQueue, job: Job, *, after: bytes, position: int | None = None) -> None:
+    def __init__(
+        self,
+        queue: RedisJobQueue,
+        job: Job,
+        *,
+        after: bytes,
+        position: int | None = None,
+        first_read: _FirstRead | None = None,
+    ) -> None:
         self._queue = queue
         self.job = job
         self._after = after
+        self._first_read = first_read
         #: How many jobs would be fetched before it when it was queued (streamed jobs only).
         self.queue_position = position
 
@@ -205,9 +299,7 @@ class RedisJobHandle:
                     if not started:
                         EXPIRED.labels(job.queue, job.model).inc()
                     raise self._timed_out(started)
-                reply = cast(
-                    _XReadReply, await self._queue.redis.xread({key: last_id}, block=min(block_ms, XREAD_BLOCK_MAX_MS))
-                )
+                reply = await self._read(key, last_id, min(block_ms, XREAD_BLOCK_MAX_MS))
                 _raise_if_cancelled()
                 if not reply:
                     if started or time.time() < job.deadline:
@@ -231,6 +323,12 @@ class RedisJobHandle:
         except RedisError as error:
             raise queue_error(error) from None
 
+    async def _read(self, key: str, last_id: bytes | str, block_ms: int) -> _XReadReply:
+        first_read, self._first_read = self._first_read, None
+        if first_read is not None:
+            return await first_read.reply()
+        return cast(_XReadReply, await self._queue.redis.xread({key: last_id}, block=block_ms))
+
     async def _unless_lost(self, last_id: bytes, *, started: bool) -> bytes:
         """After a silent read, make sure the job still exists somewhere in Redis (lost.lua); the
         entry id to read after.
@@ -250,7 +348,7 @@ class RedisJobHandle:
             log.warning("job %s's %s was lost with Redis's data while a worker ran it: ended", job.id, what)
             raise lost_job()
         log.warning("job %s's %s was lost with Redis's data before any worker took it: queued again", job.id, what)
-        queued, _position = await self._queue._enqueue(job)
+        queued, _position, _first_read = await self._queue._enqueue(job)
         return queued
 
     async def cancel(self) -> None:
@@ -258,6 +356,9 @@ class RedisJobHandle:
         await self._withdraw()
 
     async def _withdraw(self) -> None:
+        first_read, self._first_read = self._first_read, None
+        if first_read is not None:
+            await first_read.drop()
         # If Redis is gone too, workers still drop the job once its deadline or timeout passes.
         with contextlib.suppress(RedisError):
             await self._queue._cancel_job(self.job)
