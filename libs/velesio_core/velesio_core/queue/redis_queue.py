@@ -3,7 +3,7 @@
 Enqueueing is one Lua call (fairq.lua) that checks the queue's and the key's caps, writes the
 message in its key's lane of the fair queue and wakes an idle consumer. Events are read with
 ``XREAD BLOCK``: the API learns of each event the moment a worker writes it, and nothing in the
-request path sleeps or polls.
+request path sleeps or polls. The API sends a job's first XREAD with its enqueue, in one write.
 """
 
 from __future__ import annotations
