@@ -104,3 +104,36 @@ def test_the_worker_drops_a_job_whose_deadline_passed_unrun(redis_server, tiny_m
         assert [fields[b"t"] for _, fields in redis.xrange(events_key(job.id))] == [b"queued"]
     finally:
         assert worker.stop() == 0
+
+
+@pytest.fixture
+def busy_stalled_worker(redis_server, tiny_model, logs_dir):
+    """As :func:`stalled_worker`, with room in the queue for many waiting jobs."""
+    redis_server.client(4).flushdb()
+    stack = start_stack(redis_server.url(4), tiny_model, logs_dir, name="stalled-many", JOB_DEADLINE="4")
+    worker = stack.process("stalled-many-worker").popen
+    os.kill(worker.pid, signal.SIGSTOP)
+    yield stack
+    os.kill(worker.pid, signal.SIGCONT)
+    stack.stop()
+
+
+def test_one_api_process_holds_more_waiting_jobs_than_redis_pys_default_pool(busy_stalled_worker):
+    # Each waiting job holds a Redis connection (its XREAD) in the one API process: redis-py's
+    # pool stops at 100 unless told otherwise, and the 101st would be "Redis unreachable".
+    stack, count = busy_stalled_worker, 130
+    answers: list[requests.Response] = []
+
+    def wait_for_answer() -> None:
+        body = {"prompt": "hi", "n_predict": 4}
+        answers.append(requests.post(stack.url("/completion"), json=body, headers=stack.auth, timeout=60))
+
+    clients = [threading.Thread(target=wait_for_answer) for _ in range(count)]
+    for client in clients:
+        client.start()
+    for client in clients:
+        client.join(timeout=60)
+    assert len(answers) == count
+    messages = {response.json()["error"]["message"] for response in answers}
+    assert all(response.status_code == 503 for response in answers), messages
+    assert all("no worker started the job" in message for message in messages), messages

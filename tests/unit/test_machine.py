@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 
 import pytest
 
@@ -68,3 +70,15 @@ def test_llama_server_gets_its_threads_and_the_operators_arguments_after_them(tm
     assert threads[threads.index("--threads") + 1] == "3"
     assert threads[-2:] == ["--threads", "5"]  # the operator's come last: llama.cpp takes the last
     assert "--threads" not in command(threads=0)
+
+
+def test_the_open_files_limit_is_raised_to_the_hard_limit():
+    # In a child with systemd's default soft limit, so this test process keeps its own.
+    code = (
+        "import resource\n"
+        "resource.setrlimit(resource.RLIMIT_NOFILE, (1024, 4096))\n"
+        "from velesio_core.machine import raise_open_files_limit\n"
+        "print(raise_open_files_limit(), resource.getrlimit(resource.RLIMIT_NOFILE))\n"
+    )
+    output = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert output.split() == ["(4096,", "4096)", "(4096,", "4096)"]

@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import math
 import os
+import resource
 from pathlib import Path
 
 #: cgroup v2's CPU quota for this process's group ("max 100000", or "200000 100000": 2 CPUs).
 _CGROUP_CPU_MAX = Path("/sys/fs/cgroup/cpu.max")
+#: The soft limit on open files taken where the hard one is unlimited.
+_NO_HARD_LIMIT_FILES = 1 << 20
 
 
 def usable_cpus(cpu_max: Path = _CGROUP_CPU_MAX) -> int:
@@ -45,3 +48,17 @@ def api_workers(cpus: int) -> int:
     """API processes: one asynchronous process relays hundreds of streams, and each more costs
     its memory and a share of every core; one per four CPUs, at most eight."""
     return max(1, min(8, cpus // 4))
+
+
+def raise_open_files_limit() -> tuple[int, int]:
+    """Raise this process's soft limit on open files to its hard limit, as Go's runtime does for
+    every program; returns (soft, hard) after. A service's soft limit is often 1,024 (systemd's
+    default) while the API holds two descriptors per waiting request (the client's socket and
+    the job's Redis connection) up to API_MAX_CONNECTIONS, so the default would refuse
+    connections at about 500 waiting requests with "Too many open files"."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or soft < hard:
+        wanted = hard if hard != resource.RLIM_INFINITY else max(soft, _NO_HARD_LIMIT_FILES)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+        soft = wanted
+    return soft, hard

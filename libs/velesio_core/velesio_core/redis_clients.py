@@ -87,7 +87,13 @@ def async_client_for_url(url: str, **options: Any) -> aioredis.Redis:
     return aioredis.Redis.from_url(url, **(_URL_OPTIONS | options))
 
 
+#: No cap of the pool's own: an API process holds a connection for each job it waits on (its
+#: XREAD), a worker one for each job thread, and redis-py's default of 100 would fail the 101st
+#: with "Too many connections". API_MAX_CONNECTIONS, QUEUE_CAP and the slots bound them instead.
+POOL_MAX_CONNECTIONS = 1_000_000
+
 _URL_OPTIONS: dict[str, Any] = {
+    "max_connections": POOL_MAX_CONNECTIONS,
     "socket_timeout": SOCKET_TIMEOUT_S,
     "socket_connect_timeout": CONNECT_TIMEOUT_S,
     "socket_keepalive": True,

@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from gunicorn.app.base import BaseApplication
 
+from velesio_core import machine
 from velesio_core.metrics.multiprocess import MultiprocessDir
 from velesio_core.settings import Settings, load_or_exit
 
 from .edge import edge_worker
+
+log = logging.getLogger(__name__)
+#: Descriptors an API process needs besides its requests' (listening socket, logs, metrics files).
+_SPARE_FILES = 64
 
 if TYPE_CHECKING:  # only named here: the app's modules load in gunicorn's workers, after the fork
     from .forwarded import ForwardedClient
@@ -72,6 +78,14 @@ def metrics_hooks(directory: MultiprocessDir) -> dict[str, object]:
 
 def main() -> None:
     settings = load_or_exit(require_tokens=True)
+    open_files, _hard = machine.raise_open_files_limit()
+    if open_files < 2 * settings.max_connections + _SPARE_FILES:
+        log.warning(
+            "this process may open %d files, fewer than API_MAX_CONNECTIONS=%d waiting requests need (two each): "
+            "raise its hard limit (systemd: LimitNOFILE) or lower API_MAX_CONNECTIONS",
+            open_files,
+            settings.max_connections,
+        )
     options = gunicorn_options(settings)
     if settings.metrics:
         # Before the app (and so any metric) is imported in this process or a forked one.
