@@ -23,7 +23,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench import library, llm, peers, pickup, scale, sd  # noqa: E402
+from bench import library, llm, peers, pickup, quote, scale, sd  # noqa: E402
 from bench.cpu import gateway_cpu  # noqa: E402
 from bench.fairness import fairness  # noqa: E402
 from bench.floor import floor_cpu  # noqa: E402
@@ -94,6 +94,8 @@ def main() -> None:
     else:
         report = replace_sections(args.output.read_text(), sections, when=when)
     args.output.write_text(report.rstrip("\n") + "\n")
+    if args.output == quote.RESULTS:
+        quote.main()
     print(report)
     shutil.rmtree(work, ignore_errors=True)
 
