@@ -47,9 +47,13 @@ XREAD_BLOCK_MAX_MS = 2_000
 #: type is the union of every protocol and decoding it supports.
 _XReadReply = list[tuple[bytes, list[tuple[bytes, dict[bytes, bytes]]]]] | None
 
-#: The id of a job's first event ("queued"), fixed so that the job's first XREAD (after it) can
-#: go to Redis in the same write as the enqueue that writes it.
-FIRST_ENTRY_ID = "0-1"
+
+def first_entry_id(job: Job) -> str:
+    """The id of a job's first event ("queued"), chosen here so that the job's first XREAD (after
+    it) can go to Redis in the same write as the enqueue that writes it. Its time is the job's
+    enqueue time, as Redis's own id would say: the queue's metrics read a waiting job's age from
+    it (metrics/queue_state.py)."""
+    return f"{int(job.enqueued_at * 1000)}-1"
 
 
 #: lost.lua's answer when the job's stream is gone too (else its message alone is).
@@ -182,9 +186,8 @@ class RedisJobQueue:
         block_ms = min(int((job.deadline + _GRACE_S - time.time()) * 1000), XREAD_BLOCK_MAX_MS)
         if block_ms <= 0:
             return None, None
-        script_keys, args = self._fair.enqueue_command(
-            keys, job.id, message, lane, **options, first_entry_id=FIRST_ENTRY_ID
-        )
+        first_id = first_entry_id(job)
+        script_keys, args = self._fair.enqueue_command(keys, job.id, message, lane, **options, first_entry_id=first_id)
         pool: Any = self.redis.connection_pool  # redis-py leaves get_connection untyped
         try:
             connection = await pool.get_connection()
@@ -195,7 +198,7 @@ class RedisJobQueue:
             await connection.send_packed_command(
                 connection.pack_commands([
                     ("EVALSHA", self._fair.sha, len(script_keys), *script_keys, *args),
-                    ("XREAD", "BLOCK", block_ms, "STREAMS", events_key(job.id), FIRST_ENTRY_ID),
+                    ("XREAD", "BLOCK", block_ms, "STREAMS", events_key(job.id), first_id),
                 ])
             )  # fmt: skip
             reply = await connection.read_response()
