@@ -243,13 +243,20 @@ def nested_values(paths: list[str], answer: dict[str, Any]) -> dict[str, Any]:
 _LLAMA_LISTING = ("aliases", "tags", "architecture", "meta")
 
 
+def _sse_payload(line: bytes) -> bytes | None:
+    """The payload of an event stream's ``data:`` line; None for any other line."""
+    if line.startswith(b"data: "):
+        return line[6:].rstrip(b"\r\n")
+    if line.startswith(b"data:"):
+        return line[5:].rstrip(b"\r\n")
+    return None
+
+
 def _sse_data(response: http.client.HTTPResponse, cancellation: Cancellation) -> Iterator[bytes]:
     """The ``data:`` payloads of llama-server's event stream, as they arrive."""
     for line in response:
-        if line.startswith(b"data: "):
-            yield line[6:].rstrip(b"\r\n")
-        elif line.startswith(b"data:"):
-            yield line[5:].rstrip(b"\r\n")
+        if (data := _sse_payload(line)) is not None:
+            yield data
     cancellation.check()
 
 
@@ -267,10 +274,8 @@ def _sse_batches(
     """
     batch: list[bytes] = []
     for line in response:
-        if line.startswith(b"data: "):
-            batch.append(line[6:].rstrip(b"\r\n"))
-        elif line.startswith(b"data:"):
-            batch.append(line[5:].rstrip(b"\r\n"))
+        if (data := _sse_payload(line)) is not None:
+            batch.append(data)
         if batch and b"\n\n" not in pool.received(response):
             yield batch
             batch = []
