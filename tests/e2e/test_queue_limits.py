@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import threading
+from collections.abc import Iterator
 
 import pytest
 import requests
 
-from tests.support.processes import llama_metric, service_env, start_stack, start_worker, wait_until
+from tests.support.processes import Stack, llama_metric, service_env, start_stack, start_worker, wait_until
 from velesio_core.jobs import Job, JobKind, Queue
 from velesio_core.queue.fair import FairQueue
 from velesio_core.queue.keys import QueueKeys, events_key
@@ -25,16 +27,25 @@ def api_without_worker(redis_server, tiny_model, logs_dir):
     stack.stop()
 
 
+@contextlib.contextmanager
+def stalled_stack(redis_server, tiny_model, logs_dir, name: str, **settings: str) -> Iterator[Stack]:
+    """A stack whose real worker registered its model, then stopped taking jobs (SIGSTOP)."""
+    redis_server.client(4).flushdb()
+    stack = start_stack(redis_server.url(4), tiny_model, logs_dir, name=name, **settings)
+    worker = stack.process(f"{name}-worker").popen
+    os.kill(worker.pid, signal.SIGSTOP)
+    try:
+        yield stack
+    finally:
+        os.kill(worker.pid, signal.SIGCONT)
+        stack.stop()
+
+
 @pytest.fixture
 def stalled_worker(redis_server, tiny_model, logs_dir):
-    """A real worker that registered its model, then stopped taking jobs (SIGSTOP): its queue fills."""
-    redis_server.client(4).flushdb()
-    stack = start_stack(redis_server.url(4), tiny_model, logs_dir, name="stalled", QUEUE_CAP="2", JOB_DEADLINE="2")
-    worker = stack.process("stalled-worker").popen
-    os.kill(worker.pid, signal.SIGSTOP)
-    yield stack
-    os.kill(worker.pid, signal.SIGCONT)
-    stack.stop()
+    """A stalled worker's stack whose queue fills at two jobs."""
+    with stalled_stack(redis_server, tiny_model, logs_dir, "stalled", QUEUE_CAP="2", JOB_DEADLINE="2") as stack:
+        yield stack
 
 
 def test_health_is_503_until_a_worker_serves_a_model(api_without_worker):
@@ -108,14 +119,9 @@ def test_the_worker_drops_a_job_whose_deadline_passed_unrun(redis_server, tiny_m
 
 @pytest.fixture
 def busy_stalled_worker(redis_server, tiny_model, logs_dir):
-    """As :func:`stalled_worker`, with room in the queue for many waiting jobs."""
-    redis_server.client(4).flushdb()
-    stack = start_stack(redis_server.url(4), tiny_model, logs_dir, name="stalled-many", JOB_DEADLINE="4")
-    worker = stack.process("stalled-many-worker").popen
-    os.kill(worker.pid, signal.SIGSTOP)
-    yield stack
-    os.kill(worker.pid, signal.SIGCONT)
-    stack.stop()
+    """A stalled worker's stack with room in the queue for many waiting jobs."""
+    with stalled_stack(redis_server, tiny_model, logs_dir, "stalled-many", JOB_DEADLINE="4") as stack:
+        yield stack
 
 
 def test_one_api_process_holds_more_waiting_jobs_than_redis_pys_default_pool(busy_stalled_worker):

@@ -5,6 +5,8 @@ and a Redis that lost the queue's script still takes jobs."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import AsyncIterator
 
 import orjson
 import pytest
@@ -44,9 +46,16 @@ def finish(client, queued: Job) -> None:
     client.xadd(events_key(queued.id), {"t": EventType.RESULT.value, "d": data})
 
 
-async def warmed_up(queue: RedisJobQueue) -> None:
-    """Queue and cancel a job, so the queue's script is loaded, as on a running API."""
-    await (await queue.submit(job())).cancel()
+@contextlib.asynccontextmanager
+async def api_queue(url: str, queue_cap: int = 10) -> AsyncIterator[RedisJobQueue]:
+    """The queue as the API has it (first reads on), its script loaded by a job queued and
+    cancelled, as on a running API."""
+    queue = RedisJobQueue.from_url(url, queue_cap=queue_cap, read_first=True)
+    try:
+        await (await queue.submit(job())).cancel()
+        yield queue
+    finally:
+        await queue.close()
 
 
 def test_a_jobs_first_read_waits_in_redis_from_the_moment_it_is_queued(db):
@@ -54,17 +63,13 @@ def test_a_jobs_first_read_waits_in_redis_from_the_moment_it_is_queued(db):
     queued = job()
 
     async def go() -> list[EventType]:
-        queue = RedisJobQueue.from_url(url, queue_cap=10, read_first=True)
-        try:
-            await warmed_up(queue)
+        async with api_queue(url) as queue:
             handle = await queue.submit(queued)
             # Nothing has asked for the job's events yet: the read sent with the enqueue waits.
             waiting = blocked_readers(client)
             finish(client, queued)
             types = [event.type async for event in handle.events()]
             return [waiting, *types]
-        finally:
-            await queue.close()
 
     assert asyncio.run(go()) == [1, EventType.RESULT]
     assert blocked_readers(client) == 0
@@ -74,17 +79,13 @@ def test_a_refused_job_leaves_no_read_waiting(db):
     url, client = db
 
     async def go() -> None:
-        queue = RedisJobQueue.from_url(url, queue_cap=1, read_first=True)
-        try:
-            await warmed_up(queue)
+        async with api_queue(url, queue_cap=1) as queue:
             await queue.submit(job())
             with pytest.raises(QueueFullError):
                 await queue.submit(job())
             # Only the first job's read waits; the refused one's connection was closed.
             wait_until(lambda: blocked_readers(client) == 1, timeout=10, what="the refused job's read ending")
             assert await queue.redis.ping()
-        finally:
-            await queue.close()
 
     asyncio.run(go())
 
@@ -93,16 +94,12 @@ def test_a_job_cancelled_before_its_events_were_read_leaves_no_read_waiting(db):
     url, client = db
 
     async def go() -> None:
-        queue = RedisJobQueue.from_url(url, queue_cap=10, read_first=True)
-        try:
-            await warmed_up(queue)
+        async with api_queue(url) as queue:
             handle = await queue.submit(job())
             assert blocked_readers(client) == 1
             await handle.cancel()
             wait_until(lambda: blocked_readers(client) == 0, timeout=10, what="the cancelled job's read ending")
             assert await queue.redis.ping()
-        finally:
-            await queue.close()
 
     asyncio.run(go())
 
@@ -112,15 +109,11 @@ def test_a_redis_that_lost_the_queues_script_still_takes_jobs(db):
     queued = job()
 
     async def go() -> list[EventType]:
-        queue = RedisJobQueue.from_url(url, queue_cap=10, read_first=True)
-        try:
-            await warmed_up(queue)
+        async with api_queue(url) as queue:
             client.script_flush()  # as a restarted Redis has it
             handle = await queue.submit(queued)
             finish(client, queued)
             return [event.type async for event in handle.events()]
-        finally:
-            await queue.close()
 
     assert asyncio.run(go()) == [EventType.RESULT]
     assert client.hexists(QueueKeys(queued.queue).messages_hash, queued.id)
