@@ -84,7 +84,6 @@ def _worker_floor(llama_url: str, redis: RedisServer, jobs: int) -> tuple[float,
     parts = urlsplit(llama_url)
     llama = http.client.HTTPConnection(parts.hostname, parts.port)
     body = json.dumps(BODY).encode()
-    message = json.dumps({"prompt": BODY["prompt"], "n_predict": 8}).encode()
     headers = {"Content-Type": "application/json"}
 
     def ask(payload: bytes) -> http.client.HTTPResponse:
@@ -100,7 +99,7 @@ def _worker_floor(llama_url: str, redis: RedisServer, jobs: int) -> tuple[float,
             return llama.getresponse()
 
     def one_job() -> None:
-        client.rpush("floor:jobs", message)  # the API's side, not counted below
+        client.rpush("floor:jobs", body)  # the API's side, not counted below
         started = time.thread_time()
         take(keys=["floor:jobs"])
         result = ask(body).read()
